@@ -1,0 +1,3 @@
+from openrr.cli import main
+
+raise SystemExit(main())

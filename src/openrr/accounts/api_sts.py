@@ -1,0 +1,38 @@
+"""The STS: `GET /accounts/{id}/token` swaps `Bearer accountId:accountKey` for a signed JWT."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from openrr.accounts.service import normalize_account_id
+from openrr.http.responses import ArrJSONResponse
+from openrr.services import services_of
+
+router = APIRouter()
+
+
+def _rejected(status: int, why: str) -> Response:
+    # ARR's STS answered failures with an empty body; the reason goes in WWW-Authenticate.
+    prefix = "Invalid request" if status == 400 else "Invalid token"
+    return Response(status_code=status, headers={"WWW-Authenticate": f"{prefix}: {why}"})
+
+
+@router.get("/accounts/{account_id}/token")
+def get_token(request: Request, account_id: str) -> Response:
+    services = services_of(request)
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return _rejected(401, "an 'Authorization: Bearer <accountId>:<accountKey>' header is required")
+    given_id, sep, key = credential.strip().partition(":")
+    if not sep or not key:
+        return _rejected(401, "the bearer credential must be '<accountId>:<accountKey>'")
+    path_id = normalize_account_id(account_id)
+    if path_id is None:
+        return _rejected(400, f"the account ID '{account_id[:64]}' is not a GUID")
+    if normalize_account_id(given_id) != path_id:
+        return _rejected(401, "the credential's account ID does not match the account in the path")
+    account = services.accounts.authenticate(path_id, key)
+    if account is None:
+        return _rejected(401, "unknown account or wrong account key")
+    return ArrJSONResponse({"AccessToken": services.tokens.issue(account.account_id)})

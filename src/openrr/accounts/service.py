@@ -1,0 +1,124 @@
+"""Account registry: create, list, rotate keys, delete, authenticate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+
+from openrr.accounts.keys import hash_key, key_matches, new_key
+from openrr.store.db import Database
+from openrr.store.tables import AccountRow
+
+KeyName = Literal["primary", "secondary"]
+DEFAULT_DOMAIN = "localhost"
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    domain: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AccountWithKeys:
+    account: Account
+    primary_key: str
+    secondary_key: str
+
+
+class AccountNotFound(LookupError):
+    pass
+
+
+def normalize_account_id(value: str) -> str | None:
+    """The canonical (lower-case, hyphenated) form of a GUID, or None if `value` is not one."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _view(row: AccountRow) -> Account:
+    return Account(account_id=row.id, domain=row.domain, created_at=row.created_at)
+
+
+class AccountService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, domain: str = DEFAULT_DOMAIN, account_id: str | None = None) -> AccountWithKeys:
+        aid = normalize_account_id(account_id) if account_id else str(uuid.uuid4())
+        if aid is None:
+            raise ValueError(f"account id {account_id!r} is not a GUID")
+        primary, secondary = new_key(), new_key()
+        row = AccountRow(
+            id=aid,
+            domain=domain,
+            primary_key_hash=hash_key(primary),
+            secondary_key_hash=hash_key(secondary),
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        with self.db.write() as s:
+            if s.get(AccountRow, aid) is not None:
+                raise ValueError(f"account {aid} already exists")
+            s.add(row)
+        return AccountWithKeys(_view(row), primary, secondary)
+
+    def list(self) -> list[Account]:
+        with self.db.read() as s:
+            return [_view(r) for r in s.scalars(select(AccountRow).order_by(AccountRow.created_at))]
+
+    def get(self, account_id: str) -> Account:
+        aid = normalize_account_id(account_id)
+        with self.db.read() as s:
+            row = s.get(AccountRow, aid) if aid else None
+            if row is None:
+                raise AccountNotFound(account_id)
+            return _view(row)
+
+    def exists(self, account_id: str) -> bool:
+        try:
+            self.get(account_id)
+        except AccountNotFound:
+            return False
+        return True
+
+    def rotate_key(self, account_id: str, which: KeyName) -> str:
+        """Replace one key; the old one stops working at once."""
+        key = new_key()
+        aid = normalize_account_id(account_id)
+        with self.db.write() as s:
+            row = s.get(AccountRow, aid) if aid else None
+            if row is None:
+                raise AccountNotFound(account_id)
+            if which == "primary":
+                row.primary_key_hash = hash_key(key)
+            else:
+                row.secondary_key_hash = hash_key(key)
+        return key
+
+    def delete(self, account_id: str) -> None:
+        aid = normalize_account_id(account_id)
+        with self.db.write() as s:
+            row = s.get(AccountRow, aid) if aid else None
+            if row is None:
+                raise AccountNotFound(account_id)
+            s.delete(row)
+
+    def authenticate(self, account_id: str, key: str) -> Account | None:
+        aid = normalize_account_id(account_id)
+        if aid is None:
+            return None
+        with self.db.read() as s:
+            row = s.get(AccountRow, aid)
+            if row is None:
+                return None
+            # Check both digests every time so the answer's timing does not say which key matched.
+            ok_primary = key_matches(key, row.primary_key_hash)
+            ok_secondary = key_matches(key, row.secondary_key_hash)
+            return _view(row) if ok_primary or ok_secondary else None

@@ -1,0 +1,75 @@
+"""Builds the control plane's ASGI app: STS, the 2021 API and the v1 API over one set of services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openrr import __version__
+from openrr.accounts import api_sts
+from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
+from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
+from openrr.http.responses import ArrJSONResponse
+from openrr.services import Services
+from openrr.sessions import api_2021, api_v1
+
+logger = logging.getLogger(__name__)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        body = ArrError(404, "NotFound", "No API operation matches this path.").body()
+    elif exc.status_code == 405:
+        body = ArrError(405, "MethodNotAllowed", "This path does not support the method used.").body()
+    else:
+        body = ArrError(exc.status_code, "BadRequest", str(exc.detail)).body()
+    return ArrJSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first: dict[str, Any] = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return ArrJSONResponse(ArrError(400, "BadRequest", f"{where}: {first['msg']}").body(), status_code=400)
+
+
+def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
+    """The ASGI app. With manage_lifecycle the app starts and stops the reconciler and render servers."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await services.reconciler.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await services.reconciler.stop()
+                await services.reconciler.shutdown_sessions(
+                    "The openrr service was shut down while this session was running."
+                )
+
+    app = FastAPI(title="openrr", version=__version__, lifespan=lifespan)
+    app.state.services = services
+    app.add_exception_handler(ArrError, arr_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, internal_error_handler)
+    app.include_router(api_sts.router)
+    app.include_router(api_2021.router)
+    app.include_router(api_v1.router)
+
+    @app.get("/")
+    def index() -> dict[str, str]:
+        return {"service": "openrr", "version": __version__}
+
+    limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)
+    return ArrHeadersMiddleware(app, limiter if services.settings.rate_limit_per_s > 0 else None)

@@ -1,0 +1,185 @@
+"""The `openrr` command: serve, account, session, render-server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from openrr.config import Settings
+
+
+def _size_map(text: str) -> dict[str, int]:
+    """`Standard=2,Premium=1` -> {"Standard": 2, "Premium": 1}."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected SIZE=N, got {part!r}")
+        canonical = {"standard": "Standard", "premium": "Premium"}.get(name.strip().lower())
+        if canonical is None:
+            raise argparse.ArgumentTypeError(f"unknown size {name!r} (Standard or Premium)")
+        out[canonical] = int(value)
+    return out
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in (
+        "data_dir",
+        "host",
+        "port",
+        "database_url",
+        "render_hostname",
+        "rate_limit_per_s",
+        "rate_limit_burst",
+        "reconcile_interval_s",
+        "stop_grace_s",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "no_tls", False):
+        overrides["tls"] = False
+    defaults = Settings(**overrides)
+    for name in ("warm_pool", "capacity"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = {**getattr(defaults, name), **value}
+    return Settings(**overrides)
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="data directory (env OPENRR_DATA_DIR)")
+    p.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data directory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openrr", description="Open Remote Rendering")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (HTTPS, SQLite, local render servers)")
+    _add_data_dir(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8443)")
+    serve.add_argument("--render-hostname", help="host name clients use to reach render servers")
+    serve.add_argument("--no-tls", action="store_true", help="plain HTTP (the official SDK refuses it)")
+    serve.add_argument("--warm-pool", type=_size_map, help="warm render servers per size, e.g. Standard=1")
+    serve.add_argument("--capacity", type=_size_map, help="most live sessions per size, e.g. Standard=4")
+    serve.add_argument("--rate-limit-per-s", type=float, help="requests per second per account (0: off)")
+    serve.add_argument("--rate-limit-burst", type=int, help="burst size of the per-account limit")
+    serve.add_argument("--reconcile-interval-s", type=float, help=argparse.SUPPRESS)
+    serve.add_argument("--stop-grace-s", type=float, help="seconds between SIGTERM and SIGKILL")
+    serve.add_argument("--log-level", default="info")
+
+    account = sub.add_parser("account", help="manage accounts")
+    asub = account.add_subparsers(dest="action", required=True)
+    for name, helptext in (
+        ("create", "create an account (prints its keys once)"),
+        ("list", "list accounts"),
+        ("show", "show one account"),
+        ("rotate-key", "replace a key; the old one stops working"),
+        ("delete", "delete an account and its sessions"),
+    ):
+        p = asub.add_parser(name, help=helptext)
+        _add_data_dir(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in ("show", "rotate-key", "delete"):
+            p.add_argument("account_id")
+        if name == "create":
+            p.add_argument("--domain", default="localhost", help="account domain reported to clients")
+        if name == "rotate-key":
+            p.add_argument("--key", choices=["primary", "secondary"], default="primary")
+
+    from openrr.client import session_cli
+
+    session_cli.add_parser(sub)
+
+    rs = sub.add_parser("render-server", help="run one render server (started by the service)")
+    from openrr.render.server import add_arguments
+
+    add_arguments(rs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from openrr.serve import serve
+
+        return serve(settings_from(args), args.log_level)
+    if args.command == "account":
+        return _account(args)
+    if args.command == "session":
+        from openrr.client import session_cli
+
+        return session_cli.run(args)
+    if args.command == "render-server":
+        from openrr.render.server import run
+
+        return run(args)
+    return 2
+
+
+def _account(args: argparse.Namespace) -> int:
+    from openrr.accounts.service import AccountNotFound, AccountService
+    from openrr.services import open_database
+
+    logging.basicConfig(level=logging.WARNING)
+    db = open_database(settings_from(args))
+    accounts = AccountService(db)
+    try:
+        if args.action == "create":
+            made = accounts.create(domain=args.domain)
+            _emit(
+                args,
+                {
+                    "accountId": made.account.account_id,
+                    "primaryKey": made.primary_key,
+                    "secondaryKey": made.secondary_key,
+                    "accountDomain": made.account.domain,
+                },
+            )
+        elif args.action == "list":
+            rows = [_account_doc(a) for a in accounts.list()]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                for r in rows:
+                    print(f"{r['accountId']}  {r['accountDomain']}  created {r['createdAt']}")
+        elif args.action == "show":
+            _emit(args, _account_doc(accounts.get(args.account_id)))
+        elif args.action == "rotate-key":
+            key = accounts.rotate_key(args.account_id, args.key)
+            doc = _account_doc(accounts.get(args.account_id))
+            doc[f"{args.key}Key"] = key
+            _emit(args, doc)
+        elif args.action == "delete":
+            accounts.delete(args.account_id)
+            _emit(args, {"accountId": args.account_id, "deleted": True})
+    except AccountNotFound:
+        print(f"openrr: no account {args.account_id}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    return 0
+
+
+def _account_doc(account: Any) -> dict[str, Any]:
+    return {
+        "accountId": account.account_id,
+        "accountDomain": account.domain,
+        "createdAt": account.created_at.isoformat(),
+    }
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        width = max(len(k) for k in doc)
+        for k, v in doc.items():
+            print(f"{k:<{width}}  {v}")

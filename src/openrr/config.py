@@ -1,0 +1,96 @@
+"""Service settings: embedded defaults, overridable by `OPENRR_*` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "openrr"
+
+
+def default_capacity() -> dict[str, int]:
+    # A render server is one process; once it renders on the CPU it wants most of a core, and a Premium
+    # session is meant to get more than a Standard one.
+    cores = os.cpu_count() or 2
+    return {"Standard": max(2, cores), "Premium": max(1, cores // 2)}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENRR_", env_nested_delimiter="__")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8443
+    database_url: str | None = None
+    """SQLAlchemy URL; None means the SQLite file `openrr.db` inside the data directory."""
+    tls: bool = True
+    render_hostname: str | None = None
+    """Name clients use to reach render servers; None means `host` (or this machine's name if that is a wildcard)."""
+    extra_hostnames: list[str] = Field(default_factory=list)
+    """More names for the certificate's SAN list."""
+
+    warm_pool: dict[str, int] = Field(default_factory=lambda: {"Standard": 1, "Premium": 0})
+    capacity: dict[str, int] = Field(default_factory=default_capacity)
+
+    token_lifetime_s: int = 24 * 3600
+    rate_limit_per_s: float = 50.0
+    """Sustained requests per second allowed per account (token bucket)."""
+    rate_limit_burst: int = 200
+    retention_days: int = 30
+    list_page_size: int = 50
+    reconcile_interval_s: float = 1.0
+    start_timeout_s: float = 60.0
+    stop_grace_s: float = 5.0
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "openrr.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls_dir / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls_dir / "key.pem"
+
+    @property
+    def hosts_dir(self) -> Path:
+        return self.data_dir / "hosts"
+
+    @property
+    def public_render_hostname(self) -> str:
+        if self.render_hostname:
+            return self.render_hostname
+        if self.host in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.getfqdn()
+        return self.host
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def endpoint(self) -> str:
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"

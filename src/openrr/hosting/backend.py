@@ -1,0 +1,57 @@
+"""The one interface between sessions and whatever runs render servers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    account_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a client reaches a session's render server, once it answers."""
+
+    hostname: str
+    handshake_port: int
+    inspector_port: int
+
+
+class HostGone(Exception):
+    """The render server exited or can no longer be found; the message says why."""
+
+
+class NoCapacity(Exception):
+    pass
+
+
+class HostingBackend(Protocol):
+    def acquire(self, key: SessionKey, size: str) -> str:
+        """Start (or take from a warm pool) a render server for the session; returns its opaque host_ref.
+
+        Blocking: call it from a worker thread.
+        """
+        ...
+
+    async def probe(self, host_ref: str, key: SessionKey) -> Placement | None:
+        """The placement if the server answers its health request for this session, None if not yet.
+
+        Raises HostGone if the server is dead.
+        """
+        ...
+
+    def release(self, host_ref: str) -> None:
+        """Stop the server and make sure nothing of it is left. Blocking; idempotent."""
+        ...
+
+    def maintain(self) -> None:
+        """Periodic housekeeping (refill warm pools). Blocking."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop every server this backend runs."""
+        ...

@@ -1,0 +1,21 @@
+"""Builds the configured hosting backend; the only place that knows which one runs."""
+
+from __future__ import annotations
+
+from openrr.config import Settings
+from openrr.hosting.local import LocalBackend, LocalBackendOptions
+
+
+def build_backend(settings: Settings) -> LocalBackend:
+    return LocalBackend(
+        LocalBackendOptions(
+            hosts_dir=settings.hosts_dir,
+            logs_dir=settings.data_dir / "logs",
+            bind_host=settings.host,
+            public_hostname=settings.public_render_hostname,
+            warm_pool=settings.warm_pool,
+            certfile=settings.cert_path if settings.tls else None,
+            keyfile=settings.key_path if settings.tls else None,
+            stop_grace_s=settings.stop_grace_s,
+        )
+    )

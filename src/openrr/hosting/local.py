@@ -1,0 +1,348 @@
+"""Render servers as local child processes, with a warm pool per size.
+
+Every server has a host file (`DATA_DIR/hosts/<id>.host.json`: pid, start time, session) so that a restarted
+control plane can find, adopt or clean up what an earlier one started, and a ports file written by the
+server itself once it has bound its sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from openrr.hosting.backend import HostGone, Placement, SessionKey
+from openrr.hosting.health import fetch_health
+from openrr.render.server import CONTROL_HEADER, CONTROL_SECRET_ENV
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HostRecord:
+    """What is persisted about one render server process."""
+
+    host_id: str
+    size: str
+    pid: int
+    create_time: float
+    """psutil's process start time: tells our process apart from a later one that reuses the pid."""
+    secret: str
+    account_id: str | None = None
+    session_id: str | None = None
+
+
+@dataclass
+class _Host:
+    record: HostRecord
+    popen: subprocess.Popen[bytes] | None = None
+    """Set for servers this process started (so they can be reaped); None for adopted ones."""
+    ports: tuple[int, int] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class LocalBackendOptions:
+    hosts_dir: Path
+    logs_dir: Path
+    bind_host: str
+    public_hostname: str
+    warm_pool: dict[str, int]
+    certfile: Path | None
+    keyfile: Path | None
+    stop_grace_s: float = 5.0
+
+
+class LocalBackend:
+    def __init__(self, options: LocalBackendOptions) -> None:
+        self.opts = options
+        options.hosts_dir.mkdir(parents=True, exist_ok=True)
+        options.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._hosts: dict[str, _Host] = {}
+        self._lock = threading.Lock()
+        self._client: httpx.AsyncClient | None = None
+        scheme = "https" if options.certfile else "http"
+        probe_host = "127.0.0.1" if options.bind_host in ("0.0.0.0", "") else options.bind_host
+        probe_host = "[::1]" if probe_host == "::" else probe_host
+        self._base = f"{scheme}://{probe_host}"
+        self._verify: str | bool = str(options.certfile) if options.certfile else False
+        self._recover()
+
+    # --- HostingBackend ------------------------------------------------------------------------------
+
+    def acquire(self, key: SessionKey, size: str) -> str:
+        warm = self._take_warm(size)
+        if warm is not None:
+            try:
+                self._assign(warm, key)
+                logger.info("session %s gets warm render server %s", key.session_id, warm.record.host_id)
+                return warm.record.host_id
+            except (httpx.HTTPError, HostGone) as e:
+                logger.warning("warm server %s could not be assigned (%s); starting one", warm.record.host_id, e)
+                self.release(warm.record.host_id)
+        host = self._spawn(size, key)
+        return host.record.host_id
+
+    async def probe(self, host_ref: str, key: SessionKey) -> Placement | None:
+        host = self._host(host_ref)
+        self._check_alive(host)
+        ports = self._ports(host)
+        if ports is None:
+            return None
+        if self._client is None:
+            self._client = httpx.AsyncClient(verify=self._verify)
+        doc = await fetch_health(self._client, f"{self._base}:{ports[0]}/health")
+        if doc is None:
+            self._check_alive(host)
+            return None
+        if (doc.get("sessionId"), doc.get("accountId")) != (key.session_id, key.account_id):
+            raise HostGone(f"The process on port {ports[0]} answers for another session ({doc.get('sessionId')}).")
+        return Placement(self.opts.public_hostname, ports[0], ports[1])
+
+    def release(self, host_ref: str) -> None:
+        with self._lock:
+            host = self._hosts.pop(host_ref, None)
+        if host is None:
+            host = self._load(host_ref)
+        if host is not None:
+            self._terminate(host)
+        for suffix in (".host.json", ".ports.json", ".ports.tmp"):
+            (self.opts.hosts_dir / f"{host_ref}{suffix}").unlink(missing_ok=True)
+
+    def maintain(self) -> None:
+        with self._lock:
+            warm = [h for h in self._hosts.values() if h.record.session_id is None]
+        for host in warm:
+            if not self._alive(host):
+                logger.warning("warm render server %s died; replacing it", host.record.host_id)
+                self.release(host.record.host_id)
+        for size, wanted in self.opts.warm_pool.items():
+            with self._lock:
+                have = sum(1 for h in self._hosts.values() if h.record.session_id is None and h.record.size == size)
+            for _ in range(max(0, wanted - have)):
+                self._spawn(size, None)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            refs = list(self._hosts)
+        for ref in refs:
+            self.release(ref)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def host_refs(self) -> list[str]:
+        with self._lock:
+            return list(self._hosts)
+
+    def pid_of(self, host_ref: str) -> int | None:
+        host = self._hosts.get(host_ref) or self._load(host_ref)
+        return host.record.pid if host else None
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _spawn(self, size: str, key: SessionKey | None) -> _Host:
+        host_id = uuid.uuid4().hex[:16]
+        secret = secrets.token_urlsafe(24)
+        cmd = [
+            sys.executable,
+            "-m",
+            "openrr",
+            "render-server",
+            "--host-id",
+            host_id,
+            "--size",
+            size,
+            "--bind",
+            self.opts.bind_host,
+            "--state-file",
+            str(self._ports_path(host_id)),
+        ]
+        if key is not None:
+            cmd += ["--session-id", key.session_id, "--account-id", key.account_id]
+        if self.opts.certfile and self.opts.keyfile:
+            cmd += ["--certfile", str(self.opts.certfile), "--keyfile", str(self.opts.keyfile)]
+        env = {**os.environ, CONTROL_SECRET_ENV: secret}
+        log = open(self.opts.logs_dir / f"render-{host_id}.log", "ab")  # noqa: SIM115 (the child owns it)
+        try:
+            # A session of its own: Ctrl-C in the control plane's terminal must not reach render servers
+            # directly (the control plane stops them itself), and a killed control plane leaves them to adopt.
+            popen = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+            )
+        finally:
+            log.close()
+        try:
+            create_time = psutil.Process(popen.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = 0.0
+        record = HostRecord(host_id, size, popen.pid, create_time, secret)
+        if key is not None:
+            record.account_id, record.session_id = key.account_id, key.session_id
+        host = _Host(record, popen)
+        self._save(record)
+        with self._lock:
+            self._hosts[host_id] = host
+        logger.info(
+            "started render server %s (pid %d, %s)%s",
+            host_id,
+            popen.pid,
+            size,
+            f" for session {key.session_id}" if key else " for the warm pool",
+        )
+        return host
+
+    def _take_warm(self, size: str) -> _Host | None:
+        with self._lock:
+            for host in self._hosts.values():
+                r = host.record
+                if r.session_id is None and r.size == size and self._alive(host):
+                    # Claim it before leaving the lock so no other session takes it.
+                    r.session_id = ""
+                    return host
+        return None
+
+    def _assign(self, host: _Host, key: SessionKey) -> None:
+        deadline = time.monotonic() + 10
+        ports = self._ports(host)
+        while ports is None and time.monotonic() < deadline:
+            self._check_alive(host)
+            time.sleep(0.02)
+            ports = self._ports(host)
+        if ports is None:
+            raise HostGone("the warm server never reported its ports")
+        r = httpx.post(
+            f"{self._base}:{ports[0]}/control/assign",
+            json={"sessionId": key.session_id, "accountId": key.account_id},
+            headers={CONTROL_HEADER: host.record.secret},
+            verify=self._verify,
+            timeout=5,
+        )
+        r.raise_for_status()
+        host.record.account_id, host.record.session_id = key.account_id, key.session_id
+        self._save(host.record)
+
+    def _ports(self, host: _Host) -> tuple[int, int] | None:
+        if host.ports is None:
+            try:
+                doc = json.loads(self._ports_path(host.record.host_id).read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+            host.ports = (int(doc["handshakePort"]), int(doc["inspectorPort"]))
+        return host.ports
+
+    def _alive(self, host: _Host) -> bool:
+        if host.popen is not None:
+            return host.popen.poll() is None
+        try:
+            proc = psutil.Process(host.record.pid)
+            return proc.create_time() == host.record.create_time and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _check_alive(self, host: _Host) -> None:
+        if self._alive(host):
+            return
+        rc = host.popen.returncode if host.popen is not None else None
+        if rc is not None and rc < 0:
+            why = f"was killed by {signal.Signals(-rc).name}"
+        elif rc is not None:
+            why = f"exited with code {rc}"
+        else:
+            why = "is no longer running"
+        raise HostGone(f"The render server (pid {host.record.pid}) {why}.")
+
+    def _host(self, host_ref: str) -> _Host:
+        with self._lock:
+            host = self._hosts.get(host_ref)
+        if host is None:
+            host = self._load(host_ref)
+            if host is None:
+                raise HostGone(f"The render server {host_ref} is unknown on this machine.")
+            with self._lock:
+                self._hosts.setdefault(host_ref, host)
+        return host
+
+    def _terminate(self, host: _Host) -> None:
+        if not self._alive(host):
+            if host.popen is not None:
+                host.popen.wait()
+            return
+        pid = host.record.pid
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if not self._wait_gone(host, self.opts.stop_grace_s):
+            logger.warning("render server %s ignored SIGTERM; killing it", host.record.host_id)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            self._wait_gone(host, 5.0)
+        logger.info("render server %s (pid %d) stopped", host.record.host_id, pid)
+
+    def _wait_gone(self, host: _Host, timeout: float) -> bool:
+        if host.popen is not None:
+            try:
+                host.popen.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._alive(host):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _host_path(self, host_id: str) -> Path:
+        return self.opts.hosts_dir / f"{host_id}.host.json"
+
+    def _ports_path(self, host_id: str) -> Path:
+        return self.opts.hosts_dir / f"{host_id}.ports.json"
+
+    def _save(self, record: HostRecord) -> None:
+        path = self._host_path(record.host_id)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(record), f)
+        os.replace(tmp, path)
+
+    def _load(self, host_id: str) -> _Host | None:
+        try:
+            doc: dict[str, Any] = json.loads(self._host_path(host_id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return _Host(HostRecord(**doc))
+
+    def _recover(self) -> None:
+        """Adopt servers of live sessions left by an earlier control plane; stop its warm servers."""
+        for path in sorted(self.opts.hosts_dir.glob("*.host.json")):
+            host_id = path.name.removesuffix(".host.json")
+            host = self._load(host_id)
+            if host is None:
+                path.unlink(missing_ok=True)
+                continue
+            if host.record.session_id:
+                with self._lock:
+                    self._hosts[host_id] = host
+                logger.info("found render server %s of session %s", host_id, host.record.session_id)
+            else:
+                logger.info("stopping leftover warm render server %s", host_id)
+                self.release(host_id)

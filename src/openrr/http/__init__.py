@@ -1,0 +1,1 @@
+"""Wire-level pieces shared by the STS and both API generations: errors, headers, auth, body parsing."""

@@ -1,0 +1,39 @@
+"""Bearer-token checks for the data plane: a token is good only for its own account's resources."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from openrr.accounts.service import AccountService, normalize_account_id
+from openrr.accounts.sts import InvalidToken, TokenService
+from openrr.http.errors import ArrError, bad_request, forbidden, unauthorized
+
+
+class Authenticator:
+    def __init__(self, tokens: TokenService, accounts: AccountService) -> None:
+        self.tokens = tokens
+        self.accounts = accounts
+
+    def account_for(self, request: Request, path_account: str) -> str:
+        """The canonical account id the request may act on, or an ArrError (401/400/403)."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("An 'Authorization: Bearer <access token>' header is required.")
+        try:
+            claims = self.tokens.verify(token.strip())
+        except InvalidToken as e:
+            raise unauthorized(str(e)) from e
+        account_id = normalize_account_id(path_account)
+        if account_id is None:
+            raise bad_request(f"The account ID '{path_account}' is not a GUID.", "accountId")
+        if claims.account_id != account_id:
+            raise forbidden("The access token was not issued for this account.")
+        if not self.accounts.exists(account_id):
+            raise ArrError(
+                401,
+                "Unauthorized",
+                "The account of this access token no longer exists.",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return account_id

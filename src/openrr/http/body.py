@@ -1,0 +1,55 @@
+"""JSON request bodies parsed with ARR-style, precise error messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from openrr.http.errors import ArrError, bad_request
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise ArrError(413, "PayloadTooLarge", f"The request body is larger than {max_bytes} bytes.")
+    if not raw.strip():
+        raise bad_request("The request body is empty; a JSON object is required.")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise bad_request(f"The request body is not valid JSON: {e}.") from e
+    if not isinstance(data, dict):
+        raise bad_request(f"The request body must be a JSON object, not {_json_type(data)}.")
+    return data
+
+
+async def parse_body(request: Request, model: type[M], max_bytes: int) -> M:
+    data = await read_json_object(request, max_bytes)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        msg = first["msg"]
+        if first["type"] == "missing":
+            raise bad_request(f"The '{field}' field is required.", field) from e
+        # Errors raised by our own validators carry the full sentence already.
+        msg = msg.removeprefix("Value error, ")
+        raise bad_request(f"Invalid value for '{field}': {msg}", field) from e
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"

@@ -1,0 +1,57 @@
+"""ARR's error body, `{"error": {"code", "message", "target"?}}`, and the exception that carries it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+
+class ArrError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        target: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.target = target
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.target:
+            err["target"] = self.target
+        return {"error": err}
+
+
+def bad_request(message: str, target: str | None = None) -> ArrError:
+    return ArrError(400, "BadRequest", message, target)
+
+
+def not_found(kind: str, ident: str) -> ArrError:
+    return ArrError(404, "NotFound", f"No {kind} with the ID '{ident}' exists in this account.", kind)
+
+
+def unauthorized(message: str) -> ArrError:
+    return ArrError(401, "Unauthorized", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def forbidden(message: str) -> ArrError:
+    return ArrError(403, "Forbidden", message)
+
+
+async def arr_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ArrError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def internal_error_handler(_request: Request, _exc: Exception) -> Response:
+    body = {"error": {"code": "InternalServerError", "message": "An internal server error occurred."}}
+    return JSONResponse(body, status_code=500)

@@ -1,0 +1,72 @@
+"""Field checks shared by both API generations, with ARR's wording where ARR had one."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+from openrr.http.errors import bad_request
+
+RESOURCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+SUPPORTED_API_VERSIONS = ("2021-01-01", "2021-01-01-preview")
+
+
+def check_resource_id(kind: str, value: str) -> str:
+    if not RESOURCE_ID.fullmatch(value):
+        shown = value if len(value) <= 64 else value[:61] + "..."
+        raise bad_request(
+            f"The {kind} ID '{shown}' is invalid: it must be 1 to 256 characters long and contain only "
+            f"letters, digits, '-' and '_' (this one has {len(value)} characters).",
+            f"{kind}Id",
+        )
+    return value
+
+
+def check_api_version(value: str | None) -> str:
+    supported = ", ".join(SUPPORTED_API_VERSIONS)
+    if value is None or value == "":
+        raise bad_request(
+            f"The api-version query parameter is required. Supported versions: {supported}.", "api-version"
+        )
+    if value not in SUPPORTED_API_VERSIONS:
+        raise bad_request(
+            f"The api-version '{value}' is not supported. Supported versions: {supported}.", "api-version"
+        )
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON has one number type; 30 and 30.0 mean the same lease (PowerShell's TotalMinutes is a double).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected an integer number of minutes, got {_describe(value)}.")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected an integer number of minutes, got {value}.")
+        return int(value)
+    return value
+
+
+def _string(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_describe(value)}.")
+    return value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string '{value[:40]}'"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return str(value)
+
+
+WholeMinutes = Annotated[int, BeforeValidator(_whole_number)]
+JsonString = Annotated[str, BeforeValidator(_string)]

@@ -1,0 +1,1 @@
+"""The render server: one process per session, with a handshake port and an inspector port."""

@@ -1,0 +1,168 @@
+"""`openrr render-server`: serves the handshake port (health, control, later the stream) and the inspector.
+
+One uvicorn server listens on both ports; requests are routed by the port they arrived on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from openrr.render.identity import ServerIdentity
+from openrr.render.logbuffer import RingBufferHandler
+from openrr.render.ports import bind_in_range
+
+logger = logging.getLogger("openrr.render")
+CONTROL_SECRET_ENV = "OPENRR_RENDER_CONTROL_SECRET"
+CONTROL_HEADER = "x-openrr-control"
+INSPECTOR_PAGE = Path(__file__).with_name("inspector.html")
+
+
+class RenderServer:
+    def __init__(self, identity: ServerIdentity, control_secret: str, log: RingBufferHandler) -> None:
+        self.identity = identity
+        self.control_secret = control_secret
+        self.log = log
+        self.started = time.monotonic()
+        self.process = psutil.Process()
+        self.requests = 0
+        self.handshake = Starlette(
+            routes=[
+                Route("/health", self.health),
+                Route("/control/assign", self.assign, methods=["POST"]),
+            ]
+        )
+        self.inspector = Starlette(routes=[Route("/", self.inspector_page), Route("/api/status", self.status)])
+        self.inspector_port = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests += 1
+        port = scope.get("server", (None, None))[1]
+        app = self.inspector if port == self.inspector_port else self.handshake
+        await app(scope, receive, send)
+
+    def _identity_doc(self) -> dict[str, Any]:
+        ident = self.identity
+        return {
+            "hostId": ident.host_id,
+            "size": ident.size,
+            "sessionId": ident.session_id,
+            "accountId": ident.account_id,
+            "pid": os.getpid(),
+            "uptimeS": round(time.monotonic() - self.started, 3),
+        }
+
+    async def health(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok", **self._identity_doc()})
+
+    async def assign(self, request: Request) -> Response:
+        given = request.headers.get(CONTROL_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.control_secret.encode()):
+            return JSONResponse({"error": "bad control secret"}, status_code=403)
+        body = await request.json()
+        if not self.identity.assign(str(body["sessionId"]), str(body["accountId"])):
+            return JSONResponse({"error": "already serving another session"}, status_code=409)
+        logger.info("assigned to session %s", body["sessionId"])
+        return JSONResponse(self._identity_doc())
+
+    async def inspector_page(self, _request: Request) -> Response:
+        return HTMLResponse(INSPECTOR_PAGE.read_text())
+
+    async def status(self, _request: Request) -> Response:
+        with self.process.oneshot():
+            mem = self.process.memory_info().rss
+            cpu = self.process.cpu_percent(interval=None)
+        return JSONResponse(
+            {
+                **self._identity_doc(),
+                "stats": {"rssBytes": mem, "cpuPercent": cpu, "requests": self.requests},
+                "models": [],
+                "log": list(self.log.lines),
+            }
+        )
+
+
+def _write_state(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host-id", required=True)
+    p.add_argument("--size", default="Standard")
+    p.add_argument("--bind", default="127.0.0.1")
+    p.add_argument("--state-file", type=Path, required=True, help="where to write the chosen ports")
+    p.add_argument("--session-id")
+    p.add_argument("--account-id")
+    p.add_argument("--certfile", type=Path)
+    p.add_argument("--keyfile", type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    ring = RingBufferHandler()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().addHandler(ring)
+    secret = os.environ.pop(CONTROL_SECRET_ENV, "")
+    if not secret:
+        print(f"{CONTROL_SECRET_ENV} must be set", file=sys.stderr)
+        return 2
+    identity = ServerIdentity(host_id=args.host_id, size=args.size)
+    if args.session_id and args.account_id:
+        identity.assign(args.session_id, args.account_id)
+    server_app = RenderServer(identity, secret, ring)
+
+    handshake_sock = bind_in_range(args.bind)
+    inspector_sock = bind_in_range(args.bind)
+    server_app.inspector_port = inspector_sock.getsockname()[1]
+    config = uvicorn.Config(
+        server_app,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(args.certfile) if args.certfile else None,
+        ssl_keyfile=str(args.keyfile) if args.keyfile else None,
+        ssl_cert_reqs=ssl.CERT_NONE,
+    )
+    server = uvicorn.Server(config)
+    _write_state(
+        args.state_file,
+        {
+            "pid": os.getpid(),
+            "hostId": args.host_id,
+            "handshakePort": handshake_sock.getsockname()[1],
+            "inspectorPort": server_app.inspector_port,
+        },
+    )
+    logger.info(
+        "render server %s (%s) on %s: handshake %d, inspector %d",
+        args.host_id,
+        args.size,
+        args.bind,
+        handshake_sock.getsockname()[1],
+        server_app.inspector_port,
+    )
+    # SIGTERM is the control plane's polite stop; uvicorn turns it into a graceful exit.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sockets: list[socket.socket] = [handshake_sock, inspector_sock]
+    server.run(sockets=sockets)
+    logger.info("render server %s stopped", args.host_id)
+    return 0

@@ -1,0 +1,1 @@
+"""Rendering sessions: one state machine, one service, a reconciler, and the two API generations."""

@@ -1,0 +1,124 @@
+"""The 2021-01-01 (and 2021-01-01-preview) session API: HTTP in, SessionService calls, ARR's JSON out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from openrr.http.body import parse_body
+from openrr.http.errors import ArrError, bad_request, not_found
+from openrr.http.responses import ArrJSONResponse
+from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
+from openrr.services import Services, services_of
+from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
+from openrr.sessions.serialize import session_json
+from openrr.sessions.service import (
+    MAX_LEASE_MINUTES,
+    LeaseNotExtendable,
+    SessionConflict,
+    SessionNotFound,
+)
+from openrr.sessions.state import SessionSize
+
+router = APIRouter()
+BASE = "/accounts/{account_id}/sessions"
+
+
+class CreateSessionSettings(BaseModel):
+    # Unknown keys are ignored: RenderingSession.ps1 merges -AdditionalParameters into this body.
+    model_config = ConfigDict(extra="ignore")
+    maxLeaseTimeMinutes: WholeMinutes
+    size: JsonString
+
+
+class UpdateSessionSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    maxLeaseTimeMinutes: WholeMinutes
+
+
+def _authorize(request: Request, account_id: str, session_id: str | None = None) -> tuple[Services, str]:
+    services = services_of(request)
+    account = services.auth.account_for(request, account_id)
+    check_api_version(request.query_params.get("api-version"))
+    if session_id is not None:
+        check_resource_id("session", session_id)
+    return services, account
+
+
+def check_create_lease(minutes: int, field: str = "maxLeaseTimeMinutes") -> None:
+    if minutes < 0:
+        raise bad_request(f"The {field} value cannot be negative.", field)
+    if minutes > MAX_LEASE_MINUTES:
+        raise bad_request(f"The {field} value cannot exceed {MAX_LEASE_MINUTES} (24 hours).", field)
+
+
+def parse_size(value: str) -> SessionSize:
+    try:
+        return SessionSize.parse(value)
+    except ValueError as e:
+        raise bad_request(str(e), "size") from e
+
+
+@router.put(BASE + "/{session_id}")
+async def create_session(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id, session_id)
+    body = await parse_body(request, CreateSessionSettings, services.settings.max_body_bytes)
+    check_create_lease(body.maxLeaseTimeMinutes)
+    size = parse_size(body.size)
+    try:
+        view, created = await run_in_threadpool(
+            services.sessions.create, account, session_id, size, body.maxLeaseTimeMinutes
+        )
+    except SessionConflict as e:
+        raise ArrError(409, "Conflict", "A resource already exists under the given ID.", "sessionId") from e
+    return ArrJSONResponse(session_json(view), status_code=201 if created else 200)
+
+
+@router.get(BASE + "/{session_id}")
+def get_session(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id, session_id)
+    try:
+        view = services.sessions.get(account, session_id)
+    except SessionNotFound as e:
+        raise not_found("session", session_id) from e
+    return ArrJSONResponse(session_json(view))
+
+
+@router.patch(BASE + "/{session_id}")
+async def update_session(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id, session_id)
+    body = await parse_body(request, UpdateSessionSettings, services.settings.max_body_bytes)
+    if body.maxLeaseTimeMinutes < 0:
+        raise bad_request("The maxLeaseTimeMinutes value cannot be negative.", "maxLeaseTimeMinutes")
+    try:
+        view = await run_in_threadpool(services.sessions.extend, account, session_id, body.maxLeaseTimeMinutes)
+    except SessionNotFound as e:
+        raise not_found("session", session_id) from e
+    except LeaseNotExtendable as e:
+        raise ArrError(422, "UnprocessableEntity", str(e), "maxLeaseTimeMinutes") from e
+    return ArrJSONResponse(session_json(view))
+
+
+@router.post(BASE + "/{session_id}/:stop")
+def stop_session(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id, session_id)
+    try:
+        services.sessions.stop(account, session_id)
+    except SessionNotFound as e:
+        raise not_found("session", session_id) from e
+    return Response(status_code=204)
+
+
+@router.get(BASE)
+def list_sessions(request: Request, account_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    token = request.query_params.get("skiptoken")
+    after = decode_skiptoken(token) if token else None
+    page = services.sessions.list_live(account, services.settings.list_page_size, after)
+    doc: dict[str, object] = {"sessions": [session_json(v) for v in page.items]}
+    if page.next_after is not None:
+        # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.
+        doc["@nextLink"] = str(request.url.include_query_params(skiptoken=encode_skiptoken(page.next_after)))
+    return ArrJSONResponse(doc)

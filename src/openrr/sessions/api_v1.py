@@ -1,0 +1,139 @@
+"""The legacy v1 session API: another window onto the same sessions as the 2021 API."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from openrr.http.body import parse_body
+from openrr.http.errors import bad_request, not_found
+from openrr.http.responses import ArrJSONResponse
+from openrr.http.validation import JsonString, check_resource_id
+from openrr.services import Services, services_of
+from openrr.sessions.api_2021 import check_create_lease, parse_size
+from openrr.sessions.model import SessionView
+from openrr.sessions.service import LeaseNotExtendable, SessionNotFound
+from openrr.sessions.state import SessionStatus
+from openrr.sessions.timespan import format_timespan, parse_timespan
+
+router = APIRouter()
+BASE = "/v1/accounts/{account_id}/sessions"
+# Sizes of the 2019 preview, which old scripts may still send.
+_LEGACY_SIZES = {"small": "Standard", "big": "Premium"}
+
+
+class CreateSessionV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    maxLeaseTime: JsonString
+    size: JsonString
+    models: list[Any] | None = None
+
+
+class UpdateSessionV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    maxLeaseTime: JsonString
+
+
+def _lease_minutes(text: str) -> int:
+    try:
+        seconds = parse_timespan(text)
+    except ValueError as e:
+        raise bad_request(f"Invalid value for 'maxLeaseTime': {e}", "maxLeaseTime") from e
+    # Leases are kept in whole minutes; never grant less than asked.
+    minutes = math.ceil(seconds / 60) if seconds >= 0 else math.floor(seconds / 60)
+    return minutes
+
+
+def _authorize(request: Request, account_id: str) -> tuple[Services, str]:
+    services = services_of(request)
+    return services, services.auth.account_for(request, account_id)
+
+
+def v1_properties(v: SessionView) -> dict[str, Any]:
+    message = v.error_message if v.status in (SessionStatus.ERROR, SessionStatus.EXPIRED) else None
+    return {
+        "message": message,
+        "sessionElapsedTime": format_timespan(v.elapsed_s),
+        "sessionHostname": v.hostname,
+        "sessionId": v.id,
+        "sessionMaxLeaseTime": format_timespan(v.max_lease_minutes * 60),
+        "sessionSize": v.size.value,
+        "sessionStatus": v.status.value,
+        "teraflops": v.teraflops,
+        "handshakePort": v.handshake_port,
+        "arrInspectorPort": v.inspector_port,
+    }
+
+
+@router.post(BASE + "/create")
+async def create_session(request: Request, account_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    body = await parse_body(request, CreateSessionV1, services.settings.max_body_bytes)
+    minutes = _lease_minutes(body.maxLeaseTime)
+    check_create_lease(minutes, "maxLeaseTime")
+    size = parse_size(_LEGACY_SIZES.get(body.size.strip().lower(), body.size))
+    if body.models:
+        raise bad_request("Preloading models at creation is not supported; load them after connecting.", "models")
+    session_id = str(uuid.uuid4())
+    await run_in_threadpool(services.sessions.create, account, session_id, size, minutes)
+    location = str(request.url_for("get_session_properties_v1", account_id=account_id, session_id=session_id))
+    return ArrJSONResponse({"sessionId": session_id}, status_code=202, headers={"Location": location})
+
+
+@router.get(BASE + "/{session_id}/properties", name="get_session_properties_v1")
+def get_properties(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    check_resource_id("session", session_id)
+    try:
+        view = services.sessions.get(account, session_id)
+    except SessionNotFound as e:
+        raise not_found("session", session_id) from e
+    return ArrJSONResponse(v1_properties(view))
+
+
+@router.patch(BASE + "/{session_id}")
+async def update_session(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    check_resource_id("session", session_id)
+    body = await parse_body(request, UpdateSessionV1, services.settings.max_body_bytes)
+    minutes = _lease_minutes(body.maxLeaseTime)
+    if minutes < 0:
+        raise bad_request("The maxLeaseTime value cannot be negative.", "maxLeaseTime")
+    try:
+        await run_in_threadpool(services.sessions.extend, account, session_id, minutes)
+    except SessionNotFound as e:
+        raise not_found("session", session_id) from e
+    except LeaseNotExtendable as e:
+        raise bad_request(str(e).replace("maxLeaseTimeMinutes", "maxLeaseTime"), "maxLeaseTime") from e
+    return Response(status_code=200)
+
+
+@router.delete(BASE + "/{session_id}")
+def delete_session(request: Request, account_id: str, session_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    check_resource_id("session", session_id)
+    try:
+        services.sessions.stop(account, session_id)
+    except SessionNotFound as e:
+        raise not_found("session", session_id) from e
+    return Response(status_code=204)
+
+
+@router.get(BASE)
+def list_sessions(request: Request, account_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    sessions: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = services.sessions.list_live(account, services.settings.list_page_size, after)
+        sessions += [v1_properties(v) for v in page.items]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    return ArrJSONResponse({"sessions": sessions})

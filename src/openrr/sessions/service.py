@@ -1,0 +1,246 @@
+"""Session use cases. Both API generations and the reconciler go through this one service."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from openrr.sessions.model import SessionView
+from openrr.sessions.state import (
+    LIVE,
+    SessionSize,
+    SessionStatus,
+    lease_deadline,
+    transition,
+)
+from openrr.store.db import Database
+from openrr.store.tables import SessionRow
+
+MAX_LEASE_MINUTES = 1440
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+class SessionConflict(Exception):
+    pass
+
+
+class LeaseNotExtendable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[SessionView]
+    next_after: tuple[dt.datetime, str] | None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SessionService:
+    def __init__(self, db: Database, capacity: dict[str, int], on_change: Callable[[], None]) -> None:
+        self.db = db
+        self.capacity = capacity
+        self._on_change = on_change
+
+    # --- what clients ask for -------------------------------------------------------------------
+
+    def create(
+        self, account_id: str, session_id: str, size: SessionSize, lease_minutes: int
+    ) -> tuple[SessionView, bool]:
+        """Returns the session and whether it was created (False: an identical one already existed)."""
+        if not 0 <= lease_minutes <= MAX_LEASE_MINUTES:
+            raise ValueError(f"lease {lease_minutes} outside 0..{MAX_LEASE_MINUTES}")
+        now = _now()
+        with self.db.write() as s:
+            existing = s.get(SessionRow, (account_id, session_id))
+            if existing is not None:
+                if existing.size == size.value and existing.requested_lease_minutes == lease_minutes:
+                    return SessionView.of(existing, now), False
+                raise SessionConflict(session_id)
+            row = SessionRow(
+                account_id=account_id,
+                id=session_id,
+                size=size.value,
+                status=SessionStatus.STARTING.value,
+                requested_lease_minutes=lease_minutes,
+                max_lease_minutes=lease_minutes,
+                creation_time=now,
+                host_released=True,
+            )
+            live = self._count_live(s, size)
+            limit = self.capacity.get(size.value, 0)
+            if live >= limit:
+                # ARR accepted the create and failed the session when no server of that size was free.
+                transition(
+                    row,
+                    SessionStatus.ERROR,
+                    now,
+                    (
+                        "NoServerAvailable",
+                        f"No render server of size {size.value} is available: all {limit} are in use. "
+                        "Stop another session, or try the other size.",
+                    ),
+                )
+            s.add(row)
+            view = SessionView.of(row, now)
+        self._on_change()
+        return view, True
+
+    def get(self, account_id: str, session_id: str) -> SessionView:
+        with self.db.read() as s:
+            row = s.get(SessionRow, (account_id, session_id))
+            if row is None:
+                raise SessionNotFound(session_id)
+            return SessionView.of(row, _now())
+
+    def list_live(self, account_id: str, limit: int, after: tuple[dt.datetime, str] | None = None) -> Page:
+        """Starting and Ready sessions, oldest first, in pages of `limit`."""
+        q = (
+            select(SessionRow)
+            .where(SessionRow.account_id == account_id, SessionRow.status.in_([st.value for st in LIVE]))
+            .order_by(SessionRow.creation_time, SessionRow.id)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            q = q.where(tuple_(SessionRow.creation_time, SessionRow.id) > tuple_(*after))
+        now = _now()
+        with self.db.read() as s:
+            rows = list(s.scalars(q))
+        items = [SessionView.of(r, now) for r in rows[:limit]]
+        next_after = (rows[limit - 1].creation_time, rows[limit - 1].id) if len(rows) > limit else None
+        return Page(items, next_after)
+
+    def extend(self, account_id: str, session_id: str, lease_minutes: int) -> SessionView:
+        now = _now()
+        with self.db.write() as s:
+            row = self._get_for_update(s, account_id, session_id)
+            status = SessionStatus(row.status)
+            if not status.is_live:
+                raise LeaseNotExtendable(
+                    f"The session is {status.value}; only a Starting or Ready session can be updated."
+                )
+            if lease_minutes <= row.max_lease_minutes:
+                raise LeaseNotExtendable(
+                    f"The maxLeaseTimeMinutes value must be larger than the current value ({row.max_lease_minutes})."
+                )
+            if lease_minutes > MAX_LEASE_MINUTES:
+                raise LeaseNotExtendable(f"The maxLeaseTimeMinutes value cannot exceed {MAX_LEASE_MINUTES} (24 hours).")
+            row.max_lease_minutes = lease_minutes
+            view = SessionView.of(row, now)
+        self._on_change()
+        return view
+
+    def stop(self, account_id: str, session_id: str) -> SessionView:
+        """Stop a live session; stopping an ended one changes nothing (stop is idempotent)."""
+        now = _now()
+        with self.db.write() as s:
+            row = self._get_for_update(s, account_id, session_id)
+            if SessionStatus(row.status).is_live:
+                transition(row, SessionStatus.STOPPED, now)
+            view = SessionView.of(row, now)
+        self._on_change()
+        return view
+
+    # --- what the reconciler does ----------------------------------------------------------------
+
+    def needing_attention(self) -> list[SessionRow]:
+        """Live sessions, and ended ones whose render server may still run."""
+        with self.db.read() as s:
+            q = select(SessionRow).where(
+                SessionRow.status.in_([st.value for st in LIVE]) | (SessionRow.host_released.is_(False))
+            )
+            return list(s.scalars(q))
+
+    def attach_host(self, account_id: str, session_id: str, host_ref: str) -> bool:
+        """Record the render server placed for a Starting session. False if the session ended meanwhile."""
+        with self.db.write() as s:
+            row = self._get_for_update(s, account_id, session_id)
+            row.host_ref = host_ref
+            row.host_released = False
+            return SessionStatus(row.status) is SessionStatus.STARTING
+
+    def mark_ready(
+        self, account_id: str, session_id: str, hostname: str, handshake_port: int, inspector_port: int
+    ) -> bool:
+        with self.db.write() as s:
+            row = self._get_for_update(s, account_id, session_id)
+            if SessionStatus(row.status) is not SessionStatus.STARTING:
+                return False
+            row.hostname, row.handshake_port, row.inspector_port = hostname, handshake_port, inspector_port
+            transition(row, SessionStatus.READY, _now())
+            return True
+
+    def fail(self, account_id: str, session_id: str, code: str, message: str) -> bool:
+        with self.db.write() as s:
+            row = self._get_for_update(s, account_id, session_id)
+            if not SessionStatus(row.status).is_live:
+                return False
+            transition(row, SessionStatus.ERROR, _now(), (code, message))
+            return True
+
+    def expire_if_due(self, account_id: str, session_id: str) -> bool:
+        now = _now()
+        with self.db.write() as s:
+            row = self._get_for_update(s, account_id, session_id)
+            deadline = lease_deadline(row)
+            if SessionStatus(row.status) is not SessionStatus.READY or deadline is None or now < deadline:
+                return False
+            # The session ends at its deadline even if we notice a little later: elapsed time stays exact.
+            transition(row, SessionStatus.EXPIRED, deadline)
+            row.error_message = f"The session's lease of {row.max_lease_minutes} minutes ran out."
+            return True
+
+    def mark_released(self, account_id: str, session_id: str) -> None:
+        with self.db.write() as s:
+            row = s.get(SessionRow, (account_id, session_id))
+            if row is not None and not SessionStatus(row.status).is_live:
+                row.host_released = True
+
+    def purge_older_than(self, days: int) -> int:
+        cutoff = _now() - dt.timedelta(days=days)
+        with self.db.write() as s:
+            rows = list(
+                s.scalars(
+                    select(SessionRow).where(
+                        SessionRow.creation_time < cutoff,
+                        SessionRow.status.not_in([st.value for st in LIVE]),
+                        SessionRow.host_released.is_(True),
+                    )
+                )
+            )
+            for row in rows:
+                s.delete(row)
+            return len(rows)
+
+    def seconds_until_next_expiry(self) -> float | None:
+        now = _now()
+        with self.db.read() as s:
+            rows = s.scalars(select(SessionRow).where(SessionRow.status == SessionStatus.READY.value))
+            deadlines = [d for r in rows if (d := lease_deadline(r)) is not None]
+        if not deadlines:
+            return None
+        return max(0.0, (min(deadlines) - now).total_seconds())
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _get_for_update(self, s: Session, account_id: str, session_id: str) -> SessionRow:
+        row = s.get(SessionRow, (account_id, session_id), with_for_update=not self.db.is_sqlite)
+        if row is None:
+            raise SessionNotFound(session_id)
+        return row
+
+    def _count_live(self, s: Session, size: SessionSize) -> int:
+        if not self.db.is_sqlite:
+            # Serialise capacity checks across replicas (SQLite is serialised by its write lock already).
+            s.execute(text("SELECT pg_advisory_xact_lock(7071)"))
+        q = select(func.count()).where(SessionRow.size == size.value, SessionRow.status.in_([st.value for st in LIVE]))
+        return int(s.scalar(q) or 0)

@@ -1,0 +1,1 @@
+"""Persistent state: SQLAlchemy tables on SQLite (default) or PostgreSQL, migrated with Alembic."""
