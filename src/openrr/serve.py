@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -99,6 +100,13 @@ def serve(settings: Settings, log_level: str = "info") -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
-    services.db.dispose()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; both end up here as
+    # KeyboardInterrupt so that a requested stop exits with status 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.db.dispose()
     return 0

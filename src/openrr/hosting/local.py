@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -77,7 +78,9 @@ class LocalBackend:
         probe_host = "127.0.0.1" if options.bind_host in ("0.0.0.0", "") else options.bind_host
         probe_host = "[::1]" if probe_host == "::" else probe_host
         self._base = f"{scheme}://{probe_host}"
-        self._verify: str | bool = str(options.certfile) if options.certfile else False
+        self._verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(options.certfile)) if options.certfile else False
+        )
         self._recover()
 
     # --- HostingBackend ------------------------------------------------------------------------------

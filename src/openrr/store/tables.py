@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import ClassVar
 
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -60,5 +59,5 @@ class SessionRow(Base):
     """True once the render server of an ended session is known to be gone."""
     version: Mapped[int] = mapped_column(Integer, default=1)
 
-    __mapper_args__: ClassVar[dict[str, object]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it as is)
     __table_args__ = (Index("ix_sessions_account_created", "account_id", "creation_time", "id"),)
