@@ -31,9 +31,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
-) -> T:
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
     """Poll `probe` until it returns something truthy; fail after `timeout` seconds (never a blind sleep)."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -96,7 +94,11 @@ class Service:
         log = open(self.log_path, "ab")  # noqa: SIM115 (handed to the child)
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        wait_for(self._answers, 30, f"openrr serve on {self.endpoint} (log: {self.log_path})")
+        try:
+            wait_for(self._answers, 30, f"openrr serve on {self.endpoint} (log: {self.log_path})")
+        except BaseException:
+            self.stop()
+            raise
         if not self.account_id:
             doc = json.loads((self.data_dir / "default-account.json").read_text())
             self.account_id, self.key = doc["accountId"], doc["primaryKey"]
@@ -198,7 +200,9 @@ def session_doc(api: httpx.Client, account_id: str, session_id: str) -> dict[str
     return doc
 
 
-def wait_status(api: httpx.Client, account_id: str, session_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+def wait_status(
+    api: httpx.Client, account_id: str, session_id: str, status: str, timeout: float = 30
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         doc = session_doc(api, account_id, session_id)
         return doc if doc["status"] == status else None

@@ -19,9 +19,7 @@ def _id(prefix: str) -> str:
 def test_full_lifecycle(service: Service) -> None:
     client = service.sdk()
     sid = _id("sdk-life")
-    poller = client.begin_rendering_session(
-        session_id=sid, size=RenderingSessionSize.STANDARD, lease_time_minutes=15
-    )
+    poller = client.begin_rendering_session(session_id=sid, size=RenderingSessionSize.STANDARD, lease_time_minutes=15)
     session = poller.result(timeout=30)
     assert poller.done()
     assert session.status == RenderingSessionStatus.READY

@@ -1,0 +1,59 @@
+"""The same service on a real PostgreSQL server instead of SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from azure.mixedreality.remoterendering import RenderingSessionStatus
+
+from tests.harness import Service, free_port, openrr
+from tests.postgres import postgres_available, postgres_server
+
+# CI installs PostgreSQL (.ci/run); skipping is only for a developer machine without it, and says why.
+pytestmark = pytest.mark.skipif(
+    postgres_available() is not None and not os.environ.get("CI"), reason=str(postgres_available())
+)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    # Not under pytest's tmp dir: that is private to root, and the server runs as the postgres user.
+    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
+    try:
+        with postgres_server(base) as url:
+            yield url
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_service_on_postgres_through_the_sdk(pg_url: str, base_dir: Path) -> None:
+    data = base_dir / "pg-service"
+    made = openrr("account", "create", "--json", "--database-url", pg_url, data_dir=data)
+    account = json.loads(made.stdout)
+    args = ["--database-url", pg_url, "--warm-pool", "Standard=1"]
+    svc = Service(data, free_port(), args, account_id=account["accountId"], key=account["primaryKey"]).start()
+    try:
+        client = svc.sdk()
+        session = client.begin_rendering_session(session_id="on-pg", size="standard", lease_time_minutes=5).result(30)
+        assert session.status == RenderingSessionStatus.READY
+        assert client.update_rendering_session(session_id="on-pg", lease_time_minutes=9).lease_time_minutes == 9
+        client.stop_rendering_session(session_id="on-pg")
+        assert client.get_rendering_session(session_id="on-pg").status == RenderingSessionStatus.STOPPED
+    finally:
+        assert svc.stop() == 0
+
+    # The records really live in PostgreSQL, under Alembic's schema version.
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT status, max_lease_minutes FROM sessions WHERE id = 'on-pg'")).one()
+        assert tuple(row) == ("Stopped", 9)
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar() == 1
+    engine.dispose()
