@@ -152,3 +152,18 @@ def test_clean_shutdown_stops_render_servers_and_keeps_records(base_dir: Path, s
         assert doc["status"] == "Error" and doc["error"]["code"] == "ServiceShutdown"
     finally:
         svc.stop()
+
+
+def test_stop_escalates_to_sigkill_when_sigterm_is_not_honoured(base_dir: Path) -> None:
+    svc = Service(base_dir / "escalate", free_port(), ["--warm-pool", "Standard=0", "--stop-grace-s", "1"]).start()
+    try:
+        api = svc.api()
+        _create(api, svc.account_id, "frozen")
+        pid = _server_pid(svc, wait_status(api, svc.account_id, "frozen", "Ready"))
+        # A stopped (frozen) process cannot act on SIGTERM; only SIGKILL ends it.
+        os.kill(pid, signal.SIGSTOP)
+        assert api.post(f"/accounts/{svc.account_id}/sessions/frozen/:stop", params=API).status_code == 204
+        wait_for(lambda: _gone(pid), 15, "the frozen server to be killed after the grace period")
+        assert "ignored SIGTERM; killing it" in svc.log()
+    finally:
+        assert svc.stop() == 0
