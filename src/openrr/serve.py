@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import signal
+import socket
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -78,6 +80,19 @@ def banner(settings: Settings, account_id: str, key: str | None) -> str:
     return "\n".join(lines)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return sock
+
+
 def serve(settings: Settings, log_level: str = "info") -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per health probe would drown everything else.
@@ -86,6 +101,12 @@ def serve(settings: Settings, log_level: str = "info") -> int:
     if settings.tls:
         names = [settings.host, settings.public_render_hostname, *settings.extra_hostnames]
         ensure_certificate(settings.cert_path, settings.key_path, names)
+    try:
+        # Bind before announcing anything, so a taken port is a clear error rather than a banner and a crash.
+        sock = _bind(settings.host, settings.port)
+    except OSError as e:
+        print(f"openrr: cannot listen on {settings.host}:{settings.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     services = build_services(settings)
     account_id, key = _default_account(services)
     print(banner(settings, account_id, key), flush=True)
@@ -104,7 +125,7 @@ def serve(settings: Settings, log_level: str = "info") -> int:
     # KeyboardInterrupt so that a requested stop exits with status 0.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:

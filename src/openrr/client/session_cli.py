@@ -1,14 +1,395 @@
-"""`openrr session ...` (placeholder replaced by the session CLI)."""
+"""`openrr session create|get|list|extend|stop`: what ARR's Scripts/RenderingSession.ps1 did, against any ARR API.
+
+Exit codes: 0 success (with --wait: the session is Ready), 1 the service said no (HTTP error, session in Error,
+Expired or Stopped, wait timed out, unreachable), 2 missing or malformed settings, 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import os
+import ssl
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openrr.client.arrconfig import (
+    ENV_ACCOUNT_ID,
+    ENV_ACCOUNT_KEY,
+    ENV_CA_CERT,
+    ENV_ENDPOINT,
+    ENV_STS_ENDPOINT,
+    ConfigError,
+    find_config,
+    resolve_connection,
+    resolve_lease,
+    resolve_size,
+)
+from openrr.client.progress import StatusLine
+from openrr.client.rest import ArrConnectionError, ArrHttpError, RestClient, tls_context
+
+_T = TypeVar("_T")
+
+TERMINAL = ("ready", "error", "expired", "stopped")
+DEFAULT_TIMEOUT_S = 1200.0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _size(text: str) -> str:
+    if text.lower() not in ("standard", "premium"):
+        raise argparse.ArgumentTypeError(f"unknown size {text!r} (standard or premium)")
+    return text.lower()
 
 
 def add_parser(sub: Any) -> None:
-    sub.add_parser("session", help="manage rendering sessions")
+    session = sub.add_parser(
+        "session",
+        help="manage rendering sessions (like ARR's RenderingSession.ps1)",
+        description="Create, inspect, extend and stop rendering sessions through the ARR REST API.",
+        epilog=__doc__.split("\n\n", 1)[1].strip() if __doc__ else None,
+    )
+    actions = session.add_subparsers(dest="action", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    conn = common.add_argument_group(
+        "connection", "flags override environment variables, which override the config file"
+    )
+    conn.add_argument(
+        "--config", type=Path, metavar="FILE", help="ARR-style arrconfig.json (default: ./arrconfig.json if present)"
+    )
+    conn.add_argument("--account-id", help=f"account ID (env {ENV_ACCOUNT_ID}; accountSettings.arrAccountId)")
+    conn.add_argument("--account-key", help=f"account key (env {ENV_ACCOUNT_KEY}; accountSettings.arrAccountKey)")
+    conn.add_argument(
+        "--endpoint",
+        "--remote-rendering-domain",
+        dest="endpoint",
+        help=f"rendering domain: region name, host[:port] or URL "
+        f"(env {ENV_ENDPOINT}; renderingSessionSettings.remoteRenderingDomain)",
+    )
+    conn.add_argument(
+        "--sts-endpoint",
+        "--account-domain",
+        dest="sts_endpoint",
+        help=f"account domain (STS); defaults to the rendering domain "
+        f"(env {ENV_STS_ENDPOINT}; accountSettings.arrAccountDomain)",
+    )
+    conn.add_argument(
+        "--ca-cert", metavar="FILE", help=f"CA certificate to trust (env {ENV_CA_CERT}, then REQUESTS_CA_BUNDLE)"
+    )
+    common.add_argument("--json", action="store_true", help="print the service's JSON instead of a summary")
+
+    def with_id(p: argparse.ArgumentParser, helptext: str) -> None:
+        p.add_argument("--id", dest="session_id", help=helptext)
+
+    def with_lease(p: argparse.ArgumentParser) -> None:
+        lease = p.add_mutually_exclusive_group()
+        lease.add_argument(
+            "--lease-time", metavar="HH:MM:SS", help="lease (renderingSessionSettings.maxLeaseTime), e.g. 4:00:00"
+        )
+        lease.add_argument("--lease-minutes", type=int, metavar="N", help="lease in minutes")
+
+    def with_wait(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--wait", action="store_true", help=f"{what} poll until Ready, Error, Expired or Stopped")
+        p.add_argument(
+            "--poll-interval",
+            type=_positive,
+            metavar="S",
+            help="seconds between polls (default 2 standard, 10 premium)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=_positive,
+            default=DEFAULT_TIMEOUT_S,
+            metavar="S",
+            help=f"give up waiting after S seconds (default {DEFAULT_TIMEOUT_S:.0f})",
+        )
+
+    create = actions.add_parser("create", parents=[common], help="start a session")
+    with_id(create, "session ID (default Sample-Session-<guid>)")
+    create.add_argument("--size", "--vm-size", type=_size, help="standard or premium (renderingSessionSettings.vmSize)")
+    with_lease(create)
+    with_wait(create, "after creating,")
+
+    get = actions.add_parser("get", parents=[common], help="show a session's properties")
+    with_id(get, "session ID (asked for on a terminal when left out)")
+    with_wait(get, "")
+
+    actions.add_parser("list", parents=[common], help="list the account's live sessions")
+
+    extend = actions.add_parser("extend", parents=[common], help="set a new, larger lease (absolute, not added)")
+    with_id(extend, "session ID (asked for on a terminal when left out)")
+    with_lease(extend)
+
+    stop = actions.add_parser("stop", parents=[common], help="stop a session")
+    with_id(stop, "session ID (asked for on a terminal when left out)")
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"openrr session: {problem}", file=sys.stderr)
+        return 2
+    except (ArrHttpError, ArrConnectionError) as e:
+        print(f"openrr session: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = find_config(args.config)
+    problems: list[str] = []
+    connection = None
+    try:
+        connection = resolve_connection(
+            account_id=args.account_id,
+            account_key=args.account_key,
+            endpoint=args.endpoint,
+            sts_endpoint=args.sts_endpoint,
+            ca_cert=args.ca_cert,
+            env=os.environ,
+            config=config,
+        )
+    except ConfigError as e:
+        problems += e.problems
+    # Report every missing setting in one go, as the script's Verify* functions did.
+    size = lease = None
+    if args.action == "create":
+        size = _collect(problems, lambda: resolve_size(args.size, config))
+    if args.action in ("create", "extend"):
+        lease = _collect(problems, lambda: resolve_lease(args.lease_time, args.lease_minutes, config))
+    if problems or connection is None:
+        raise ConfigError(problems)
+
+    session_id = ""
+    if args.action == "create":
+        session_id = args.session_id or f"Sample-Session-{uuid.uuid4()}"
+    elif args.action != "list":
+        session_id = args.session_id or _ask_session_id()
+
+    try:
+        verify = tls_context(connection.ca_cert)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError([f"cannot load CA certificate {connection.ca_cert}: {e}"]) from e
+
+    with RestClient(
+        endpoint=connection.endpoint,
+        sts_endpoint=connection.sts_endpoint,
+        account_id=connection.account_id,
+        account_key=connection.account_key,
+        verify=verify,
+    ) as client:
+        if args.action == "create":
+            assert size is not None and lease is not None
+            return _create(client, args, session_id, size, lease)
+        if args.action == "get":
+            return _get(client, args, session_id)
+        if args.action == "list":
+            return _list(client, args)
+        if args.action == "extend":
+            assert lease is not None
+            return _extend(client, args, session_id, lease)
+        if args.action == "stop":
+            return _stop(client, args, session_id)
     return 2
+
+
+def _collect(problems: list[str], resolve: Callable[[], _T]) -> _T | None:
+    try:
+        return resolve()
+    except ConfigError as e:
+        problems += e.problems
+        return None
+
+
+def _ask_session_id() -> str:
+    # The script prompted ("Please enter Session Id"); without a terminal there is no one to ask.
+    if sys.stdin.isatty():
+        answer = input("Please enter Session Id: ").strip()
+        if answer:
+            return answer
+    raise ConfigError(["no session ID given - pass --id SESSION_ID"])
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+
+def _create(client: RestClient, args: argparse.Namespace, session_id: str, size: str, lease: int) -> int:
+    doc = client.create_session(session_id, lease, size)
+    if not args.wait:
+        if args.json:
+            _print_json(doc)
+        else:
+            print(f"Created session '{session_id}'. Follow it with: openrr session get --id {session_id} --wait")
+            _print_session(doc)
+        return 0
+    print(f"Provisioning a VM for rendering session '{session_id}' ...", file=sys.stderr)
+    interval = args.poll_interval or _default_interval(size)
+    return _wait_and_report(client, args, session_id, interval)
+
+
+def _get(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
+    if args.wait:
+        return _wait_and_report(client, args, session_id, args.poll_interval)
+    doc = client.get_session(session_id)
+    if args.json:
+        _print_json(doc)
+    else:
+        print("Session Status:")
+        _print_session(doc)
+    return 0
+
+
+def _list(client: RestClient, args: argparse.Namespace) -> int:
+    sessions = list(client.list_sessions())
+    if args.json:
+        _print_json({"sessions": sessions})
+        return 0
+    print(f"Currently there are {len(sessions)} sessions:")
+    for doc in sessions:
+        _print_session(doc)
+        print()
+    return 0
+
+
+def _extend(client: RestClient, args: argparse.Namespace, session_id: str, lease: int) -> int:
+    doc = client.update_session(session_id, lease)
+    if args.json:
+        _print_json(doc)
+    else:
+        print("Successfully updated session. Session properties:")
+        _print_session(doc)
+    return 0
+
+
+def _stop(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
+    client.stop_session(session_id)
+    # Stop answers 204 with no body; show the session's state after it (Stopped) instead of nothing.
+    doc = client.get_session(session_id)
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"Stopped session '{session_id}'.")
+        _print_session(doc)
+    return 0
+
+
+# --- waiting -------------------------------------------------------------------------------------
+
+
+class WaitTimeout(Exception):
+    def __init__(self, last: dict[str, Any], waited_s: float) -> None:
+        super().__init__(f"still {last.get('status')} after {waited_s:.0f} s")
+        self.last = last
+        self.waited_s = waited_s
+
+
+def _default_interval(size: str) -> float:
+    # RenderingSession.ps1 polled every 2 s for standard VMs and every 10 s otherwise.
+    return 2.0 if size.lower() == "standard" else 10.0
+
+
+def wait_for_terminal(
+    fetch: Callable[[], dict[str, Any]],
+    display: StatusLine,
+    interval: float | None,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], float]:
+    """Poll until the status is terminal (or Ready); returns the last document and the seconds waited."""
+    start = clock()
+    try:
+        while True:
+            doc = fetch()
+            waited = clock() - start
+            status = str(doc.get("status", "?"))
+            display.update(status, waited)
+            if status.lower() in TERMINAL:
+                return doc, waited
+            if interval is None:
+                interval = _default_interval(str(doc.get("size", "")))
+            remaining = timeout - waited
+            if remaining <= 0:
+                raise WaitTimeout(doc, waited)
+            sleep(min(interval, remaining))
+    finally:
+        display.finish()
+
+
+def _wait_and_report(client: RestClient, args: argparse.Namespace, session_id: str, interval: float | None) -> int:
+    display = StatusLine(sys.stderr, f"Session '{session_id}'")
+    try:
+        doc, waited = wait_for_terminal(lambda: client.get_session(session_id), display, interval, args.timeout)
+    except WaitTimeout as e:
+        print(
+            f"openrr session: timed out after {e.waited_s:.0f} s: session '{session_id}' is still "
+            f"{e.last.get('status')}. It keeps starting; stop it with: openrr session stop --id {session_id}",
+            file=sys.stderr,
+        )
+        if args.json:
+            _print_json(e.last)
+        return 1
+
+    status = str(doc.get("status", "")).lower()
+    messages = {
+        "ready": "Session is ready.",
+        "error": "The attempt to create a new session resulted in an error.",
+        "expired": "The session expired: its lease ran out. Check the lease time (maxLeaseTime).",
+        "stopped": "The session was stopped.",
+    }
+    message = f"{messages[status]} Time elapsed: {waited:.0f} s"
+    if args.json:
+        if status != "ready":
+            print(f"openrr session: {message}", file=sys.stderr)
+        _print_json(doc)
+    else:
+        print(message)
+        _print_session(doc)
+    return 0 if status == "ready" else 1
+
+
+# --- output --------------------------------------------------------------------------------------
+
+# (label as RenderingSession.ps1 printed it, JSON property); absent properties are left out, as there.
+_FIELDS = (
+    ("sessionId", "id"),
+    ("elapsedTimeMinutes", "elapsedTimeMinutes"),
+    ("sessionHostname", "hostname"),
+    ("arrInspectorPort", "arrInspectorPort"),
+    ("handshakePort", "handshakePort"),
+    ("sessionMaxLeaseTimeMinutes", "maxLeaseTimeMinutes"),
+    ("sessionSize", "size"),
+    ("sessionStatus", "status"),
+    ("error", "error"),
+)
+_WIDTH = max(len(label) for label, _ in _FIELDS) + 1
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, dict) and "code" in value:
+        return f"{value.get('code')}: {value.get('message', '')}"
+    return str(value)
+
+
+def _print_session(doc: dict[str, Any]) -> None:
+    for label, key in _FIELDS:
+        if doc.get(key) is not None:
+            print(f"    {label + ':':<{_WIDTH}} {_format_value(doc[key])}")
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2))
