@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from azure.mixedreality.remoterendering import RenderingSessionStatus
 
-from tests.harness import Service, free_port, openrr
+from tests.harness import Service, free_port, openrr, render_server_pids, wait_for
 from tests.postgres import postgres_available, postgres_server
 
 # CI installs PostgreSQL (.ci/run); skipping is only for a developer machine without it, and says why.
@@ -57,3 +57,27 @@ def test_service_on_postgres_through_the_sdk(pg_url: str, base_dir: Path) -> Non
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
         assert conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar() == 1
     engine.dispose()
+
+
+def test_render_servers_stop_even_when_the_database_is_gone(base_dir: Path) -> None:
+    data = base_dir / "pg-gone"
+    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
+    try:
+        with postgres_server(base) as url:
+            made = json.loads(openrr("account", "create", "--json", "--database-url", url, data_dir=data).stdout)
+            args = ["--database-url", url, "--warm-pool", "Standard=1"]
+            svc = Service(data, free_port(), args, account_id=made["accountId"], key=made["primaryKey"]).start()
+            try:
+                client = svc.sdk()
+                client.begin_rendering_session(session_id="orphan-check", size="Standard", lease_time_minutes=5).result(
+                    30
+                )
+                wait_for(lambda: len(render_server_pids(data)) == 2, 15, "the session's server and a refilled pool")
+            except BaseException:
+                svc.stop()
+                raise
+        # PostgreSQL is stopped now; a clean shutdown must still leave no render server behind.
+        svc.stop()
+        wait_for(lambda: not render_server_pids(data), 15, "render servers to be stopped")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

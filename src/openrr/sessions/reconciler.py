@@ -129,6 +129,7 @@ class Reconciler:
                 logger.exception("could not start a render server for %s", key.session_id)
                 await self._fail(key, "RenderServerStartFailed", f"The render server could not start: {e}")
                 return
+            self._last_maintenance = 0.0  # refill the warm pool on the next pass, not minutes later
             still_starting = await asyncio.to_thread(self.service.attach_host, key.account_id, key.session_id, host_ref)
             if not still_starting:
                 return  # stopped meanwhile: the next pass releases the server
@@ -195,11 +196,23 @@ class Reconciler:
                 self.backend.release(ref)
 
     async def shutdown_sessions(self, message: str) -> None:
-        """On a clean shutdown: live sessions end in Error (their servers stop with this machine's service)."""
-        rows = await asyncio.to_thread(self.service.needing_attention)
-        for row in rows:
-            if SessionStatus(row.status).is_live:
-                await asyncio.to_thread(self.service.fail, row.account_id, row.id, "ServiceShutdown", message)
-        await asyncio.to_thread(self.backend.shutdown)
-        for row in rows:
-            await asyncio.to_thread(self.service.mark_released, row.account_id, row.id)
+        """On a clean shutdown: stop every render server; live sessions end in Error.
+
+        The servers are stopped even if the store cannot be reached any more (nothing may be left running);
+        their sessions are then marked by the next start, which finds them dead.
+        """
+        rows: list[SessionRow] = []
+        try:
+            rows = await asyncio.to_thread(self.service.needing_attention)
+            for row in rows:
+                if SessionStatus(row.status).is_live:
+                    await asyncio.to_thread(self.service.fail, row.account_id, row.id, "ServiceShutdown", message)
+        except Exception:
+            logger.exception("could not record the shutdown in the store; stopping render servers anyway")
+        finally:
+            await asyncio.to_thread(self.backend.shutdown)
+        try:
+            for row in rows:
+                await asyncio.to_thread(self.service.mark_released, row.account_id, row.id)
+        except Exception:
+            logger.exception("could not record released render servers")
