@@ -7,9 +7,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openrr.config import Settings
+if TYPE_CHECKING:
+    from openrr.config import Settings
 
 
 def _size_map(text: str) -> dict[str, int]:
@@ -27,6 +28,8 @@ def _size_map(text: str) -> dict[str, int]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    from openrr.config import Settings
+
     overrides: dict[str, Any] = {}
     for name in (
         "data_dir",
@@ -106,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["render-server"]:
+        # Render servers start often and must start fast: skip the rest of the CLI's imports.
+        from openrr.render.server import add_arguments, run
+
+        rs = argparse.ArgumentParser(prog="openrr render-server")
+        add_arguments(rs)
+        return run(rs.parse_args(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from openrr.serve import serve

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+
+from openrr.http.responses import ArrJSONResponse
 
 
 class ArrError(Exception):
@@ -49,9 +51,9 @@ def forbidden(message: str) -> ArrError:
 
 async def arr_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ArrError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return ArrJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 async def internal_error_handler(_request: Request, _exc: Exception) -> Response:
     body = {"error": {"code": "InternalServerError", "message": "An internal server error occurred."}}
-    return JSONResponse(body, status_code=500)
+    return ArrJSONResponse(body, status_code=500)

@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         ssl_certfile=str(args.certfile) if args.certfile else None,
         ssl_keyfile=str(args.keyfile) if args.keyfile else None,
         ssl_cert_reqs=ssl.CERT_NONE,
+        # Idle kept-alive clients (the service's health probes) must not hold a stop for uvicorn's 30 s default.
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
     _write_state(
