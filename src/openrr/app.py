@@ -68,7 +68,7 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     app.include_router(api_v1.router)
 
     @app.get("/")
-    def index() -> dict[str, str]:
+    async def index() -> dict[str, str]:
         return {"service": "openrr", "version": __version__}
 
     limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)

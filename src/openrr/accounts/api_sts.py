@@ -19,7 +19,7 @@ def _rejected(status: int, why: str) -> Response:
 
 
 @router.get("/accounts/{account_id}/token")
-def get_token(request: Request, account_id: str) -> Response:
+async def get_token(request: Request, account_id: str) -> Response:
     services = services_of(request)
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -32,7 +32,7 @@ def get_token(request: Request, account_id: str) -> Response:
         return _rejected(400, f"the account ID '{account_id[:64]}' is not a GUID")
     if normalize_account_id(given_id) != path_id:
         return _rejected(401, "the credential's account ID does not match the account in the path")
-    account = services.accounts.authenticate(path_id, key)
+    account = await services.db.read_async(services.accounts.authenticate, path_id, key)
     if account is None:
         return _rejected(401, "unknown account or wrong account key")
-    return ArrJSONResponse({"AccessToken": services.tokens.issue(account.account_id)})
+    return ArrJSONResponse({"AccessToken": services.tokens.token_for(account.account_id)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Literal
@@ -15,6 +16,9 @@ from openrr.store.tables import AccountRow
 
 KeyName = Literal["primary", "secondary"]
 DEFAULT_DOMAIN = "localhost"
+EXISTS_TTL_S = 2.0
+"""How long a deleted account's unexpired tokens may still be honoured by a replica that saw it exist."""
+_ACCOUNTS = AccountRow.__table__
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ def _view(row: AccountRow) -> Account:
 class AccountService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._exists_cache: dict[str, tuple[bool, float]] = {}
 
     def create(self, domain: str = DEFAULT_DOMAIN, account_id: str | None = None) -> AccountWithKeys:
         aid = normalize_account_id(account_id) if account_id else str(uuid.uuid4())
@@ -82,11 +87,17 @@ class AccountService:
             return _view(row)
 
     def exists(self, account_id: str) -> bool:
-        try:
-            self.get(account_id)
-        except AccountNotFound:
-            return False
-        return True
+        """Whether the account exists; answers from a cache for up to EXISTS_TTL_S (checked on every API call)."""
+        now = time.monotonic()
+        cached = self._exists_cache.get(account_id)
+        if cached is not None and now - cached[1] < EXISTS_TTL_S:
+            return cached[0]
+        aid = normalize_account_id(account_id)
+        found = aid is not None and self.db.fetch_one(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.id == aid)) is not None
+        if len(self._exists_cache) > 10_000:
+            self._exists_cache.clear()
+        self._exists_cache[account_id] = (found, now)
+        return found
 
     def rotate_key(self, account_id: str, which: KeyName) -> str:
         """Replace one key; the old one stops working at once."""
@@ -109,16 +120,16 @@ class AccountService:
             if row is None:
                 raise AccountNotFound(account_id)
             s.delete(row)
+        self._exists_cache.clear()
 
     def authenticate(self, account_id: str, key: str) -> Account | None:
         aid = normalize_account_id(account_id)
         if aid is None:
             return None
-        with self.db.read() as s:
-            row = s.get(AccountRow, aid)
-            if row is None:
-                return None
-            # Check both digests every time so the answer's timing does not say which key matched.
-            ok_primary = key_matches(key, row.primary_key_hash)
-            ok_secondary = key_matches(key, row.secondary_key_hash)
-            return _view(row) if ok_primary or ok_secondary else None
+        row = self.db.fetch_one(select(_ACCOUNTS).where(_ACCOUNTS.c.id == aid))
+        if row is None:
+            return None
+        # Check both digests every time so the answer's timing does not say which key matched.
+        ok_primary = key_matches(key, row.primary_key_hash)
+        ok_secondary = key_matches(key, row.secondary_key_hash)
+        return Account(row.id, row.domain, row.created_at) if ok_primary or ok_secondary else None

@@ -6,7 +6,7 @@ from fastapi import Request
 
 from openrr.accounts.service import AccountService, normalize_account_id
 from openrr.accounts.sts import InvalidToken, TokenService
-from openrr.http.errors import ArrError, bad_request, forbidden, unauthorized
+from openrr.http.errors import account_gone, bad_request, forbidden, unauthorized
 
 
 class Authenticator:
@@ -30,10 +30,5 @@ class Authenticator:
         if claims.account_id != account_id:
             raise forbidden("The access token was not issued for this account.")
         if not self.accounts.exists(account_id):
-            raise ArrError(
-                401,
-                "Unauthorized",
-                "The account of this access token no longer exists.",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            raise account_gone()
         return account_id

@@ -13,15 +13,36 @@ from openrr.http.errors import ArrError, bad_request
 M = TypeVar("M", bound=BaseModel)
 
 
+def _too_large(max_bytes: int) -> ArrError:
+    return ArrError(413, "PayloadTooLarge", f"The request body is larger than {max_bytes} bytes.")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def _read_limited(request: Request, max_bytes: int) -> bytes:
+    """The body, refusing it as soon as it is known to be too large (never buffering more than the limit)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise ArrError(413, "PayloadTooLarge", f"The request body is larger than {max_bytes} bytes.")
+    raw = await _read_limited(request, max_bytes)
     if not raw.strip():
         raise bad_request("The request body is empty; a JSON object is required.")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as e:
         raise bad_request(f"The request body is not valid JSON: {e}.") from e
     if not isinstance(data, dict):
         raise bad_request(f"The request body must be a JSON object, not {_json_type(data)}.")

@@ -38,11 +38,15 @@ def bad_request(message: str, target: str | None = None) -> ArrError:
 
 
 def not_found(kind: str, ident: str) -> ArrError:
-    return ArrError(404, "NotFound", f"No {kind} with the ID '{ident}' exists in this account.", kind)
+    return ArrError(404, "NotFound", f"No {kind} with the ID '{ident}' exists in this account.", f"{kind}Id")
 
 
 def unauthorized(message: str) -> ArrError:
     return ArrError(401, "Unauthorized", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def account_gone() -> ArrError:
+    return unauthorized("The account of this access token no longer exists.")
 
 
 def forbidden(message: str) -> ArrError:

@@ -65,15 +65,19 @@ def account_of(path: str) -> str | None:
 class TokenBucketLimiter:
     """Per-key token buckets; `acquire` returns 0 when allowed, else seconds until a request would be."""
 
+    MAX_KEYS = 50_000
+
     def __init__(self, rate_per_s: float, burst: int) -> None:
         self.rate = rate_per_s
         self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key: str) -> float:
+    def acquire(self, key: tuple[str, str]) -> float:
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) >= self.MAX_KEYS:
+                self._prune(now)
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens >= 1.0:
@@ -81,6 +85,13 @@ class TokenBucketLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        # A bucket that has refilled completely carries no information: forget it.
+        full_after = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+        if len(self._buckets) >= self.MAX_KEYS:
+            self._buckets.clear()
 
 
 class ArrHeadersMiddleware:
@@ -110,7 +121,10 @@ class ArrHeadersMiddleware:
             extra += [(b"cache-control", b"no-store,no-cache"), (b"pragma", b"no-cache")]
 
         if account is not None and self.limiter is not None:
-            wait = self.limiter.acquire(account)
+            # Keyed by account *and* client address: requests are counted before authentication, so a
+            # client must not be able to use up another client's allowance for an account.
+            client = scope.get("client") or ("", 0)
+            wait = self.limiter.acquire((account, str(client[0])))
             if wait > 0:
                 await _send_throttled(send, extra, wait, is_sts)
                 return

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from openrr.http.body import parse_body
-from openrr.http.errors import ArrError, bad_request, not_found
+from openrr.http.errors import ArrError, account_gone, bad_request, not_found
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
 from openrr.services import Services, services_of
@@ -16,6 +16,7 @@ from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 from openrr.sessions.serialize import session_json
 from openrr.sessions.service import (
     MAX_LEASE_MINUTES,
+    AccountGone,
     LeaseNotExtendable,
     SessionConflict,
     SessionNotFound,
@@ -51,7 +52,8 @@ def check_create_lease(minutes: int, field: str = "maxLeaseTimeMinutes") -> None
     if minutes < 0:
         raise bad_request(f"The {field} value cannot be negative.", field)
     if minutes > MAX_LEASE_MINUTES:
-        raise bad_request(f"The {field} value cannot exceed {MAX_LEASE_MINUTES} (24 hours).", field)
+        limit = "1.00:00:00" if field == "maxLeaseTime" else f"{MAX_LEASE_MINUTES} (24 hours)"
+        raise bad_request(f"The {field} value cannot exceed {limit}.", field)
 
 
 def parse_size(value: str) -> SessionSize:
@@ -73,14 +75,16 @@ async def create_session(request: Request, account_id: str, session_id: str) -> 
         )
     except SessionConflict as e:
         raise ArrError(409, "Conflict", "A resource already exists under the given ID.", "sessionId") from e
+    except AccountGone as e:
+        raise account_gone() from e
     return ArrJSONResponse(session_json(view), status_code=201 if created else 200)
 
 
 @router.get(BASE + "/{session_id}")
-def get_session(request: Request, account_id: str, session_id: str) -> Response:
+async def get_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
     try:
-        view = services.sessions.get(account, session_id)
+        view = await services.db.read_async(services.sessions.get, account, session_id)
     except SessionNotFound as e:
         raise not_found("session", session_id) from e
     return ArrJSONResponse(session_json(view))
@@ -97,26 +101,34 @@ async def update_session(request: Request, account_id: str, session_id: str) -> 
     except SessionNotFound as e:
         raise not_found("session", session_id) from e
     except LeaseNotExtendable as e:
-        raise ArrError(422, "UnprocessableEntity", str(e), "maxLeaseTimeMinutes") from e
+        raise ArrError(422, "UnprocessableEntity", _lease_refusal(e), "maxLeaseTimeMinutes") from e
     return ArrJSONResponse(session_json(view))
 
 
+def _lease_refusal(e: LeaseNotExtendable) -> str:
+    if e.reason == "ended":
+        return f"The session is {e.status.value}; only a Starting or Ready session can be updated."
+    if e.reason == "not_larger":
+        return f"The maxLeaseTimeMinutes value must be larger than the current value ({e.current_minutes})."
+    return f"The maxLeaseTimeMinutes value cannot exceed {MAX_LEASE_MINUTES} (24 hours)."
+
+
 @router.post(BASE + "/{session_id}/:stop")
-def stop_session(request: Request, account_id: str, session_id: str) -> Response:
+async def stop_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
     try:
-        services.sessions.stop(account, session_id)
+        await run_in_threadpool(services.sessions.stop, account, session_id)
     except SessionNotFound as e:
         raise not_found("session", session_id) from e
     return Response(status_code=204)
 
 
 @router.get(BASE)
-def list_sessions(request: Request, account_id: str) -> Response:
+async def list_sessions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     token = request.query_params.get("skiptoken")
     after = decode_skiptoken(token) if token else None
-    page = services.sessions.list_live(account, services.settings.list_page_size, after)
+    page = await services.db.read_async(services.sessions.list_live, account, services.settings.list_page_size, after)
     doc: dict[str, object] = {"sessions": [session_json(v) for v in page.items]}
     if page.next_after is not None:
         # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.

@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from openrr.http.body import parse_body
-from openrr.http.errors import bad_request, not_found
+from openrr.http.errors import account_gone, bad_request, not_found
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, check_resource_id
 from openrr.services import Services, services_of
 from openrr.sessions.api_2021 import check_create_lease, parse_size
 from openrr.sessions.model import SessionView
-from openrr.sessions.service import LeaseNotExtendable, SessionNotFound
+from openrr.sessions.service import MAX_LEASE_MINUTES, AccountGone, LeaseNotExtendable, SessionNotFound
 from openrr.sessions.state import SessionStatus
 from openrr.sessions.timespan import format_timespan, parse_timespan
 
@@ -81,17 +81,20 @@ async def create_session(request: Request, account_id: str) -> Response:
     if body.models:
         raise bad_request("Preloading models at creation is not supported; load them after connecting.", "models")
     session_id = str(uuid.uuid4())
-    await run_in_threadpool(services.sessions.create, account, session_id, size, minutes)
+    try:
+        await run_in_threadpool(services.sessions.create, account, session_id, size, minutes)
+    except AccountGone as e:
+        raise account_gone() from e
     location = str(request.url_for("get_session_properties_v1", account_id=account_id, session_id=session_id))
     return ArrJSONResponse({"sessionId": session_id}, status_code=202, headers={"Location": location})
 
 
 @router.get(BASE + "/{session_id}/properties", name="get_session_properties_v1")
-def get_properties(request: Request, account_id: str, session_id: str) -> Response:
+async def get_properties(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id)
     check_resource_id("session", session_id)
     try:
-        view = services.sessions.get(account, session_id)
+        view = await services.db.read_async(services.sessions.get, account, session_id)
     except SessionNotFound as e:
         raise not_found("session", session_id) from e
     return ArrJSONResponse(v1_properties(view))
@@ -110,28 +113,39 @@ async def update_session(request: Request, account_id: str, session_id: str) -> 
     except SessionNotFound as e:
         raise not_found("session", session_id) from e
     except LeaseNotExtendable as e:
-        raise bad_request(str(e).replace("maxLeaseTimeMinutes", "maxLeaseTime"), "maxLeaseTime") from e
+        raise bad_request(_lease_refusal(e), "maxLeaseTime") from e
     return Response(status_code=200)
 
 
+def _lease_refusal(e: LeaseNotExtendable) -> str:
+    if e.reason == "ended":
+        return f"The session is {e.status.value}; only a Starting or Ready session can be updated."
+    if e.reason == "not_larger":
+        current = format_timespan(e.current_minutes * 60)
+        return f"The maxLeaseTime value must be longer than the current lease ({current}); it is the total since start."
+    return f"The maxLeaseTime value cannot exceed {format_timespan(MAX_LEASE_MINUTES * 60)}."
+
+
 @router.delete(BASE + "/{session_id}")
-def delete_session(request: Request, account_id: str, session_id: str) -> Response:
+async def delete_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id)
     check_resource_id("session", session_id)
     try:
-        services.sessions.stop(account, session_id)
+        await run_in_threadpool(services.sessions.stop, account, session_id)
     except SessionNotFound as e:
         raise not_found("session", session_id) from e
     return Response(status_code=204)
 
 
 @router.get(BASE)
-def list_sessions(request: Request, account_id: str) -> Response:
+async def list_sessions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     sessions: list[dict[str, Any]] = []
     after = None
     while True:
-        page = services.sessions.list_live(account, services.settings.list_page_size, after)
+        page = await services.db.read_async(
+            services.sessions.list_live, account, services.settings.list_page_size, after
+        )
         sessions += [v1_properties(v) for v in page.items]
         if page.next_after is None:
             break

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
 
 from openrr.sessions.state import TERAFLOPS, SessionSize, SessionStatus, elapsed_seconds
 from openrr.store.tables import SessionRow
@@ -30,7 +33,8 @@ class SessionView:
         return int(self.elapsed_s // 60)
 
     @classmethod
-    def of(cls, row: SessionRow, now: dt.datetime) -> SessionView:
+    def of(cls, row: SessionRow | Row[Any], now: dt.datetime) -> SessionView:
+        """From an ORM row or a Core row of the sessions table (same attribute names)."""
         status = SessionStatus(row.status)
         ready = status is SessionStatus.READY
         return cls(

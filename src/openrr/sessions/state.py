@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
+
+from sqlalchemy import Row
 
 from openrr.store.tables import SessionRow
 
@@ -68,7 +71,7 @@ def transition(
         row.error_code, row.error_message = error
 
 
-def elapsed_seconds(row: SessionRow, now: dt.datetime) -> float:
+def elapsed_seconds(row: SessionRow | Row[Any], now: dt.datetime) -> float:
     """Time spent in Ready (the lease clock)."""
     if row.ready_time is None:
         return 0.0

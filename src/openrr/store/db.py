@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, Row, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Database:
@@ -21,7 +24,8 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine: Engine = _sqlite_engine(url, begin="BEGIN")
+            # Reads run in autocommit: a single SELECT needs no BEGIN/ROLLBACK round, and WAL keeps it consistent.
+            self.engine: Engine = _sqlite_engine(url, begin=None)
             # Writers take the lock up front (BEGIN IMMEDIATE) so that a reader that later writes cannot
             # deadlock with another process (the CLI) and fail with "database is locked".
             self._write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
@@ -36,9 +40,28 @@ class Database:
     def migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self._write_engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def fetch_one(self, stmt: Executable) -> Row[Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first()
+
+    def fetch_all(self, stmt: Executable) -> list[Row[Any]]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).all())
+
+    async def read_async(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a read from async code.
+
+        SQLite reads take microseconds and never wait (WAL), so they run inline: a hop to a worker thread costs
+        more than the read, and 40 threads contending for the GIL halved API throughput (bench/RESULTS.md).
+        A PostgreSQL read crosses the network, so it goes to a worker thread.
+        """
+        if self.is_sqlite:
+            return fn(*args, **kwargs)
+        return await run_in_threadpool(fn, *args, **kwargs)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -60,7 +83,7 @@ class Database:
         self._write_engine.dispose()
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def _sqlite_engine(url: str, begin: str | None) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     # pysqlite's own transaction handling is bypassed (SQLAlchemy's documented recipe) so that we choose
@@ -74,8 +97,10 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
     return engine
