@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from openrr.accounts.keys import hash_key, key_matches, new_key
 from openrr.store.db import Database
@@ -19,6 +19,7 @@ DEFAULT_DOMAIN = "localhost"
 EXISTS_TTL_S = 2.0
 """How long a deleted account's unexpired tokens may still be honoured by a replica that saw it exist."""
 _ACCOUNTS = AccountRow.__table__
+_GET_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account_id"))
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class AccountService:
         if cached is not None and now - cached[1] < EXISTS_TTL_S:
             return cached[0]
         aid = normalize_account_id(account_id)
-        found = aid is not None and self.db.fetch_one(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.id == aid)) is not None
+        found = aid is not None and self.db.fetch_one(_GET_ACCOUNT, {"account_id": aid}) is not None
         if len(self._exists_cache) > 10_000:
             self._exists_cache.clear()
         self._exists_cache[account_id] = (found, now)
@@ -126,7 +127,7 @@ class AccountService:
         aid = normalize_account_id(account_id)
         if aid is None:
             return None
-        row = self.db.fetch_one(select(_ACCOUNTS).where(_ACCOUNTS.c.id == aid))
+        row = self.db.fetch_one(_GET_ACCOUNT, {"account_id": aid})
         if row is None:
             return None
         # Check both digests every time so the answer's timing does not say which key matched.

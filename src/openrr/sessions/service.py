@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import bindparam, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from openrr.sessions.model import SessionView
@@ -23,6 +23,10 @@ from openrr.store.tables import AccountRow, SessionRow
 
 MAX_LEASE_MINUTES = 1440
 _SESSIONS = SessionRow.__table__
+# Built once: constructing a statement costs more than running it on SQLite (bench/RESULTS.md).
+_GET_SESSION = select(_SESSIONS).where(
+    _SESSIONS.c.account_id == bindparam("account_id"), _SESSIONS.c.id == bindparam("session_id")
+)
 
 
 class SessionNotFound(LookupError):
@@ -112,9 +116,7 @@ class SessionService:
 
     def get(self, account_id: str, session_id: str) -> SessionView:
         # Core, not the ORM: this is the hottest read (every poll), and the ORM's identity map costs 4x.
-        row = self.db.fetch_one(
-            select(_SESSIONS).where(_SESSIONS.c.account_id == account_id, _SESSIONS.c.id == session_id)
-        )
+        row = self.db.fetch_one(_GET_SESSION, {"account_id": account_id, "session_id": session_id})
         if row is None:
             raise SessionNotFound(session_id)
         return SessionView.of(row, _now())

@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Executable, Row, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -34,6 +34,7 @@ class Database:
             self._write_engine = self.engine
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         self._write_factory = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._readers = threading.local()
         # SQLite allows one writer; serialising writers inside the process avoids busy-retry storms.
         self._write_lock = threading.Lock() if self.is_sqlite else None
 
@@ -44,13 +45,27 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
-    def fetch_one(self, stmt: Executable) -> Row[Any] | None:
-        with self.engine.connect() as conn:
-            return conn.execute(stmt).first()
+    def fetch_one(self, stmt: Executable, params: dict[str, Any] | None = None) -> Row[Any] | None:
+        with self._reader() as conn:
+            return conn.execute(stmt, params).first()
 
-    def fetch_all(self, stmt: Executable) -> list[Row[Any]]:
-        with self.engine.connect() as conn:
-            return list(conn.execute(stmt).all())
+    def fetch_all(self, stmt: Executable, params: dict[str, Any] | None = None) -> list[Row[Any]]:
+        with self._reader() as conn:
+            return list(conn.execute(stmt, params).all())
+
+    @contextmanager
+    def _reader(self) -> Iterator[Connection]:
+        if not self.is_sqlite:
+            with self.engine.connect() as pooled:
+                yield pooled
+            return
+        # SQLite reads run in autocommit, so a connection kept per thread holds no transaction or snapshot;
+        # keeping it saves a pool checkout per read on the API's hot path.
+        conn: Connection | None = getattr(self._readers, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            self._readers.conn = conn
+        yield conn
 
     async def read_async(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a read from async code.
