@@ -18,9 +18,7 @@ that drift on a shared machine hits all of them alike. `openrr serve` runs with 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
 import shutil
 import signal
 import statistics
@@ -43,6 +41,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.harness import Service, create_account, free_port, render_server_pids, wait_for  # noqa: E402
+
+from bench.common import load_average, print_header  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 MARK = "WRKJSON "
@@ -213,10 +213,6 @@ def load(target: Target, work: Path, connections: int, duration_s: float) -> Run
     )
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in psutil.getloadavg())
-
-
 def median_run(runs: list[Run]) -> Run:
     def med(field: str) -> float:
         return float(statistics.median(getattr(r, field) for r in runs))
@@ -242,10 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is required: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    print(
-        f"api_throughput  {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  {platform.node()}  "
-        f"{psutil.cpu_count()} cpus  python {platform.python_version()}  load average {load_average()}"
-    )
+    print_header("api_throughput")
     print(
         f"  load generator: wrk, 1 thread, {args.connections} kept-alive HTTPS connections, {args.duration:g} s per "
         f"target, {args.rounds} interleaved rounds (service, bare server and wrk share the cores)"

@@ -17,10 +17,8 @@ Every process it starts is stopped at the end, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -43,6 +41,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.harness import Service, free_port, render_server_pids, wait_for  # noqa: E402
+
+from bench.common import load_average, print_header  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 TERMINAL = {"Error", "Stopped", "Expired"}
@@ -278,10 +278,6 @@ def cold_phase(base: Path, n: int, poll_s: float, grace: float) -> dict[str, lis
     return out
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in psutil.getloadavg())
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=20, help="sessions per phase (default 20)")
@@ -299,10 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     poll_s = args.poll_ms / 1000
 
-    print(
-        f"session_start  {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  {platform.node()}  "
-        f"{psutil.cpu_count()} cpus  python {platform.python_version()}  load average {load_average()}"
-    )
+    print_header("session_start")
     print(
         f"  {args.sessions} sessions per phase, polling GET every {args.poll_ms:g} ms, "
         f"service --stop-grace-s {args.stop_grace_s:g}"

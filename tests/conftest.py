@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.harness import Service, free_port, render_server_pids, wait_for
@@ -27,3 +28,20 @@ def service(base_dir: Path) -> Iterator[Service]:
     yield svc
     assert svc.stop() == 0, svc.log()
     assert not svc.render_server_pids(), "render servers left after a clean shutdown"
+
+
+@pytest.fixture
+def api(service: Service) -> Iterator[httpx.Client]:
+    """An HTTPS client of the shared service with an STS token of its default account."""
+    with service.api() as client:
+        yield client
+
+
+@pytest.fixture
+def made(service: Service, api: httpx.Client) -> Iterator[list[str]]:
+    """Ids of sessions a test creates in the default account: stopped afterwards whatever happened."""
+    ids: list[str] = []
+    yield ids
+    for sid in ids:
+        r = api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params={"api-version": "2021-01-01"})
+        assert r.status_code in (204, 404), r.text

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +31,6 @@ V1_FIELDS = {
     "arrInspectorPort",
 }
 TIMESPAN = re.compile(r"(\d+\.)?\d{2}:\d{2}:\d{2}")
-
-
-@pytest.fixture
-def api(service: Service) -> Iterator[httpx.Client]:
-    with service.api() as client:
-        yield client
-
-
-@pytest.fixture
-def made(service: Service, api: httpx.Client) -> Iterator[list[str]]:
-    """Session ids a test created in the default account: stopped afterwards whatever happened."""
-    ids: list[str] = []
-    yield ids
-    for sid in ids:
-        r = api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=V21)
-        assert r.status_code in (204, 404), r.text
 
 
 def _v1(account_id: str) -> str:

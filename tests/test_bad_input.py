@@ -119,22 +119,6 @@ def _server_signing_key(service: Service) -> rsa.RSAPrivateKey:
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def api(service: Service) -> Iterator[httpx.Client]:
-    with service.api() as client:
-        yield client
-
-
-@pytest.fixture
-def made(service: Service, api: httpx.Client) -> Iterator[list[str]]:
-    """Ids of sessions a test may create in the default account: stopped afterwards whatever happened."""
-    ids: list[str] = []
-    yield ids
-    for sid in ids:
-        r = api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=V21)
-        assert r.status_code in (204, 404), r.text
-
-
 @pytest.fixture(scope="module")
 def ready(service: Service) -> Iterator[dict[str, Any]]:
     """One Ready session (lease 30) that the tests of this module try, and fail, to change."""
