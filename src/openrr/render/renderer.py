@@ -1,0 +1,600 @@
+"""Offscreen rendering of a session's loaded models into RGB frames (moderngl on EGL).
+
+One standalone EGL context per renderer; nothing is ever shown in a window. Geometry is uploaded once per
+model, and a frame costs one uniform write per entity and mesh, so Python overhead stays flat as models grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import moderngl
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+MAX_CUT_PLANES = 8
+SEE_THROUGH_ALPHA = 0.35
+POINT_SIZE_PX = 2.5
+OUTLINE_PX = 3.0
+CHECKER_PX = 32
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+GL_CLIP_DISTANCE0 = 0x3000  # moderngl has no flag for it; enabled with enable_direct
+
+Matrix = npt.NDArray[np.float32]
+
+# Interleaved per-vertex layout: position, normal, colour as four normalised bytes (a quarter of float32's
+# memory and fetch bandwidth, which software rasterisers feel), texture coordinates.
+_VERTEX_DTYPE = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("color", "u1", 4), ("uv", "<f4", 2)])
+_VERTEX_FORMAT = "3f 3f 4f1 2f"
+_VERTEX_ATTRIBUTES = ("in_position", "in_normal", "in_color", "in_uv")
+
+_SCENE_VERTEX_SHADER = """
+#version 330
+uniform mat4 u_view_proj;
+uniform mat4 u_model;
+uniform mat3 u_normal_matrix;
+uniform vec2 u_viewport;
+uniform float u_outline_px;
+uniform vec4 u_cut_planes[8];
+
+in vec3 in_position;
+in vec3 in_normal;
+in vec4 in_color;
+in vec2 in_uv;
+
+out vec3 v_world;
+out vec3 v_normal;
+out vec4 v_color;
+out vec2 v_uv;
+out float gl_ClipDistance[8];
+
+void main() {
+    vec4 world = u_model * vec4(in_position, 1.0);
+    // Cut planes as clip distances rather than a discard in the fragment shader: clipping is exact, costs
+    // nothing for planes not enabled, and a shader without discard keeps llvmpipe's early depth test.
+    for (int i = 0; i < 8; ++i) {
+        gl_ClipDistance[i] = dot(u_cut_planes[i].xyz, world.xyz) + u_cut_planes[i].w;
+    }
+    vec3 normal = u_normal_matrix * in_normal;
+    vec4 clip = u_view_proj * world;
+    if (u_outline_px > 0.0) {
+        // Push the hull out along the screen-space normal by a fixed number of pixels, whatever the distance.
+        vec2 n = (u_view_proj * vec4(normal, 0.0)).xy;
+        float len = length(n);
+        if (len > 1e-8) {
+            clip.xy += (n / len) * (2.0 * u_outline_px / u_viewport) * clip.w;
+        }
+    }
+    gl_Position = clip;
+    v_world = world.xyz;
+    v_normal = normal;
+    v_color = in_color;
+    v_uv = in_uv;
+}
+"""
+
+_SCENE_FRAGMENT_SHADER = """
+#version 330
+uniform sampler2D u_texture;
+uniform vec3 u_camera_position;
+uniform vec3 u_key_light;
+uniform vec4 u_tint;
+uniform float u_alpha;
+uniform float u_outline_px;
+
+in vec3 v_world;
+in vec3 v_normal;
+in vec4 v_color;
+in vec2 v_uv;
+
+out vec4 f_color;
+
+const vec3 HIGHLIGHT = vec3(1.0, 0.62, 0.05);
+
+void main() {
+    if (u_outline_px > 0.0) {
+        f_color = vec4(HIGHLIGHT, 1.0);
+        return;
+    }
+    vec4 base = texture(u_texture, v_uv) * v_color;
+    base.rgb = mix(base.rgb, u_tint.rgb, u_tint.a);
+
+    vec3 color = base.rgb;
+    float normal_len = length(v_normal);
+    // Point clouds often come without normals: show their colours unlit rather than black.
+    if (normal_len > 1e-6) {
+        vec3 v = normalize(u_camera_position - v_world);
+        vec3 n = v_normal / normal_len;
+        // Back-face culling is off (models may be single-sided), so light whichever side faces the camera.
+        if (dot(n, v) < 0.0) {
+            n = -n;
+        }
+        float head = max(dot(n, v), 0.0);
+        float key = max(dot(n, u_key_light), 0.0);
+        float spec = pow(max(dot(n, normalize(v + u_key_light)), 0.0), 32.0);
+        color = base.rgb * (0.18 + 0.5 * head + 0.32 * key) + vec3(0.15 * spec);
+    }
+    f_color = vec4(color, u_alpha * base.a);
+}
+"""
+
+_CHECKER_VERTEX_SHADER = """
+#version 330
+out float gl_ClipDistance[8];
+void main() {
+    // Clip distances stay enabled while cut planes are set; keep this triangle on their inside.
+    for (int i = 0; i < 8; ++i) {
+        gl_ClipDistance[i] = 1.0;
+    }
+    // One triangle that covers the whole viewport, with no vertex buffer.
+    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
+    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+
+_CHECKER_FRAGMENT_SHADER = f"""
+#version 330
+out vec4 f_color;
+void main() {{
+    ivec2 cell = ivec2(gl_FragCoord.xy) / {CHECKER_PX};
+    float on = float((cell.x + cell.y) & 1);
+    f_color = vec4(mix(vec3(0.30), vec3(0.62), on), 1.0);
+}}
+"""
+
+
+class MeshLike(Protocol):
+    """What the renderer reads from `openrr.render.scene.MeshData` (uvs in glTF's convention: v = 0 at the top)."""
+
+    positions: np.ndarray
+    normals: np.ndarray
+    colors: np.ndarray
+    indices: np.ndarray | None
+    uvs: np.ndarray | None
+    texture: np.ndarray | None
+
+
+class ModelLike(Protocol):
+    """What the renderer reads from `openrr.render.scene.ModelData`."""
+
+    name: str
+    bounds_min: np.ndarray
+    bounds_max: np.ndarray
+
+    @property
+    def meshes(self) -> Sequence[MeshLike]: ...
+
+
+@dataclass(frozen=True)
+class Camera:
+    position: tuple[float, float, float] = (0.0, 0.0, 5.0)
+    target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    up: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    fov_y_deg: float = 60.0
+    near: float = 0.01
+    far: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fov_y_deg < 180.0:
+            raise ValueError(f"fov_y_deg must be in (0, 180), got {self.fov_y_deg}")
+        if not 0.0 < self.near < self.far:
+            raise ValueError(f"need 0 < near < far, got near={self.near} far={self.far}")
+        if np.allclose(self.position, self.target):
+            raise ValueError("camera position and target coincide")
+
+
+@dataclass
+class FrameStats:
+    render_ms: float
+    """Wall time to render and read back this frame (readback waits for the GPU, so GPU time is in it)."""
+    triangles_drawn: int
+    points_drawn: int
+
+
+def look_at(camera: Camera) -> Matrix:
+    """World→view, row-major, right-handed, looking down -z."""
+    eye = np.asarray(camera.position, dtype=np.float64)
+    forward = np.asarray(camera.target, dtype=np.float64) - eye
+    forward /= np.linalg.norm(forward)
+    up = np.asarray(camera.up, dtype=np.float64)
+    side = np.cross(forward, up)
+    if np.linalg.norm(side) < 1e-9:
+        # Looking along `up`: any perpendicular up vector keeps the matrix well-defined.
+        side = np.cross(forward, (1.0, 0.0, 0.0) if abs(forward[0]) < 0.9 else (0.0, 0.0, 1.0))
+    side /= np.linalg.norm(side)
+    true_up = np.cross(side, forward)
+    view = np.identity(4)
+    view[0, :3], view[1, :3], view[2, :3] = side, true_up, -forward
+    view[:3, 3] = -view[:3, :3] @ eye
+    return view.astype(np.float32)
+
+
+def perspective(camera: Camera, aspect: float) -> Matrix:
+    """View→clip, row-major, OpenGL depth range [-1, 1]."""
+    f = 1.0 / math.tan(math.radians(camera.fov_y_deg) / 2.0)
+    n, fa = camera.near, camera.far
+    proj = np.zeros((4, 4))
+    proj[0, 0] = f / aspect
+    proj[1, 1] = f
+    proj[2, 2] = (fa + n) / (n - fa)
+    proj[2, 3] = 2.0 * fa * n / (n - fa)
+    proj[3, 2] = -1.0
+    return proj.astype(np.float32)
+
+
+def _gl_matrix(m: npt.NDArray[Any]) -> bytes:
+    """Row-major numpy matrix → the column-major bytes GLSL expects."""
+    return np.ascontiguousarray(m.T, dtype=np.float32).tobytes()
+
+
+def _uniform(program: moderngl.Program, name: str) -> moderngl.Uniform:
+    member = program[name]
+    assert isinstance(member, moderngl.Uniform), f"{name} is not a plain uniform"
+    return member
+
+
+@dataclass
+class _GpuMesh:
+    vao: moderngl.VertexArray
+    vbo: moderngl.Buffer
+    ibo: moderngl.Buffer | None
+    texture: moderngl.Texture | None
+    triangles: int
+    points: int
+
+
+@dataclass
+class _Entity:
+    meshes: list[_GpuMesh]
+    center: npt.NDArray[np.float64]
+    """Model-space centre of the bounds; sorts see-through entities back to front."""
+    transform: npt.NDArray[np.float64] = field(default_factory=lambda: np.identity(4))
+    model_bytes: bytes = _gl_matrix(np.identity(4))
+    normal_bytes: bytes = _gl_matrix(np.identity(3))
+    hidden: bool = False
+    tint: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    see_through: bool = False
+    selected: bool = False
+
+    @property
+    def triangles(self) -> int:
+        return sum(m.triangles for m in self.meshes)
+
+    @property
+    def points(self) -> int:
+        return sum(m.points for m in self.meshes)
+
+
+class Renderer:
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 720,
+        background: tuple[float, float, float] = (0.12, 0.12, 0.14),
+    ) -> None:
+        # The stub types **settings as dicts; moderngl passes them on to glcontext as plain keyword values.
+        self.ctx = moderngl.create_context(standalone=True, backend="egl")  # type: ignore[arg-type]
+        self._released = False
+        self.gl_renderer: str = str(self.ctx.info["GL_RENDERER"])
+        self.software = any(name in self.gl_renderer.lower() for name in SOFTWARE_RENDERERS)
+        logger.info(
+            "GL_RENDERER %s (%s rendering), GL %s",
+            self.gl_renderer,
+            "software" if self.software else "hardware",
+            self.ctx.info["GL_VERSION"],
+        )
+        self.background = background
+        self.camera = Camera()
+        self.over_limit = False
+        self._entities: dict[int, _Entity] = {}
+
+        self._program = self.ctx.program(vertex_shader=_SCENE_VERTEX_SHADER, fragment_shader=_SCENE_FRAGMENT_SHADER)
+        self._checker_program = self.ctx.program(
+            vertex_shader=_CHECKER_VERTEX_SHADER, fragment_shader=_CHECKER_FRAGMENT_SHADER
+        )
+        self._checker_vao = self.ctx.vertex_array(self._checker_program, [])
+        # Looked up once: moderngl's by-name lookup is a dict access plus a Python call per uniform per draw.
+        p = self._program
+        self._u_view_proj = _uniform(p, "u_view_proj")
+        self._u_model = _uniform(p, "u_model")
+        self._u_normal_matrix = _uniform(p, "u_normal_matrix")
+        self._u_viewport = _uniform(p, "u_viewport")
+        self._u_outline_px = _uniform(p, "u_outline_px")
+        self._u_cut_planes = _uniform(p, "u_cut_planes")
+        self._u_camera_position = _uniform(p, "u_camera_position")
+        self._u_tint = _uniform(p, "u_tint")
+        self._u_alpha = _uniform(p, "u_alpha")
+        _uniform(p, "u_texture").value = 0
+        key = np.array([0.45, 0.8, 0.4])
+        _uniform(p, "u_key_light").value = tuple(float(c) for c in key / np.linalg.norm(key))
+        self.set_cut_planes([])
+        # Meshes without a texture sample this, so the shader needs no branch for them.
+        self._white = self.ctx.texture((1, 1), 4, b"\xff\xff\xff\xff")
+
+        self.width = 0
+        self.height = 0
+        self._fbo: moderngl.Framebuffer | None = None
+        self.resize(width, height)
+
+    # -- frame buffer ---------------------------------------------------------------------------------------
+
+    def resize(self, width: int, height: int) -> None:
+        limit = int(self.ctx.info["GL_MAX_RENDERBUFFER_SIZE"])
+        if not (0 < width <= limit and 0 < height <= limit):
+            raise ValueError(f"frame size must be within 1..{limit}, got {width}x{height}")
+        if (width, height) == (self.width, self.height):
+            return
+        self._release_fbo()
+        self._fbo = self.ctx.framebuffer(
+            color_attachments=[self.ctx.renderbuffer((width, height), 4)],
+            depth_attachment=self.ctx.depth_renderbuffer((width, height)),
+        )
+        self.width, self.height = width, height
+        self._u_viewport.value = (float(width), float(height))
+
+    def _release_fbo(self) -> None:
+        if self._fbo is None:
+            return
+        for attachment in (*self._fbo.color_attachments, self._fbo.depth_attachment):
+            attachment.release()
+        self._fbo.release()
+        self._fbo = None
+
+    # -- scene ----------------------------------------------------------------------------------------------
+
+    def add_model(self, entity_id: int, model: ModelLike) -> None:
+        """Upload a model's buffers and textures once; an existing entity with this id is replaced."""
+        meshes = [self._upload(mesh) for mesh in model.meshes if len(mesh.positions)]
+        center = (np.asarray(model.bounds_min, dtype=np.float64) + np.asarray(model.bounds_max, dtype=np.float64)) / 2
+        self.remove(entity_id)
+        self._entities[entity_id] = _Entity(meshes=meshes, center=center)
+
+    def remove(self, entity_id: int) -> None:
+        """Free an entity's GPU objects; removing an unknown id does nothing."""
+        entity = self._entities.pop(entity_id, None)
+        if entity is not None:
+            for mesh in entity.meshes:
+                self._release_mesh(mesh)
+
+    def set_transform(self, entity_id: int, matrix: npt.ArrayLike) -> None:
+        """4×4 row-major model→world: p_world = M @ [p, 1]. KeyError for an unknown entity."""
+        entity = self._entities[entity_id]
+        m = np.asarray(matrix, dtype=np.float64)
+        if m.shape != (4, 4) or not np.isfinite(m).all():
+            raise ValueError(f"transform must be a finite 4x4 matrix, got shape {m.shape}")
+        linear = m[:3, :3]
+        try:
+            normal = np.linalg.inv(linear).T
+        except np.linalg.LinAlgError:
+            # A flattened (zero-scale) axis has no inverse; its surface is edge-on anyway.
+            normal = linear
+        entity.transform = m
+        entity.model_bytes = _gl_matrix(m)
+        entity.normal_bytes = _gl_matrix(normal)
+
+    def set_override(
+        self,
+        entity_id: int,
+        *,
+        hidden: bool | None = None,
+        tint: tuple[float, float, float, float] | None = None,
+        see_through: bool | None = None,
+        selected: bool | None = None,
+    ) -> None:
+        """Change an entity's display state; None leaves a property as it is, tint (0, 0, 0, 0) clears it.
+
+        Tint alpha blends the tint colour over the base colour. KeyError for an unknown entity.
+        """
+        entity = self._entities[entity_id]
+        if hidden is not None:
+            entity.hidden = hidden
+        if tint is not None:
+            if len(tint) != 4:
+                raise ValueError(f"tint must be (r, g, b, a), got {tint!r}")
+            r, g, b, a = (min(max(float(c), 0.0), 1.0) for c in tint)
+            entity.tint = (r, g, b, a)
+        if see_through is not None:
+            entity.see_through = see_through
+        if selected is not None:
+            entity.selected = selected
+
+    def set_cut_planes(self, planes: Sequence[tuple[Sequence[float], Sequence[float]]]) -> None:
+        """World-space (normal, point) pairs; geometry is kept where dot(normal, p - point) >= 0."""
+        if len(planes) > MAX_CUT_PLANES:
+            raise ValueError(f"at most {MAX_CUT_PLANES} cut planes, got {len(planes)}")
+        packed = np.zeros((MAX_CUT_PLANES, 4), dtype=np.float32)
+        for i, (normal, point) in enumerate(planes):
+            n = np.asarray(normal, dtype=np.float64)
+            p = np.asarray(point, dtype=np.float64)
+            if n.shape != (3,) or p.shape != (3,) or not (np.isfinite(n).all() and np.isfinite(p).all()):
+                raise ValueError(f"cut plane {i}: normal and point must be finite 3-vectors")
+            length = np.linalg.norm(n)
+            if length < 1e-12:
+                raise ValueError(f"cut plane {i}: normal is zero")
+            n /= length
+            packed[i] = (*n, -float(n @ p))
+        packed[len(planes) :, 3] = 1.0  # unused slots keep everything, whether enabled or not
+        self._u_cut_planes.write(packed.tobytes())
+        for i in range(MAX_CUT_PLANES):
+            (self.ctx.enable_direct if i < len(planes) else self.ctx.disable_direct)(GL_CLIP_DISTANCE0 + i)
+
+    def set_camera(self, camera: Camera) -> None:
+        self.camera = camera
+
+    def set_over_limit(self, over: bool) -> None:
+        """While True, frames show a checkerboard instead of the scene, as ARR did past a session's limit."""
+        self.over_limit = over
+
+    # -- frame ----------------------------------------------------------------------------------------------
+
+    def render(self) -> tuple[npt.NDArray[np.uint8], FrameStats]:
+        """One frame as (height, width, 3) uint8 RGB, top row first."""
+        start = time.perf_counter()
+        ctx, fbo = self.ctx, self._fbo
+        assert fbo is not None, "renderer released"
+        fbo.use()
+        ctx.clear(*self.background, 1.0, depth=1.0)
+        triangles = points = 0
+        if self.over_limit:
+            ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
+            self._checker_vao.render(moderngl.TRIANGLES, vertices=3)
+        else:
+            triangles, points = self._draw_scene(fbo)
+        frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        fbo.read_into(frame, components=3, alignment=1)
+        return frame, FrameStats((time.perf_counter() - start) * 1000.0, triangles, points)
+
+    def _draw_scene(self, fbo: moderngl.Framebuffer) -> tuple[int, int]:
+        ctx = self.ctx
+        camera = self.camera
+        view = look_at(camera)
+        proj = perspective(camera, self.width / self.height)
+        # Flip y in clip space so that GL's bottom-up readback already comes out top row first: no copy per
+        # frame. That mirrors the winding on screen, so "front" becomes clockwise for the outline's culling.
+        proj[1] *= -1.0
+        self._u_view_proj.write(_gl_matrix(proj @ view))
+        self._u_camera_position.value = tuple(float(c) for c in camera.position)
+        ctx.front_face = "cw"
+        ctx.cull_face = "front"
+        ctx.point_size = POINT_SIZE_PX
+        fbo.depth_mask = True
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.BLEND | moderngl.CULL_FACE)
+
+        visible = [e for e in self._entities.values() if not e.hidden and e.meshes]
+        opaque = [e for e in visible if not e.see_through]
+        clear = [e for e in visible if e.see_through]
+        self._u_alpha.value = 1.0
+        self._u_outline_px.value = 0.0
+        for entity in opaque:
+            self._draw_entity(entity)
+        for entity in opaque:
+            if entity.selected:
+                self._draw_outline(entity)
+
+        if clear:
+            eye = np.asarray(camera.position)
+            clear.sort(key=lambda e: -float(np.linalg.norm((e.transform @ (*e.center, 1.0))[:3] - eye)))
+            for entity in clear:
+                if entity.selected:
+                    self._draw_outline(entity)
+            ctx.enable(moderngl.BLEND)
+            ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
+            # The depth mask is framebuffer state in moderngl (a Context has no such attribute to set).
+            fbo.depth_mask = False
+            self._u_alpha.value = SEE_THROUGH_ALPHA
+            # Far faces before near ones, so a closed see-through model blends in depth order without sorting
+            # its triangles; each triangle is still drawn exactly once whatever its winding.
+            ctx.enable(moderngl.CULL_FACE)
+            for entity in clear:
+                ctx.cull_face = "front"
+                self._draw_entity(entity)
+                ctx.cull_face = "back"
+                self._draw_entity(entity)
+            ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
+            fbo.depth_mask = True
+        return sum(e.triangles for e in visible), sum(e.points for e in visible)
+
+    def _draw_entity(self, entity: _Entity) -> None:
+        self._u_model.write(entity.model_bytes)
+        self._u_normal_matrix.write(entity.normal_bytes)
+        self._u_tint.value = entity.tint
+        for mesh in entity.meshes:
+            (mesh.texture or self._white).use(0)
+            mesh.vao.render(moderngl.POINTS if mesh.ibo is None else moderngl.TRIANGLES)
+
+    def _draw_outline(self, entity: _Entity) -> None:
+        """A highlight rim: triangles as an inflated back-face hull, points as larger dots behind the real ones."""
+        ctx = self.ctx
+        self._u_model.write(entity.model_bytes)
+        self._u_normal_matrix.write(entity.normal_bytes)
+        for mesh in entity.meshes:
+            if mesh.ibo is None:
+                # Same vertices, same depth: GL_LESS rejects the centre of each big dot where the real point is.
+                self._u_outline_px.value = 1e-6
+                ctx.point_size = POINT_SIZE_PX + 2.0 * OUTLINE_PX
+                mesh.vao.render(moderngl.POINTS)
+                ctx.point_size = POINT_SIZE_PX
+            else:
+                self._u_outline_px.value = OUTLINE_PX
+                ctx.enable(moderngl.CULL_FACE)
+                mesh.vao.render(moderngl.TRIANGLES)
+                ctx.disable(moderngl.CULL_FACE)
+        self._u_outline_px.value = 0.0
+
+    # -- upload / release -----------------------------------------------------------------------------------
+
+    def _upload(self, mesh: MeshLike) -> _GpuMesh:
+        positions = np.asarray(mesh.positions, dtype=np.float32)
+        n = len(positions)
+        if positions.shape != (n, 3):
+            raise ValueError(f"positions must be (N, 3), got {positions.shape}")
+        vertices = np.zeros(n, dtype=_VERTEX_DTYPE)
+        vertices["position"] = positions
+        vertices["normal"] = np.asarray(mesh.normals, dtype=np.float32).reshape(n, 3)
+        colors = np.asarray(mesh.colors, dtype=np.float32).reshape(n, 4)
+        vertices["color"] = np.rint(np.clip(colors, 0.0, 1.0) * 255.0).astype(np.uint8)
+        if mesh.uvs is not None:
+            vertices["uv"] = np.asarray(mesh.uvs, dtype=np.float32).reshape(n, 2)
+
+        ibo = None
+        triangles = 0
+        if mesh.indices is not None:
+            indices = np.ascontiguousarray(mesh.indices, dtype=np.uint32).reshape(-1, 3)
+            # An out-of-range index reads past the buffer: garbage at best, a crashed driver at worst.
+            if len(indices) and int(indices.max()) >= n:
+                raise ValueError(f"index {int(indices.max())} out of range for {n} vertices")
+            triangles = len(indices)
+            ibo = self.ctx.buffer(indices.tobytes())
+        vbo = self.ctx.buffer(vertices.tobytes())
+        vao = self.ctx.vertex_array(
+            self._program,
+            [(vbo, _VERTEX_FORMAT, *_VERTEX_ATTRIBUTES)],
+            index_buffer=ibo,
+            index_element_size=4,
+        )
+        texture = self._upload_texture(mesh.texture) if mesh.texture is not None and mesh.uvs is not None else None
+        return _GpuMesh(vao, vbo, ibo, texture, triangles, 0 if ibo is not None else n)
+
+    def _upload_texture(self, image: npt.ArrayLike) -> moderngl.Texture:
+        pixels = np.asarray(image, dtype=np.uint8)
+        if pixels.ndim != 3 or pixels.shape[2] != 4:
+            raise ValueError(f"texture must be (H, W, 4) RGBA, got {pixels.shape}")
+        height, width = pixels.shape[:2]
+        # uvs follow glTF (v = 0 is the image's top row, row 0 of the array) and GL puts the first uploaded row
+        # at v = 0: the rows go up as they are, no flip.
+        texture = self.ctx.texture((width, height), 4, np.ascontiguousarray(pixels).tobytes())
+        texture.build_mipmaps()
+        texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        return texture
+
+    @staticmethod
+    def _release_mesh(mesh: _GpuMesh) -> None:
+        for obj in (mesh.vao, mesh.vbo, mesh.ibo, mesh.texture):
+            if obj is not None:
+                obj.release()
+
+    def release(self) -> None:
+        """Free every GPU object and the context; the renderer is unusable afterwards."""
+        if self._released:
+            return
+        self._released = True
+        for entity_id in list(self._entities):
+            self.remove(entity_id)
+        self._release_fbo()
+        for obj in (self._checker_vao, self._checker_program, self._program, self._white):
+            obj.release()
+        self.ctx.release()
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
