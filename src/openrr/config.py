@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         return self.tls_dir / "key.pem"
 
     @property
+    def sts_public_key_path(self) -> Path:
+        return self.data_dir / "sts-public.pem"
+
+    @property
     def hosts_dir(self) -> Path:
         return self.data_dir / "hosts"
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -14,22 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
+from openrr.accounts.tokens import AUDIENCE, ISSUER, InvalidToken, TokenClaims, verify_token
 from openrr.store.db import Database
 from openrr.store.tables import SigningKeyRow
-
-ISSUER = "openrr-sts"
-AUDIENCE = "openrr"
-
-
-@dataclass(frozen=True)
-class TokenClaims:
-    account_id: str
-    expires_at: int
-
-
-class InvalidToken(Exception):
-    pass
-
 
 REUSE_WINDOW_S = 60
 """A token minted for an account is handed out again for this long (it then has >= 23h59m left).
@@ -101,20 +89,14 @@ class TokenService:
         return claims
 
     def _verify_signature(self, token: str) -> TokenClaims:
-        try:
-            claims = jwt.decode(
-                token,
-                self._public_key,
-                algorithms=["RS256"],
-                audience=AUDIENCE,
-                issuer=ISSUER,
-                options={"require": ["exp", "sub", "iat"]},
-            )
-        except jwt.ExpiredSignatureError as e:
-            raise InvalidToken("The access token has expired.") from e
-        except jwt.PyJWTError as e:
-            raise InvalidToken(f"The access token is invalid: {e}.") from e
-        return TokenClaims(account_id=str(claims["sub"]), expires_at=int(claims["exp"]))
+        return verify_token(token, self._public_key)
+
+    def write_public_key(self, path: Path) -> None:
+        """Publish the verification key (render servers check their clients' tokens with it)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(self.public_key_pem)
+        os.replace(tmp, path)
 
 
 def _load_or_create_key(db: Database) -> tuple[str, rsa.RSAPrivateKey]:
@@ -130,3 +112,6 @@ def _load_or_create_key(db: Database) -> tuple[str, rsa.RSAPrivateKey]:
         loaded = serialization.load_pem_private_key(row.private_pem, password=None)
         assert isinstance(loaded, rsa.RSAPrivateKey)
         return row.kid, loaded
+
+
+__all__ = ["AUDIENCE", "ISSUER", "InvalidToken", "TokenClaims", "TokenService"]

@@ -17,5 +17,6 @@ def build_backend(settings: Settings) -> LocalBackend:
             certfile=settings.cert_path if settings.tls else None,
             keyfile=settings.key_path if settings.tls else None,
             stop_grace_s=settings.stop_grace_s,
+            sts_public_key=settings.sts_public_key_path,
         )
     )

@@ -64,6 +64,7 @@ class LocalBackendOptions:
     certfile: Path | None
     keyfile: Path | None
     stop_grace_s: float = 5.0
+    sts_public_key: Path | None = None
 
 
 class LocalBackend:
@@ -177,6 +178,8 @@ class LocalBackend:
         ]
         if key is not None:
             cmd += ["--session-id", key.session_id, "--account-id", key.account_id]
+        if self.opts.sts_public_key is not None:
+            cmd += ["--sts-public-key", str(self.opts.sts_public_key)]
         if self.opts.certfile and self.opts.keyfile:
             cmd += ["--certfile", str(self.opts.certfile), "--keyfile", str(self.opts.keyfile)]
         env = {**os.environ, CONTROL_SECRET_ENV: secret}

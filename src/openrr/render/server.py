@@ -6,6 +6,7 @@ One uvicorn server listens on both ports; requests are routed by the port they a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import json
 import logging
@@ -23,12 +24,14 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from openrr.render.identity import ServerIdentity
 from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.ports import bind_in_range
+from openrr.render.session import SceneSession
+from openrr.render.stream import StreamEndpoint
 
 logger = logging.getLogger("openrr.render")
 CONTROL_SECRET_ENV = "OPENRR_RENDER_CONTROL_SECRET"
@@ -37,10 +40,18 @@ INSPECTOR_PAGE = Path(__file__).with_name("inspector.html")
 
 
 class RenderServer:
-    def __init__(self, identity: ServerIdentity, control_secret: str, log: RingBufferHandler) -> None:
+    def __init__(
+        self,
+        identity: ServerIdentity,
+        control_secret: str,
+        log: RingBufferHandler,
+        scene: SceneSession,
+        stream: StreamEndpoint,
+    ) -> None:
         self.identity = identity
         self.control_secret = control_secret
         self.log = log
+        self.scene = scene
         self.started = time.monotonic()
         self.process = psutil.Process()
         self.requests = 0
@@ -48,6 +59,7 @@ class RenderServer:
             routes=[
                 Route("/health", self.health),
                 Route("/control/assign", self.assign, methods=["POST"]),
+                WebSocketRoute("/stream", stream.handle),
             ]
         )
         self.inspector = Starlette(routes=[Route("/", self.inspector_page), Route("/api/status", self.status)])
@@ -72,7 +84,7 @@ class RenderServer:
         }
 
     async def health(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok", **self._identity_doc()})
+        return JSONResponse({"status": "ok", "renderer": self.scene.gl_renderer, **self._identity_doc()})
 
     async def assign(self, request: Request) -> Response:
         given = request.headers.get(CONTROL_HEADER, "")
@@ -94,8 +106,8 @@ class RenderServer:
         return JSONResponse(
             {
                 **self._identity_doc(),
-                "stats": {"rssBytes": mem, "cpuPercent": cpu, "requests": self.requests},
-                "models": [],
+                "stats": {"rssBytes": mem, "cpuPercent": cpu, "requests": self.requests, **self.scene.describe_stats()},
+                "models": [e.describe() for e in self.scene.entities.values()],
                 "log": list(self.log.lines),
             }
         )
@@ -116,6 +128,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--account-id")
     p.add_argument("--certfile", type=Path)
     p.add_argument("--keyfile", type=Path)
+    p.add_argument("--sts-public-key", type=Path, help="PEM public key that signs clients' STS tokens")
+    p.add_argument(
+        "--reconnect-grace-s", type=float, default=60.0, help="how long a dropped controller's scene is kept"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
     identity = ServerIdentity(host_id=args.host_id, size=args.size)
     if args.session_id and args.account_id:
         identity.assign(args.session_id, args.account_id)
-    server_app = RenderServer(identity, secret, ring)
+    scene = SceneSession(args.size)
+    stream = StreamEndpoint(identity, scene, args.sts_public_key, args.reconnect_grace_s)
+    server_app = RenderServer(identity, secret, ring, scene, stream)
 
     handshake_sock = bind_in_range(args.bind)
     inspector_sock = bind_in_range(args.bind)
@@ -165,6 +183,16 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM is the control plane's polite stop; uvicorn turns it into a graceful exit.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sockets: list[socket.socket] = [handshake_sock, inspector_sock]
-    server.run(sockets=sockets)
+
+    async def main() -> None:
+        # The GL context comes up before the server answers /health: Ready means it can render.
+        await scene.start()
+        logger.info("rendering with %s", scene.gl_renderer)
+        try:
+            await server.serve(sockets=sockets)
+        finally:
+            await scene.close()
+
+    asyncio.run(main())
     logger.info("render server %s stopped", args.host_id)
     return 0

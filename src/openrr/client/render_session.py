@@ -1,0 +1,253 @@
+"""Python client of a render session: connect, load models, drive the camera, receive frames as numpy arrays.
+
+async with await RenderSessionClient.connect_session(endpoint, account_id, key, session_id, ca=cert) as s:
+    model = await s.load_model("https://.../house.glb")
+    await s.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+    frame = await s.next_frame()          # Frame.image: (height, width, 3) uint8
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+import numpy as np
+import simplejpeg
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from openrr.render.protocol import CODEC_JPEG, unpack_frame
+
+
+class SessionError(Exception):
+    """A command the render server refused; `code` is its error code (e.g. ModelLoadFailed)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Frame:
+    number: int
+    command_id: int
+    """The last command applied before this frame was rendered: a frame with command_id >= n shows command n."""
+    image: np.ndarray
+    received_at: float
+
+
+def _tls(ca: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+
+
+class RenderSessionClient:
+    def __init__(self, ws: ClientConnection, welcome: dict[str, Any]) -> None:
+        self.ws = ws
+        self.welcome = welcome
+        self.role: str = welcome["role"]
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._progress: dict[int, Callable[[float], None]] = {}
+        self._frames: asyncio.Queue[Frame] = asyncio.Queue(maxsize=8)
+        self._reader = asyncio.create_task(self._read())
+        self.last_command = 0
+
+    # --- connecting ------------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls, host: str, port: int, token: str, *, role: str = "controller", ca: str | None = None
+    ) -> RenderSessionClient:
+        url = f"wss://{host}:{port}/stream?role={role}"
+        ws = await connect(
+            url, ssl=_tls(ca), additional_headers={"Authorization": f"Bearer {token}"}, max_size=64 * 1024 * 1024
+        )
+        first = await ws.recv()
+        doc = json.loads(first)
+        if doc.get("type") != "welcome":
+            await ws.close()
+            raise SessionError(doc.get("code", "Refused"), doc.get("message", "the render server refused"))
+        return cls(ws, doc)
+
+    @classmethod
+    async def connect_session(
+        cls,
+        endpoint: str,
+        account_id: str,
+        account_key: str,
+        session_id: str,
+        *,
+        role: str = "controller",
+        ca: str | None = None,
+    ) -> RenderSessionClient:
+        """Find the session through the service's API (it must be Ready), then connect to its server."""
+        async with httpx.AsyncClient(base_url=endpoint, verify=_tls(ca), timeout=30) as http:
+            r = await http.get(
+                f"/accounts/{account_id}/token", headers={"Authorization": f"Bearer {account_id}:{account_key}"}
+            )
+            r.raise_for_status()
+            token = r.json()["AccessToken"]
+            r = await http.get(
+                f"/accounts/{account_id}/sessions/{session_id}",
+                params={"api-version": "2021-01-01"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            r.raise_for_status()
+            doc = r.json()
+        if doc["status"] != "Ready":
+            raise SessionError("NotReady", f"session {session_id} is {doc['status']}, not Ready")
+        return await cls.connect(doc["hostname"], doc["handshakePort"], token, role=role, ca=ca)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    async def __aenter__(self) -> RenderSessionClient:
+        return self
+
+    async def __aexit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        await self.close()
+
+    # --- commands --------------------------------------------------------------------------------------
+
+    async def command(
+        self, kind: str, progress: Callable[[float], None] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        mid = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[mid] = future
+        if progress is not None:
+            self._progress[mid] = progress
+        await self.ws.send(json.dumps({"id": mid, "type": kind, **fields}))
+        try:
+            reply = await future
+        finally:
+            self._pending.pop(mid, None)
+            self._progress.pop(mid, None)
+        if not reply.get("ok"):
+            err = reply.get("error", {})
+            raise SessionError(err.get("code", "Error"), err.get("message", ""))
+        self.last_command = mid
+        return reply
+
+    async def load_model(
+        self, url: str, transform: np.ndarray | None = None, progress: Callable[[float], None] | None = None
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {"url": url}
+        if transform is not None:
+            fields["transform"] = np.asarray(transform, dtype=float).reshape(-1).tolist()
+        return await self.command("loadModel", progress, **fields)
+
+    async def unload_model(self, entity_id: int) -> None:
+        await self.command("unloadModel", entityId=entity_id)
+
+    async def set_transform(self, entity_id: int, matrix: np.ndarray) -> None:
+        await self.command("setTransform", entityId=entity_id, matrix=np.asarray(matrix, float).reshape(-1).tolist())
+
+    async def set_camera(
+        self,
+        position: Sequence[float],
+        target: Sequence[float] = (0.0, 0.0, 0.0),
+        up: Sequence[float] = (0.0, 1.0, 0.0),
+        fov_y: float = 60.0,
+    ) -> int:
+        """Returns the command id: frames with command_id >= it show the new view."""
+        await self.command("setCamera", position=list(position), target=list(target), up=list(up), fovY=fov_y)
+        return self.last_command
+
+    async def set_override(
+        self,
+        entity_id: int,
+        *,
+        hidden: bool | None = None,
+        tint: Sequence[float] | None = None,
+        see_through: bool | None = None,
+        selected: bool | None = None,
+    ) -> int:
+        fields: dict[str, Any] = {"entityId": entity_id}
+        for key, value in (("hidden", hidden), ("seeThrough", see_through), ("selected", selected)):
+            if value is not None:
+                fields[key] = value
+        if tint is not None:
+            fields["tint"] = list(tint)
+        await self.command("setOverride", **fields)
+        return self.last_command
+
+    async def set_cut_planes(self, planes: Sequence[tuple[Sequence[float], Sequence[float]]]) -> int:
+        await self.command("setCutPlanes", planes=[{"normal": list(n), "point": list(p)} for n, p in planes])
+        return self.last_command
+
+    async def set_stream(self, width: int, height: int, fps: float | None = None) -> int:
+        fields: dict[str, Any] = {"width": width, "height": height}
+        if fps is not None:
+            fields["fps"] = fps
+        await self.command("setStream", **fields)
+        return self.last_command
+
+    async def ray_cast(
+        self, origin: Sequence[float], direction: Sequence[float], max_distance: float | None = None
+    ) -> dict[str, Any] | None:
+        fields: dict[str, Any] = {"origin": list(origin), "direction": list(direction)}
+        if max_distance is not None:
+            fields["maxDistance"] = max_distance
+        hit: dict[str, Any] | None = (await self.command("rayCast", **fields))["hit"]
+        return hit
+
+    async def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = (await self.command("getStats"))["stats"]
+        return stats
+
+    # --- frames ----------------------------------------------------------------------------------------
+
+    async def next_frame(self, after_command: int = 0, timeout: float = 30.0) -> Frame:
+        """The next frame that shows at least command `after_command` (older frames are skipped)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self._frames.get()
+                if frame.command_id >= after_command:
+                    return frame
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        while True:
+            yield await self._frames.get()
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    header, payload = unpack_frame(message)
+                    if header.codec != CODEC_JPEG:
+                        continue
+                    image = simplejpeg.decode_jpeg(payload, colorspace="RGB")
+                    frame = Frame(header.frame, header.command_id, image, time.perf_counter())
+                    if self._frames.full():
+                        self._frames.get_nowait()  # keep the newest frames, not the oldest
+                    self._frames.put_nowait(frame)
+                    continue
+                doc = json.loads(message)
+                if doc.get("type") == "loadProgress" and doc.get("id") in self._progress:
+                    self._progress[doc["id"]](float(doc["progress"]))
+                elif doc.get("type") == "result" and doc.get("id") in self._pending:
+                    future = self._pending[doc["id"]]
+                    if not future.done():
+                        future.set_result(doc)
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(SessionError("Disconnected", "the render server closed the connection"))

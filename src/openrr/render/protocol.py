@@ -1,0 +1,41 @@
+"""The session protocol on the handshake port (documented in docs/render-protocol.md).
+
+Text frames carry JSON commands and replies; binary frames carry video: a 16-byte header, then the payload.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+FRAME_MAGIC = b"ORRF"
+_HEADER = struct.Struct("<4sIII")
+HEADER_SIZE = _HEADER.size
+CODEC_JPEG = 1
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    frame: int
+    """Frame number, counting from 1 for the server's life."""
+    command_id: int
+    """Id of the last camera/scene command applied before this frame was rendered (0 if none)."""
+    codec: int
+
+
+def pack_frame(header: FrameHeader, payload: bytes) -> bytes:
+    return _HEADER.pack(FRAME_MAGIC, header.frame, header.command_id, header.codec) + payload
+
+
+def unpack_frame(data: bytes) -> tuple[FrameHeader, bytes]:
+    magic, frame, command_id, codec = _HEADER.unpack_from(data)
+    if magic != FRAME_MAGIC:
+        raise ValueError("not an openrr video frame")
+    return FrameHeader(frame, command_id, codec), data[HEADER_SIZE:]
+
+
+# WebSocket close codes (4000-4999 are the application's).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_CONTROLLER_TAKEN = 4409
+CLOSE_BAD_REQUEST = 4400

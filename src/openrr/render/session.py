@@ -1,0 +1,302 @@
+"""One render server's scene, the clients watching it, and the loop that renders and sends frames.
+
+All GL work happens on one thread (a GL context belongs to the thread that made it); downloads and parsing run
+on worker threads; the asyncio loop only routes messages and frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simplejpeg
+
+from openrr.render.protocol import CODEC_JPEG, FrameHeader, pack_frame
+from openrr.render.raycast import RayCaster, RayHit
+from openrr.render.renderer import Camera, Renderer
+from openrr.render.scene import ModelData, load_model
+
+logger = logging.getLogger(__name__)
+
+STANDARD_PRIMITIVE_LIMIT = 20_000_000
+MAX_CUT_PLANES = 8
+
+
+@dataclass
+class Entity:
+    entity_id: int
+    source: str
+    model: ModelData
+    transform: np.ndarray = field(default_factory=lambda: np.eye(4, dtype=np.float32))
+    hidden: bool = False
+    tint: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    see_through: bool = False
+    selected: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        m = self.model
+        return {
+            "entityId": self.entity_id,
+            "name": m.name,
+            "source": self.source.split("?", 1)[0],  # never echo a SAS token
+            "bounds": {"min": m.bounds_min.tolist(), "max": m.bounds_max.tolist()},
+            "triangles": m.triangles,
+            "points": m.points,
+            "meshes": len(m.meshes),
+            "transform": self.transform.reshape(-1).tolist(),
+            "hidden": self.hidden,
+            "tint": list(self.tint),
+            "seeThrough": self.see_through,
+            "selected": self.selected,
+        }
+
+
+class Client:
+    """A connected WebSocket client: where frames go, and how fast it wants them."""
+
+    def __init__(self, role: str, send_bytes: Callable[[bytes], Awaitable[None]]) -> None:
+        self.role = role
+        self.send_bytes = send_bytes
+        self.busy = False  # a frame is still being sent: drop rather than queue (latency over completeness)
+
+
+@dataclass
+class Stats:
+    frames_sent: int = 0
+    last_render_ms: float = 0.0
+    last_encode_ms: float = 0.0
+    last_frame_ms: float = 0.0
+    triangles_drawn: int = 0
+    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+
+    def fps(self) -> float:
+        if len(self.frame_times) < 2:
+            return 0.0
+        span = self.frame_times[-1] - self.frame_times[0]
+        return (len(self.frame_times) - 1) / span if span > 0 else 0.0
+
+
+class SceneSession:
+    def __init__(self, size: str, width: int = 1280, height: int = 720, fps: float = 30.0, quality: int = 80) -> None:
+        self.size = size
+        self.width, self.height = width, height
+        self.max_fps = fps
+        self.quality = quality
+        self._gl = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gl")
+        self._renderer: Renderer | None = None
+        self.gl_renderer = ""
+        self.raycaster = RayCaster()
+        self.entities: dict[int, Entity] = {}
+        self._ids = itertools.count(1)
+        self.camera = Camera()
+        self.cut_planes: list[tuple[list[float], list[float]]] = []
+        self.clients: set[Client] = set()
+        self.controller: Client | None = None
+        self.stats = Stats()
+        self._dirty = asyncio.Event()
+        self._applied_command = 0
+        self._command_times: dict[int, float] = {}
+        self._frame_no = 0
+        self._loop_task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self.warnings: list[str] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.gl_renderer = await self._on_gl(self._create_renderer)
+        self._loop_task = asyncio.create_task(self._render_loop(), name="render-loop")
+
+    def _create_renderer(self) -> str:
+        self._renderer = Renderer(self.width, self.height)
+        return self._renderer.gl_renderer
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._renderer is not None:
+            await self._on_gl(self._renderer.release)
+        self._gl.shutdown(wait=False)
+
+    async def _on_gl(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._gl, fn, *args)
+
+    @property
+    def renderer(self) -> Renderer:
+        assert self._renderer is not None, "start() first"
+        return self._renderer
+
+    # --- clients -------------------------------------------------------------------------------------
+
+    def attach(self, client: Client) -> None:
+        self.clients.add(client)
+        if client.role == "controller":
+            self.controller = client
+        self.mark_dirty(0)
+
+    def detach(self, client: Client) -> None:
+        self.clients.discard(client)
+        if self.controller is client:
+            self.controller = None
+
+    def mark_dirty(self, command_id: int) -> None:
+        if command_id:
+            self._applied_command = command_id
+            self._command_times[command_id] = time.perf_counter()
+        self._dirty.set()
+
+    # --- scene commands --------------------------------------------------------------------------------
+
+    async def load(self, source: str, progress: Callable[[float], None]) -> Entity:
+        model = await asyncio.to_thread(load_model, source, progress)
+        total = sum(e.model.primitives for e in self.entities.values()) + model.primitives
+        entity = Entity(next(self._ids), source, model)
+        await self._on_gl(self.renderer.add_model, entity.entity_id, model)
+        await asyncio.to_thread(self.raycaster.add, entity.entity_id, model)  # ~0.25 s per million triangles
+        self.entities[entity.entity_id] = entity
+        over = self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT
+        await self._on_gl(self.renderer.set_over_limit, over)
+        if over:
+            self.warnings.append(
+                f"The scene has {total:,} primitives, more than a Standard session renders "
+                f"({STANDARD_PRIMITIVE_LIMIT:,}): a checkerboard is shown instead. Use a Premium session."
+            )
+        logger.info(
+            "loaded %s as entity %d: %d triangles, %d points",
+            model.name,
+            entity.entity_id,
+            model.triangles,
+            model.points,
+        )
+        return entity
+
+    async def unload(self, entity_id: int) -> None:
+        entity = self.entity(entity_id)
+        await self._on_gl(self.renderer.remove, entity_id)
+        self.raycaster.remove(entity_id)
+        del self.entities[entity.entity_id]
+        total = sum(e.model.primitives for e in self.entities.values())
+        await self._on_gl(self.renderer.set_over_limit, self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT)
+
+    def entity(self, entity_id: int) -> Entity:
+        try:
+            return self.entities[entity_id]
+        except KeyError:
+            raise KeyError(f"no entity {entity_id} is loaded") from None
+
+    async def set_transform(self, entity_id: int, matrix: np.ndarray) -> None:
+        entity = self.entity(entity_id)
+        entity.transform = matrix
+        await self._on_gl(self.renderer.set_transform, entity_id, matrix)
+
+    async def set_override(self, entity_id: int, **changes: Any) -> None:
+        entity = self.entity(entity_id)
+        for name, value in changes.items():
+            if value is not None:
+                setattr(entity, name, value)
+        await self._on_gl(lambda: self.renderer.set_override(entity_id, **changes))
+
+    async def set_camera(self, camera: Camera) -> None:
+        self.camera = camera
+        await self._on_gl(self.renderer.set_camera, camera)
+
+    async def set_cut_planes(self, planes: list[tuple[list[float], list[float]]]) -> None:
+        if len(planes) > MAX_CUT_PLANES:
+            raise ValueError(f"at most {MAX_CUT_PLANES} cut planes are active at once, got {len(planes)}")
+        self.cut_planes = planes
+        await self._on_gl(self.renderer.set_cut_planes, planes)
+
+    async def resize(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        await self._on_gl(self.renderer.resize, width, height)
+
+    def ray_cast(self, origin: list[float], direction: list[float], max_distance: float) -> RayHit | None:
+        transforms = {eid: e.transform for eid, e in self.entities.items()}
+        hidden = {eid for eid, e in self.entities.items() if e.hidden}
+        return self.raycaster.cast(origin, direction, transforms, hidden, max_distance)
+
+    def describe_stats(self) -> dict[str, Any]:
+        s = self.stats
+        lat = sorted(s.latencies_ms)
+        return {
+            "fps": round(s.fps(), 2),
+            "frameTimeMs": round(s.last_frame_ms, 3),
+            "renderTimeMs": round(s.last_render_ms, 3),
+            "encodeTimeMs": round(s.last_encode_ms, 3),
+            "trianglesDrawn": s.triangles_drawn,
+            "framesSent": s.frames_sent,
+            "connectedClients": len(self.clients),
+            "latencyMs": {
+                "p50": round(lat[len(lat) // 2], 2) if lat else None,
+                "p90": round(lat[int(len(lat) * 0.9)], 2) if lat else None,
+            },
+            "renderer": self.gl_renderer,
+            "width": self.width,
+            "height": self.height,
+        }
+
+    # --- rendering -------------------------------------------------------------------------------------
+
+    def _render_and_encode(self) -> tuple[bytes, float, float, int]:
+        frame, fs = self.renderer.render()
+        t0 = time.perf_counter()
+        jpeg = simplejpeg.encode_jpeg(frame, quality=self.quality, colorspace="RGB")
+        return jpeg, fs.render_ms, (time.perf_counter() - t0) * 1000, fs.triangles_drawn
+
+    async def _render_loop(self) -> None:
+        """Renders only when something changed and someone is watching, at most max_fps times a second."""
+        while True:
+            await self._dirty.wait()
+            if not self.clients:
+                self._dirty.clear()
+                continue
+            self._dirty.clear()
+            started = time.perf_counter()
+            command = self._applied_command
+            jpeg, render_ms, encode_ms, tris = await self._on_gl(self._render_and_encode)
+            self._frame_no += 1
+            data = pack_frame(FrameHeader(self._frame_no, command, CODEC_JPEG), jpeg)
+            await self._broadcast(data)
+            done = time.perf_counter()
+            s = self.stats
+            s.frames_sent += 1
+            s.last_render_ms, s.last_encode_ms, s.triangles_drawn = render_ms, encode_ms, tris
+            s.last_frame_ms = (done - started) * 1000
+            s.frame_times.append(done)
+            sent_at = self._command_times.pop(command, None)
+            if sent_at is not None:
+                s.latencies_ms.append((done - sent_at) * 1000)
+            self._command_times = {k: v for k, v in self._command_times.items() if k > command}
+            pause = 1.0 / self.max_fps - (time.perf_counter() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)  # frame pacing at max_fps, not a wait for state
+
+    async def _broadcast(self, data: bytes) -> None:
+        """Hand the frame to every client not still busy with the previous one; a slow client skips frames
+        instead of delaying the others."""
+
+        async def send(client: Client) -> None:
+            try:
+                await client.send_bytes(data)
+            except Exception:
+                logger.info("dropping a client whose connection failed")
+                self.detach(client)
+            finally:
+                client.busy = False
+
+        for client in list(self.clients):
+            if not client.busy:
+                client.busy = True
+                task = asyncio.create_task(send(client))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)

@@ -1,0 +1,280 @@
+"""The WebSocket on the handshake port: authenticates a client with an STS token of the session's account,
+enforces one controller at a time (watchers are unlimited), and maps JSON commands onto the scene."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import numpy as np
+from cryptography.hazmat.primitives import serialization
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from openrr.accounts.tokens import InvalidToken, verify_token
+from openrr.render.identity import ServerIdentity
+from openrr.render.protocol import CLOSE_BAD_REQUEST, CLOSE_CONTROLLER_TAKEN, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
+from openrr.render.renderer import Camera
+from openrr.render.scene import ModelLoadError
+from openrr.render.session import Client, SceneSession
+
+logger = logging.getLogger(__name__)
+MUTATING = {"loadModel", "unloadModel", "setTransform", "setOverride", "setCamera", "setCutPlanes", "setStream"}
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StreamEndpoint:
+    def __init__(
+        self, identity: ServerIdentity, scene: SceneSession, public_key_path: Path | None, grace_s: float
+    ) -> None:
+        self.identity = identity
+        self.scene = scene
+        self.grace_s = grace_s
+        self._public_key = serialization.load_pem_public_key(public_key_path.read_bytes()) if public_key_path else None
+        self._grace_task: asyncio.Task[None] | None = None
+
+    async def handle(self, ws: WebSocket) -> None:
+        await ws.accept()
+        role = ws.query_params.get("role", "controller")
+        refusal = self._refusal(ws, role)
+        if refusal is not None:
+            code, error, message = refusal
+            await ws.send_json({"type": "error", "code": error, "message": message})
+            await ws.close(code=code, reason=message[:120])
+            return
+        client = Client(role, ws.send_bytes)
+        if role == "controller" and self._grace_task is not None:
+            self._grace_task.cancel()
+            self._grace_task = None
+        self.scene.attach(client)
+        logger.info("%s connected (%d clients)", role, len(self.scene.clients))
+        try:
+            await ws.send_json(
+                {
+                    "type": "welcome",
+                    "role": role,
+                    "sessionId": self.identity.session_id,
+                    "renderer": self.scene.gl_renderer,
+                    "width": self.scene.width,
+                    "height": self.scene.height,
+                    "entities": [e.describe() for e in self.scene.entities.values()],
+                    "camera": _camera_doc(self.scene.camera),
+                    "cutPlanes": [{"normal": n, "point": p} for n, p in self.scene.cut_planes],
+                }
+            )
+            while True:
+                message = await ws.receive_json()
+                await self._dispatch(ws, client, message)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.scene.detach(client)
+            logger.info("%s disconnected (%d clients)", role, len(self.scene.clients))
+            if role == "controller" and self.scene.controller is None:
+                self._grace_task = asyncio.create_task(self._clear_after_grace())
+
+    def _refusal(self, ws: WebSocket, role: str) -> tuple[int, str, str] | None:
+        if role not in ("controller", "watcher"):
+            return CLOSE_BAD_REQUEST, "BadRequest", f"Unknown role '{role[:40]}'; use controller or watcher."
+        token = ws.query_params.get("access_token", "")
+        header = ws.headers.get("authorization", "")
+        if not token and header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        if not token:
+            return CLOSE_UNAUTHORIZED, "Unauthorized", "An STS access token is required (access_token=...)."
+        if self._public_key is None:
+            return CLOSE_UNAUTHORIZED, "Unauthorized", "This render server has no STS key to check tokens with."
+        try:
+            claims = verify_token(token, self._public_key)
+        except InvalidToken as e:
+            return CLOSE_UNAUTHORIZED, "Unauthorized", str(e)
+        if self.identity.account_id is None:
+            return CLOSE_FORBIDDEN, "Forbidden", "This render server is not serving a session yet."
+        if claims.account_id != self.identity.account_id:
+            return CLOSE_FORBIDDEN, "Forbidden", "The access token belongs to another account than this session's."
+        if role == "controller" and self.scene.controller is not None:
+            return (
+                CLOSE_CONTROLLER_TAKEN,
+                "ControllerConnected",
+                "Another client controls this session; only one controller at a time. Connect with role=watcher "
+                "to watch.",
+            )
+        return None
+
+    async def _clear_after_grace(self) -> None:
+        await asyncio.sleep(self.grace_s)  # the reconnect grace period itself, not a wait for a state
+        if self.scene.controller is None:
+            logger.info("no controller came back within %.0f s: clearing the scene", self.grace_s)
+            for entity_id in list(self.scene.entities):
+                await self.scene.unload(entity_id)
+
+    async def _dispatch(self, ws: WebSocket, client: Client, message: Any) -> None:
+        if not isinstance(message, dict):
+            await ws.send_json({"type": "error", "code": "BadRequest", "message": "Messages are JSON objects."})
+            return
+        mid = message.get("id", 0)
+        kind = message.get("type")
+        try:
+            if not isinstance(mid, int) or isinstance(mid, bool) or mid < 0:
+                raise CommandError("BadRequest", "'id' must be a non-negative integer.")
+            if kind in MUTATING and client.role != "controller":
+                raise CommandError("Forbidden", "Watchers cannot change the scene.")
+            result = await self._run(ws, mid, str(kind), message)
+        except CommandError as e:
+            await ws.send_json(
+                {"type": "result", "id": mid, "ok": False, "error": {"code": e.code, "message": e.message}}
+            )
+            return
+        except (KeyError, ValueError, TypeError) as e:
+            msg = str(e.args[0]) if e.args else str(e)
+            await ws.send_json(
+                {"type": "result", "id": mid, "ok": False, "error": {"code": "BadRequest", "message": msg}}
+            )
+            return
+        await ws.send_json({"type": "result", "id": mid, "ok": True, **result})
+
+    async def _run(self, ws: WebSocket, mid: int, kind: str, m: dict[str, Any]) -> dict[str, Any]:
+        scene = self.scene
+        if kind == "loadModel":
+            url = _str(m, "url")
+
+            def progress(fraction: float) -> None:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(
+                        ws.send_json({"type": "loadProgress", "id": mid, "progress": round(fraction, 3)}), loop
+                    )
+
+            loop = asyncio.get_running_loop()
+            try:
+                entity = await scene.load(url, progress)
+            except ModelLoadError as e:
+                raise CommandError("ModelLoadFailed", str(e)) from e
+            if "transform" in m:
+                await scene.set_transform(entity.entity_id, _matrix(m["transform"]))
+            scene.mark_dirty(mid)
+            doc = entity.describe()
+            if scene.warnings:
+                doc["warnings"] = list(scene.warnings)
+            return doc
+        if kind == "unloadModel":
+            await scene.unload(_int(m, "entityId"))
+        elif kind == "setTransform":
+            await scene.set_transform(_int(m, "entityId"), _matrix(m.get("matrix")))
+        elif kind == "setOverride":
+            await scene.set_override(
+                _int(m, "entityId"),
+                hidden=_opt_bool(m, "hidden"),
+                tint=_opt_color(m, "tint"),
+                see_through=_opt_bool(m, "seeThrough"),
+                selected=_opt_bool(m, "selected"),
+            )
+        elif kind == "setCamera":
+            await scene.set_camera(_camera(m, scene.camera))
+        elif kind == "setCutPlanes":
+            planes = m.get("planes")
+            if not isinstance(planes, list):
+                raise CommandError("BadRequest", "'planes' must be an array of {normal, point}.")
+            await scene.set_cut_planes([(_vec(p, "normal"), _vec(p, "point")) for p in planes])
+        elif kind == "setStream":
+            width, height = _int(m, "width"), _int(m, "height")
+            if not (16 <= width <= 3840 and 16 <= height <= 2160):
+                raise CommandError("BadRequest", "width and height must be within 16x16 .. 3840x2160.")
+            await scene.resize(width, height)
+            if "fps" in m:
+                scene.max_fps = max(1.0, min(120.0, float(m["fps"])))
+        elif kind == "rayCast":
+            hit = scene.ray_cast(_vec(m, "origin"), _vec(m, "direction"), float(m.get("maxDistance", float("inf"))))
+            return {"hit": None if hit is None else _hit_doc(hit)}
+        elif kind == "getStats":
+            return {"stats": scene.describe_stats()}
+        elif kind == "getScene":
+            return {"entities": [e.describe() for e in scene.entities.values()], "camera": _camera_doc(scene.camera)}
+        else:
+            raise CommandError("BadRequest", f"Unknown command type '{str(kind)[:40]}'.")
+        scene.mark_dirty(mid)
+        return {}
+
+
+def _hit_doc(hit: Any) -> dict[str, Any]:
+    return {
+        "entityId": hit.entity_id,
+        "position": list(hit.position),
+        "normal": list(hit.normal),
+        "distance": hit.distance,
+    }
+
+
+def _camera_doc(c: Camera) -> dict[str, Any]:
+    return {"position": list(c.position), "target": list(c.target), "up": list(c.up), "fovY": c.fov_y_deg}
+
+
+def _camera(m: dict[str, Any], current: Camera) -> Camera:
+    fov = float(m.get("fovY", current.fov_y_deg))
+    if not 1.0 <= fov <= 170.0:
+        raise CommandError("BadRequest", "fovY must be between 1 and 170 degrees.")
+    position = tuple(_vec(m, "position")) if "position" in m else current.position
+    target = tuple(_vec(m, "target")) if "target" in m else current.target
+    up = tuple(_vec(m, "up")) if "up" in m else current.up
+    if np.allclose(position, target):
+        raise CommandError("BadRequest", "The camera position and target must differ.")
+    return Camera(position=position, target=target, up=up, fov_y_deg=fov, near=current.near, far=current.far)  # type: ignore[arg-type]
+
+
+def _str(m: dict[str, Any], key: str) -> str:
+    v = m.get(key)
+    if not isinstance(v, str) or not v:
+        raise CommandError("BadRequest", f"'{key}' must be a non-empty string.")
+    return v
+
+
+def _int(m: dict[str, Any], key: str) -> int:
+    v = m.get(key)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise CommandError("BadRequest", f"'{key}' must be an integer.")
+    return v
+
+
+def _numbers(v: Any, n: int) -> TypeGuard[list[float]]:
+    """Whether `v` is a JSON array of `n` finite numbers."""
+    return (
+        isinstance(v, list)
+        and len(v) == n
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) for x in v)
+    )
+
+
+def _vec(m: Any, key: str) -> list[float]:
+    v = m.get(key) if isinstance(m, dict) else None
+    if not _numbers(v, 3):
+        raise CommandError("BadRequest", f"'{key}' must be an array of 3 numbers.")
+    return [float(x) for x in v]
+
+
+def _matrix(v: Any) -> np.ndarray:
+    if not _numbers(v, 16):
+        raise CommandError("BadRequest", "A transform is an array of 16 numbers (4x4, row-major).")
+    return np.asarray(v, dtype=np.float32).reshape(4, 4)
+
+
+def _opt_bool(m: dict[str, Any], key: str) -> bool | None:
+    v = m.get(key)
+    if v is not None and not isinstance(v, bool):
+        raise CommandError("BadRequest", f"'{key}' must be true or false.")
+    return v
+
+
+def _opt_color(m: dict[str, Any], key: str) -> tuple[float, float, float, float] | None:
+    v = m.get(key)
+    if v is None:
+        return None
+    if not _numbers(v, 4) or not all(0 <= x <= 1 for x in v):
+        raise CommandError("BadRequest", f"'{key}' must be an array of 4 numbers between 0 and 1 (RGBA).")
+    return (float(v[0]), float(v[1]), float(v[2]), float(v[3]))

@@ -1,0 +1,216 @@
+"""Sessions that render: real render servers started through the API, real models over HTTP, frames checked
+pixel by pixel through the Python client."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from openrr.client.render_session import Frame, RenderSessionClient, SessionError
+from tests.harness import Service, create_account, session_doc, wait_status
+from tests.models import serve_directory, write_models
+
+API = {"api-version": "2021-01-01"}
+BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
+TOLERANCE = 12  # JPEG
+
+
+@pytest.fixture(scope="module")
+def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    paths = write_models(tmp_path_factory.mktemp("models"))
+    with serve_directory(next(iter(paths.values())).parent) as base:
+        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
+
+
+@pytest.fixture
+def ready_session(service: Service) -> Iterator[dict[str, Any]]:
+    sid = f"render-{uuid.uuid4().hex[:10]}"
+    with service.api() as api:
+        r = api.put(
+            f"/accounts/{service.account_id}/sessions/{sid}",
+            params=API,
+            json={"maxLeaseTimeMinutes": 10, "size": "Standard"},
+        )
+        assert r.status_code == 201, r.text
+        doc = wait_status(api, service.account_id, sid, "Ready")
+        try:
+            yield doc
+        finally:
+            api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
+
+
+async def _connect(
+    service: Service, doc: dict[str, Any], role: str = "controller", token: str | None = None
+) -> RenderSessionClient:
+    return await RenderSessionClient.connect(
+        doc["hostname"], doc["handshakePort"], token or service.token(), role=role, ca=service.cert
+    )
+
+
+def _is_background(pixels: np.ndarray) -> np.ndarray:
+    return np.all(np.abs(pixels.astype(float) - BACKGROUND) <= TOLERANCE, axis=-1)
+
+
+def _object_mask(frame: Frame) -> np.ndarray:
+    return ~_is_background(frame.image)
+
+
+def _centroid(mask: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.mean()), float(ys.mean())
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_model_appears_moves_hides_and_is_cut(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    async def scenario() -> None:
+        async with await _connect(service, ready_session) as client:
+            progress: list[float] = []
+            loaded = await client.load_model(model_url["sphere"], progress=progress.append)
+            assert loaded["triangles"] == 5120 and loaded["name"].endswith("sphere.glb")
+            assert loaded["bounds"]["min"] == pytest.approx([-1, -1, -1], abs=1e-3)
+            assert progress and progress[-1] == pytest.approx(1.0)
+            cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0), fov_y=60)
+            frame = await client.next_frame(after_command=cmd)
+            h, w, _ = frame.image.shape
+            assert (h, w) == (720, 1280)
+            # Projected radius of a unit sphere 5 away with a 60° vertical field of view.
+            r_px = (h / 2) / (5 * np.tan(np.radians(30))) * 1.0
+            cy, cx = h / 2, w / 2
+            yy, xx = np.mgrid[0:h, 0:w]
+            dist = np.hypot(yy - cy, xx - cx)
+            mask = _object_mask(frame)
+            assert mask[dist < 0.8 * r_px].mean() > 0.98, "the sphere should cover its projected disc"
+            assert mask[dist > 1.3 * r_px].mean() < 0.01, "nothing should be drawn far outside it"
+            centre_x, _ = _centroid(mask)
+
+            # Camera moves right: the sphere moves left in the picture.
+            cmd = await client.set_camera(position=(1.5, 0, 5), target=(1.5, 0, 0))
+            moved = _object_mask(await client.next_frame(after_command=cmd))
+            assert _centroid(moved)[0] < centre_x - 0.5 * r_px
+
+            cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+            await client.next_frame(after_command=cmd)
+            entity = loaded["entityId"]
+
+            # A cut plane keeping x >= 0 removes the left half.
+            cmd = await client.set_cut_planes([((1, 0, 0), (0, 0, 0))])
+            cut = _object_mask(await client.next_frame(after_command=cmd))
+            left = (dist < 0.8 * r_px) & (xx < cx - 10)
+            right = (dist < 0.8 * r_px) & (xx > cx + 10)
+            assert cut[left].mean() < 0.02 and cut[right].mean() > 0.98
+            cmd = await client.set_cut_planes([])
+
+            cmd = await client.set_override(entity, hidden=True)
+            hidden = await client.next_frame(after_command=cmd)
+            assert _is_background(hidden.image).mean() > 0.999
+
+            cmd = await client.set_override(entity, hidden=False, tint=(0.0, 0.0, 1.0, 1.0))
+            tinted = await client.next_frame(after_command=cmd)
+            centre = tinted.image[int(cy) - 5 : int(cy) + 5, int(cx) - 5 : int(cx) + 5].reshape(-1, 3).mean(axis=0)
+            assert centre[2] > centre[0] + 40, f"the tint should make it blue, got {centre}"
+
+            hit = await client.ray_cast((0, 0, 5), (0, 0, -1))
+            assert hit is not None and hit["entityId"] == entity
+            assert hit["distance"] == pytest.approx(4.0, abs=0.02)
+            assert hit["normal"] == pytest.approx([0, 0, 1], abs=0.05)
+            assert await client.ray_cast((0, 5, 5), (0, 0, -1)) is None
+
+            stats = await client.stats()
+            assert stats["framesSent"] >= 6 and stats["connectedClients"] == 1
+            assert stats["trianglesDrawn"] >= 5120 or stats["trianglesDrawn"] == 0
+            assert "llvmpipe" in stats["renderer"] or stats["renderer"]
+
+    run(scenario())
+
+
+def test_textured_box_and_point_cloud(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    async def scenario() -> None:
+        async with await _connect(service, ready_session) as client:
+            box = await client.load_model(model_url["box"])
+            cmd = await client.set_camera(position=(0.3, 0.4, 3), target=(0, 0, 0))
+            frame = await client.next_frame(after_command=cmd)
+            inside = frame.image[_object_mask(frame)].astype(float)
+            assert inside[:, 0].mean() > inside[:, 1].mean() + 40, "the red texture should show"
+            await client.unload_model(box["entityId"])
+            cloud = await client.load_model(model_url["cloud"])
+            assert cloud["points"] == 20_000 and cloud["triangles"] == 0
+            cmd = await client.set_camera(position=(0, 0, 4), target=(0, 0, 0))
+            frame = await client.next_frame(after_command=cmd)
+            drawn = frame.image[_object_mask(frame)].astype(float)
+            assert len(drawn) > 2000 and drawn[:, 1].mean() > drawn[:, 0].mean() + 40, "green points should show"
+
+    run(scenario())
+
+
+def test_bad_model_gives_a_clear_error_and_the_session_stays_ready(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    async def scenario() -> None:
+        async with await _connect(service, ready_session) as client:
+            with pytest.raises(SessionError) as corrupt:
+                await client.load_model(model_url["corrupt"])
+            assert corrupt.value.code == "ModelLoadFailed" and "corrupt.glb" in corrupt.value.message
+            with pytest.raises(SessionError) as missing:
+                await client.load_model(model_url["sphere"].replace("sphere.glb", "nope.glb") + "?sig=SECRET")
+            assert "404" in missing.value.message and "SECRET" not in missing.value.message
+            with pytest.raises(SessionError) as unsupported:
+                await client.load_model(model_url["sphere"].replace(".glb", ".fbx"))
+            assert unsupported.value.code == "ModelLoadFailed"
+            loaded = await client.load_model(model_url["sphere"])  # still works
+            assert loaded["triangles"] == 5120
+
+    run(scenario())
+    with service.api() as api:
+        assert session_doc(api, service.account_id, ready_session["id"])["status"] == "Ready"
+
+
+def test_access_rules_watchers_and_reconnect(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    other = create_account(service.data_dir)
+    other_token = service.token(other["accountId"], other["primaryKey"])
+
+    async def scenario() -> None:
+        with pytest.raises(SessionError) as foreign:
+            await _connect(service, ready_session, token=other_token)
+        assert foreign.value.code == "Forbidden"
+        with pytest.raises(SessionError) as garbage:
+            await _connect(service, ready_session, token="not.a.token")
+        assert garbage.value.code == "Unauthorized"
+
+        controller = await _connect(service, ready_session)
+        loaded = await controller.load_model(model_url["sphere"])
+        with pytest.raises(SessionError) as second:
+            await _connect(service, ready_session)
+        assert second.value.code == "ControllerConnected"
+
+        watcher = await _connect(service, ready_session, role="watcher")
+        assert [e["entityId"] for e in watcher.welcome["entities"]] == [loaded["entityId"]]
+        cmd = await controller.set_camera(position=(0, 1, 5), target=(0, 0, 0))
+        seen = await watcher.next_frame(after_command=cmd)
+        assert _object_mask(seen).any()
+        with pytest.raises(SessionError) as read_only:
+            await watcher.set_camera(position=(0, 0, 9))
+        assert read_only.value.code == "Forbidden"
+
+        # The controller drops and comes back within the grace period: the scene is still there.
+        await controller.close()
+        again = await _connect(service, ready_session)
+        assert [e["entityId"] for e in again.welcome["entities"]] == [loaded["entityId"]]
+        assert again.welcome["camera"]["position"] == [0, 1, 5]
+        await again.close()
+        await watcher.close()
+
+    run(scenario())
