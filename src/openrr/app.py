@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openrr import __version__
@@ -21,6 +23,7 @@ from openrr.services import Services
 from openrr.sessions import api_2021, api_v1
 
 logger = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).parent / "web"
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -69,7 +72,10 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
 
     @app.get("/")
     async def index() -> dict[str, str]:
-        return {"service": "openrr", "version": __version__}
+        return {"service": "openrr", "version": __version__, "viewer": "/viewer/"}
+
+    # The browser viewer: static ES modules, no build step; it talks to the API and then to the render server.
+    app.mount("/viewer", StaticFiles(directory=WEB_DIR, html=True, check_dir=False), name="viewer")
 
     limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)
     return ArrHeadersMiddleware(app, limiter if services.settings.rate_limit_per_s > 0 else None)
