@@ -24,6 +24,6 @@ def test_mypy_strict_clean() -> None:
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
-    command = "pip install -e '.[test]' && python -m pytest"
+    command = "npm install && pip install -e '.[test]' && python -m pytest"
     assert command in (ROOT / "README.md").read_text()
     assert command in (ROOT / ".ci" / "run").read_text()
