@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -212,5 +213,28 @@ def test_access_rules_watchers_and_reconnect(
         assert again.welcome["camera"]["position"] == [0, 1, 5]
         await again.close()
         await watcher.close()
+
+    run(scenario())
+
+
+def test_inspector_shows_models_stats_and_log(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    inspector = f"https://{ready_session['hostname']}:{ready_session['arrInspectorPort']}"
+
+    async def scenario() -> None:
+        async with await _connect(service, ready_session) as client:
+            await client.load_model(model_url["sphere"])
+            cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+            await client.next_frame(after_command=cmd)
+            status = httpx.get(f"{inspector}/api/status", verify=service.tls, timeout=5).json()
+            assert [m["name"] for m in status["models"]] == ["sphere.glb"]
+            assert status["models"][0]["triangles"] == 5120
+            stats = status["stats"]
+            assert stats["framesSent"] >= 1 and stats["connectedClients"] == 1 and stats["renderer"]
+            assert stats["renderTimeMs"] > 0 and stats["encodeTimeMs"] > 0
+            assert any("loaded sphere.glb" in line for line in status["log"])
+            page = httpx.get(inspector + "/", verify=service.tls, timeout=5)
+            assert page.status_code == 200 and "graph-" in page.text and "api/status" in page.text
 
     run(scenario())
