@@ -238,3 +238,43 @@ def test_inspector_shows_models_stats_and_log(
             assert page.status_code == 200 and "graph-" in page.text and "api/status" in page.text
 
     run(scenario())
+
+
+def test_h264_transport_beside_jpeg(service: Service, ready_session: dict[str, Any], model_url: dict[str, str]) -> None:
+    """An H.264 controller and a JPEG watcher at once: both see the model; H.264 frames are much smaller."""
+
+    async def scenario() -> None:
+        controller = await RenderSessionClient.connect(
+            ready_session["hostname"], ready_session["handshakePort"], service.token(), codec="h264", ca=service.cert
+        )
+        watcher = await _connect(service, ready_session, role="watcher")
+        try:
+            assert controller.welcome["codec"] == "h264" and watcher.welcome["codec"] == "jpeg"
+            await controller.load_model(model_url["sphere"])
+            h264_frames: list[Frame] = []
+            for step in range(8):
+                cmd = await controller.set_camera(position=(0.2 * step, 0, 5), target=(0.2 * step, 0, 0))
+                h264_frames.append(await controller.next_frame(after_command=cmd))
+                await watcher.next_frame(after_command=cmd)
+            last = h264_frames[-1]
+            assert last.image.shape == (720, 1280, 3)
+            mask = _object_mask(last)
+            assert mask[340:380, 500:560].mean() > 0.9, "the decoded H.264 frame shows the sphere"
+            assert mask[:, :100].mean() < 0.01 and mask[:100, :].mean() < 0.01
+            assert controller.bytes_received < watcher.bytes_received / 2, "H.264 should need far fewer bytes"
+        finally:
+            await controller.close()
+            await watcher.close()
+
+    run(scenario())
+
+
+def test_unknown_codec_is_refused(service: Service, ready_session: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        with pytest.raises(SessionError) as refused:
+            await RenderSessionClient.connect(
+                ready_session["hostname"], ready_session["handshakePort"], service.token(), codec="vp9", ca=service.cert
+            )
+        assert refused.value.code == "BadRequest" and "vp9" in refused.value.message
+
+    run(scenario())

@@ -25,7 +25,7 @@ import simplejpeg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from openrr.render.protocol import CODEC_JPEG, unpack_frame
+from openrr.render.protocol import CODEC_H264, CODEC_JPEG, unpack_frame
 
 
 class SessionError(Exception):
@@ -59,6 +59,8 @@ class RenderSessionClient:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._progress: dict[int, Callable[[float], None]] = {}
         self._frames: asyncio.Queue[Frame] = asyncio.Queue(maxsize=8)
+        self._h264: Any = None
+        self.bytes_received = 0
         self._reader = asyncio.create_task(self._read())
         self.last_command = 0
 
@@ -66,9 +68,10 @@ class RenderSessionClient:
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, token: str, *, role: str = "controller", ca: str | None = None
+        cls, host: str, port: int, token: str, *, role: str = "controller", codec: str = "jpeg", ca: str | None = None
     ) -> RenderSessionClient:
-        url = f"wss://{host}:{port}/stream?role={role}"
+        """`codec`: "jpeg" (default) or "h264" (smaller frames; decoded here with PyAV)."""
+        url = f"wss://{host}:{port}/stream?role={role}&codec={codec}"
         ws = await connect(
             url, ssl=_tls(ca), additional_headers={"Authorization": f"Bearer {token}"}, max_size=64 * 1024 * 1024
         )
@@ -88,6 +91,7 @@ class RenderSessionClient:
         session_id: str,
         *,
         role: str = "controller",
+        codec: str = "jpeg",
         ca: str | None = None,
     ) -> RenderSessionClient:
         """Find the session through the service's API (it must be Ready), then connect to its server."""
@@ -106,7 +110,7 @@ class RenderSessionClient:
             doc = r.json()
         if doc["status"] != "Ready":
             raise SessionError("NotReady", f"session {session_id} is {doc['status']}, not Ready")
-        return await cls.connect(doc["hostname"], doc["handshakePort"], token, role=role, ca=ca)
+        return await cls.connect(doc["hostname"], doc["handshakePort"], token, role=role, codec=codec, ca=ca)
 
     async def close(self) -> None:
         await self.ws.close()
@@ -225,14 +229,28 @@ class RenderSessionClient:
 
     # --- internals -------------------------------------------------------------------------------------
 
+    def _decode(self, codec: int, payload: bytes) -> np.ndarray | None:
+        if codec == CODEC_JPEG:
+            image: np.ndarray = simplejpeg.decode_jpeg(payload, colorspace="RGB")
+            return image
+        if codec == CODEC_H264:
+            import av  # only H.264 clients need PyAV
+
+            if self._h264 is None:
+                self._h264 = av.CodecContext.create("h264", "r")
+            frames = self._h264.decode(av.Packet(payload))
+            return frames[-1].to_ndarray(format="rgb24") if frames else None
+        return None
+
     async def _read(self) -> None:
         try:
             async for message in self.ws:
                 if isinstance(message, bytes):
+                    self.bytes_received += len(message)
                     header, payload = unpack_frame(message)
-                    if header.codec != CODEC_JPEG:
+                    image = self._decode(header.codec, payload)
+                    if image is None:
                         continue
-                    image = simplejpeg.decode_jpeg(payload, colorspace="RGB")
                     frame = Frame(header.frame, header.command_id, image, time.perf_counter())
                     if self._frames.full():
                         self._frames.get_nowait()  # keep the newest frames, not the oldest

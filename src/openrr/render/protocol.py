@@ -12,6 +12,9 @@ FRAME_MAGIC = b"ORRF"
 _HEADER = struct.Struct("<4sIII")
 HEADER_SIZE = _HEADER.size
 CODEC_JPEG = 1
+CODEC_H264 = 2
+KEYFRAME = 0x100
+"""Set in the codec field of an H.264 frame that a decoder can start from."""
 
 
 @dataclass(frozen=True)
@@ -21,17 +24,19 @@ class FrameHeader:
     command_id: int
     """Id of the last camera/scene command applied before this frame was rendered (0 if none)."""
     codec: int
+    keyframe: bool = True
 
 
 def pack_frame(header: FrameHeader, payload: bytes) -> bytes:
-    return _HEADER.pack(FRAME_MAGIC, header.frame, header.command_id, header.codec) + payload
+    flags = header.codec | (KEYFRAME if header.keyframe else 0)
+    return _HEADER.pack(FRAME_MAGIC, header.frame, header.command_id, flags) + payload
 
 
 def unpack_frame(data: bytes) -> tuple[FrameHeader, bytes]:
-    magic, frame, command_id, codec = _HEADER.unpack_from(data)
+    magic, frame, command_id, flags = _HEADER.unpack_from(data)
     if magic != FRAME_MAGIC:
         raise ValueError("not an openrr video frame")
-    return FrameHeader(frame, command_id, codec), data[HEADER_SIZE:]
+    return FrameHeader(frame, command_id, flags & 0xFF, bool(flags & KEYFRAME)), data[HEADER_SIZE:]
 
 
 # WebSocket close codes (4000-4999 are the application's).

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import simplejpeg
 
-from openrr.render.protocol import CODEC_JPEG, FrameHeader, pack_frame
+from openrr.render.h264 import H264Encoder
+from openrr.render.protocol import CODEC_H264, CODEC_JPEG, FrameHeader, pack_frame
 from openrr.render.raycast import RayCaster, RayHit
 from openrr.render.renderer import Camera, Renderer
 from openrr.render.scene import ModelData, load_model
@@ -27,6 +28,7 @@ from openrr.render.scene import ModelData, load_model
 logger = logging.getLogger(__name__)
 
 STANDARD_PRIMITIVE_LIMIT = 20_000_000
+CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264}
 MAX_CUT_PLANES = 8
 
 
@@ -60,17 +62,21 @@ class Entity:
 
 
 class Client:
-    """A connected WebSocket client: where frames go, and how fast it wants them."""
+    """A connected WebSocket client: where frames go, and in which codec."""
 
-    def __init__(self, role: str, send_bytes: Callable[[bytes], Awaitable[None]]) -> None:
+    def __init__(self, role: str, send_bytes: Callable[[bytes], Awaitable[None]], codec: str = "jpeg") -> None:
         self.role = role
         self.send_bytes = send_bytes
+        self.codec = codec
         self.busy = False  # a frame is still being sent: drop rather than queue (latency over completeness)
+        self.needs_keyframe = codec == "h264"
+        """An H.264 client can only start, or resume after a dropped frame, at a keyframe."""
 
 
 @dataclass
 class Stats:
     frames_sent: int = 0
+    bytes_sent: int = 0
     last_render_ms: float = 0.0
     last_encode_ms: float = 0.0
     last_frame_ms: float = 0.0
@@ -92,6 +98,7 @@ class SceneSession:
         self.max_fps = fps
         self.quality = quality
         self._gl = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gl")
+        self._h264: H264Encoder | None = None
         self._renderer: Renderer | None = None
         self.gl_renderer = ""
         self.raycaster = RayCaster()
@@ -235,6 +242,7 @@ class SceneSession:
             "encodeTimeMs": round(s.last_encode_ms, 3),
             "trianglesDrawn": s.triangles_drawn,
             "framesSent": s.frames_sent,
+            "bytesSent": s.bytes_sent,
             "connectedClients": len(self.clients),
             "latencyMs": {
                 "p50": round(lat[len(lat) // 2], 2) if lat else None,
@@ -247,11 +255,22 @@ class SceneSession:
 
     # --- rendering -------------------------------------------------------------------------------------
 
-    def _render_and_encode(self) -> tuple[bytes, float, float, int]:
+    def _render_and_encode(
+        self, codecs: set[str], keyframe: bool
+    ) -> tuple[dict[str, tuple[bytes, bool]], float, float, int]:
+        """Render once, encode once per codec in use. Runs on the GL thread."""
         frame, fs = self.renderer.render()
         t0 = time.perf_counter()
-        jpeg = simplejpeg.encode_jpeg(frame, quality=self.quality, colorspace="RGB")
-        return jpeg, fs.render_ms, (time.perf_counter() - t0) * 1000, fs.triangles_drawn
+        out: dict[str, tuple[bytes, bool]] = {}
+        if "jpeg" in codecs:
+            out["jpeg"] = (simplejpeg.encode_jpeg(frame, quality=self.quality, colorspace="RGB"), True)
+        if "h264" in codecs:
+            height, width = frame.shape[:2]
+            if self._h264 is None or (self._h264.width, self._h264.height) != (width - width % 2, height - height % 2):
+                self._h264 = H264Encoder(width, height, self.max_fps)
+                keyframe = True
+            out["h264"] = self._h264.encode(frame, keyframe)
+        return out, fs.render_ms, (time.perf_counter() - t0) * 1000, fs.triangles_drawn
 
     async def _render_loop(self) -> None:
         """Renders only when something changed and someone is watching, at most max_fps times a second."""
@@ -263,10 +282,14 @@ class SceneSession:
             self._dirty.clear()
             started = time.perf_counter()
             command = self._applied_command
-            jpeg, render_ms, encode_ms, tris = await self._on_gl(self._render_and_encode)
+            clients = list(self.clients)
+            codecs = {c.codec for c in clients}
+            keyframe = any(c.needs_keyframe for c in clients)
+            encoded, render_ms, encode_ms, tris = await self._on_gl(self._render_and_encode, codecs, keyframe)
             self._frame_no += 1
-            data = pack_frame(FrameHeader(self._frame_no, command, CODEC_JPEG), jpeg)
-            await self._broadcast(data)
+            for codec, (payload, is_key) in encoded.items():
+                header = FrameHeader(self._frame_no, command, CODECS[codec], is_key)
+                await self._broadcast(pack_frame(header, payload), [c for c in clients if c.codec == codec], is_key)
             done = time.perf_counter()
             s = self.stats
             s.frames_sent += 1
@@ -281,9 +304,9 @@ class SceneSession:
             if pause > 0:
                 await asyncio.sleep(pause)  # frame pacing at max_fps, not a wait for state
 
-    async def _broadcast(self, data: bytes) -> None:
+    async def _broadcast(self, data: bytes, clients: list[Client], keyframe: bool) -> None:
         """Hand the frame to every client not still busy with the previous one; a slow client skips frames
-        instead of delaying the others."""
+        instead of delaying the others (an H.264 client then waits for the next keyframe, which it asks for)."""
 
         async def send(client: Client) -> None:
             try:
@@ -294,9 +317,18 @@ class SceneSession:
             finally:
                 client.busy = False
 
-        for client in list(self.clients):
+        for client in clients:
+            if client.codec == "h264":
+                if client.busy:
+                    client.needs_keyframe = True
+                    self._dirty.set()  # come back soon with the keyframe it now needs
+                    continue
+                if client.needs_keyframe and not keyframe:
+                    continue
+                client.needs_keyframe = False
             if not client.busy:
                 client.busy = True
+                self.stats.bytes_sent += len(data)
                 task = asyncio.create_task(send(client))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)

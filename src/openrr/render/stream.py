@@ -18,7 +18,7 @@ from openrr.render.identity import ServerIdentity
 from openrr.render.protocol import CLOSE_BAD_REQUEST, CLOSE_CONTROLLER_TAKEN, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 from openrr.render.renderer import Camera
 from openrr.render.scene import ModelLoadError
-from openrr.render.session import Client, SceneSession
+from openrr.render.session import CODECS, Client, SceneSession
 
 logger = logging.getLogger(__name__)
 MUTATING = {"loadModel", "unloadModel", "setTransform", "setOverride", "setCamera", "setCutPlanes", "setStream"}
@@ -50,7 +50,7 @@ class StreamEndpoint:
             await ws.send_json({"type": "error", "code": error, "message": message})
             await ws.close(code=code, reason=message[:120])
             return
-        client = Client(role, ws.send_bytes)
+        client = Client(role, ws.send_bytes, ws.query_params.get("codec", "jpeg"))
         if role == "controller" and self._grace_task is not None:
             self._grace_task.cancel()
             self._grace_task = None
@@ -61,6 +61,7 @@ class StreamEndpoint:
                 {
                     "type": "welcome",
                     "role": role,
+                    "codec": client.codec,
                     "sessionId": self.identity.session_id,
                     "renderer": self.scene.gl_renderer,
                     "width": self.scene.width,
@@ -84,6 +85,9 @@ class StreamEndpoint:
     def _refusal(self, ws: WebSocket, role: str) -> tuple[int, str, str] | None:
         if role not in ("controller", "watcher"):
             return CLOSE_BAD_REQUEST, "BadRequest", f"Unknown role '{role[:40]}'; use controller or watcher."
+        codec = ws.query_params.get("codec", "jpeg")
+        if codec not in CODECS:
+            return CLOSE_BAD_REQUEST, "BadRequest", f"Unknown codec '{codec[:40]}'; use jpeg or h264."
         token = ws.query_params.get("access_token", "")
         header = ws.headers.get("authorization", "")
         if not token and header.lower().startswith("bearer "):
