@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 STANDARD_PRIMITIVE_LIMIT = 20_000_000
 CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264}
+RAW_CODEC = "webrtc"
+"""A client whose own transport encodes (WebRTC, see webrtc.py): it is handed the rendered RGB picture itself."""
 MAX_CUT_PLANES = 8
 
 
@@ -71,6 +73,8 @@ class Client:
         self.busy = False  # a frame is still being sent: drop rather than queue (latency over completeness)
         self.needs_keyframe = codec == "h264"
         """An H.264 client can only start, or resume after a dropped frame, at a keyframe."""
+        self.send_raw: Callable[[np.ndarray, int], None] | None = None
+        """Set while codec is RAW_CODEC: takes each rendered RGB picture and the last applied command id."""
 
 
 @dataclass
@@ -257,8 +261,9 @@ class SceneSession:
 
     def _render_and_encode(
         self, codecs: set[str], keyframe: bool
-    ) -> tuple[dict[str, tuple[bytes, bool]], float, float, int]:
-        """Render once, encode once per codec in use. Runs on the GL thread."""
+    ) -> tuple[dict[str, tuple[bytes, bool]], np.ndarray | None, float, float, int]:
+        """Render once, encode once per codec in use (the picture itself too, if a RAW_CODEC client wants it).
+        Runs on the GL thread."""
         frame, fs = self.renderer.render()
         t0 = time.perf_counter()
         out: dict[str, tuple[bytes, bool]] = {}
@@ -270,7 +275,8 @@ class SceneSession:
                 self._h264 = H264Encoder(width, height, self.max_fps)
                 keyframe = True
             out["h264"] = self._h264.encode(frame, keyframe)
-        return out, fs.render_ms, (time.perf_counter() - t0) * 1000, fs.triangles_drawn
+        raw = frame if RAW_CODEC in codecs else None
+        return out, raw, fs.render_ms, (time.perf_counter() - t0) * 1000, fs.triangles_drawn
 
     async def _render_loop(self) -> None:
         """Renders only when something changed and someone is watching, at most max_fps times a second."""
@@ -285,8 +291,12 @@ class SceneSession:
             clients = list(self.clients)
             codecs = {c.codec for c in clients}
             keyframe = any(c.needs_keyframe for c in clients)
-            encoded, render_ms, encode_ms, tris = await self._on_gl(self._render_and_encode, codecs, keyframe)
+            encoded, raw, render_ms, encode_ms, tris = await self._on_gl(self._render_and_encode, codecs, keyframe)
             self._frame_no += 1
+            if raw is not None:
+                for client in clients:
+                    if client.codec == RAW_CODEC and client.send_raw is not None:
+                        client.send_raw(raw, command)
             for codec, (payload, is_key) in encoded.items():
                 header = FrameHeader(self._frame_no, command, CODECS[codec], is_key)
                 await self._broadcast(pack_frame(header, payload), [c for c in clients if c.codec == codec], is_key)

@@ -19,6 +19,7 @@ from openrr.render.protocol import CLOSE_BAD_REQUEST, CLOSE_CONTROLLER_TAKEN, CL
 from openrr.render.renderer import Camera
 from openrr.render.scene import ModelLoadError
 from openrr.render.session import CODECS, Client, SceneSession
+from openrr.render.webrtc import WEBRTC_COMMANDS, WebRTCPeers
 
 logger = logging.getLogger(__name__)
 MUTATING = {"loadModel", "unloadModel", "setTransform", "setOverride", "setCamera", "setCutPlanes", "setStream"}
@@ -40,6 +41,7 @@ class StreamEndpoint:
         self.grace_s = grace_s
         self._public_key = serialization.load_pem_public_key(public_key_path.read_bytes()) if public_key_path else None
         self._grace_task: asyncio.Task[None] | None = None
+        self.webrtc = WebRTCPeers(scene)
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -78,6 +80,7 @@ class StreamEndpoint:
             pass
         finally:
             self.scene.detach(client)
+            await self.webrtc.close(client)
             logger.info("%s disconnected (%d clients)", role, len(self.scene.clients))
             if role == "controller" and self.scene.controller is None:
                 self._grace_task = asyncio.create_task(self._clear_after_grace())
@@ -131,7 +134,10 @@ class StreamEndpoint:
                 raise CommandError("BadRequest", "'id' must be a non-negative integer.")
             if kind in MUTATING and client.role != "controller":
                 raise CommandError("Forbidden", "Watchers cannot change the scene.")
-            result = await self._run(ws, mid, str(kind), message)
+            if kind in WEBRTC_COMMANDS:  # controllers and watchers alike
+                result = await self.webrtc.command(client, str(kind), message)
+            else:
+                result = await self._run(ws, mid, str(kind), message)
         except CommandError as e:
             await ws.send_json(
                 {"type": "result", "id": mid, "ok": False, "error": {"code": e.code, "message": e.message}}
@@ -198,7 +204,7 @@ class StreamEndpoint:
             hit = scene.ray_cast(_vec(m, "origin"), _vec(m, "direction"), float(m.get("maxDistance", float("inf"))))
             return {"hit": None if hit is None else _hit_doc(hit)}
         elif kind == "getStats":
-            return {"stats": scene.describe_stats()}
+            return {"stats": {**scene.describe_stats(), "webrtcPeers": len(self.webrtc.peers)}}
         elif kind == "getScene":
             return {"entities": [e.describe() for e in scene.entities.values()], "camera": _camera_doc(scene.camera)}
         else:

@@ -1,0 +1,26 @@
+"""Codec choice shared by the WebRTC server (render/webrtc.py) and client (client/webrtc.py): H.264 first, VP8 as
+fallback, and reading back what an SDP answer settled on."""
+
+from __future__ import annotations
+
+from aiortc import RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+
+def preferred_video_codecs(names: tuple[str, ...] = ("H264", "VP8")) -> list[RTCRtpCodecCapability]:
+    """aiortc's video codecs named in `names`, in that order (H.264 first, then VP8 by default), and RTX for
+    retransmissions: for setCodecPreferences."""
+    rank = {f"video/{name.lower()}": i for i, name in enumerate(names)} | {"video/rtx": len(names)}
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    return sorted((c for c in codecs if c.mimeType.lower() in rank), key=lambda c: rank[c.mimeType.lower()])
+
+
+def negotiated_video_codec(sdp: str) -> str | None:
+    """The codec an answer settled on ("H264", "VP8"): the first payload type of its video m-line, which is the one
+    aiortc sends with."""
+    lines = sdp.splitlines()
+    formats = next((line.split()[3:] for line in lines if line.startswith("m=video ")), [])
+    if not formats:
+        return None
+    rtpmap = next((line for line in lines if line.startswith(f"a=rtpmap:{formats[0]} ")), None)
+    return rtpmap.split(" ", 1)[1].split("/", 1)[0] if rtpmap else None

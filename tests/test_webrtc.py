@@ -1,0 +1,173 @@
+"""WebRTC, the third transport: a real render server started through the API, signalling over its WebSocket,
+H.264 over a real (loopback) peer connection, frames decoded and checked by the Python client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from openrr.client.render_session import RenderSessionClient
+from openrr.client.webrtc import WebRTCVideo, open_webrtc
+from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp
+from tests.harness import Service, wait_status
+from tests.models import serve_directory, write_models
+
+API = {"api-version": "2021-01-01"}
+BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
+TOLERANCE = 16  # H.264 at 6 Mbit/s
+
+
+@pytest.fixture(scope="module")
+def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    paths = write_models(tmp_path_factory.mktemp("models"))
+    with serve_directory(next(iter(paths.values())).parent) as base:
+        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
+
+
+@pytest.fixture
+def ready_session(service: Service) -> Iterator[dict[str, Any]]:
+    sid = f"webrtc-{uuid.uuid4().hex[:10]}"
+    with service.api() as api:
+        r = api.put(
+            f"/accounts/{service.account_id}/sessions/{sid}",
+            params=API,
+            json={"maxLeaseTimeMinutes": 10, "size": "Standard"},
+        )
+        assert r.status_code == 201, r.text
+        doc = wait_status(api, service.account_id, sid, "Ready")
+        try:
+            yield doc
+        finally:
+            api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
+
+
+async def _connect(service: Service, doc: dict[str, Any], role: str = "controller") -> RenderSessionClient:
+    return await RenderSessionClient.connect(
+        doc["hostname"], doc["handshakePort"], service.token(), role=role, ca=service.cert
+    )
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll `check` until it holds, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def _assert_sphere(image: np.ndarray) -> None:
+    """A unit sphere 5 away, 60° field of view, in the middle of a 1280×720 picture."""
+    assert image.shape == (720, 1280, 3)
+    diff = np.abs(image.astype(float) - BACKGROUND).max(axis=-1)
+    assert (diff[330:390, 610:670] > 3 * TOLERANCE).mean() > 0.98, "the sphere should fill the centre"
+    edges = np.concatenate([diff[:, -100:].ravel(), diff[-100:, :].ravel(), diff[STAMP_BLOCK_H + 8 :, :100].ravel()])
+    assert (edges <= TOLERANCE).mean() > 0.99, "far from the sphere the background should show"
+
+
+def test_stamp_round_trip() -> None:
+    image = np.full((32, 300, 3), 30, dtype=np.uint8)
+    for value in (0, 1, 77, 2**31 + 12345, 2**32 - 1):
+        write_stamp(image, value)
+        assert read_stamp(image) == value
+    assert read_stamp(np.zeros((8, STAMP_WIDTH - 1, 3), dtype=np.uint8)) is None
+
+
+def test_webrtc_h264_controller_and_watcher(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    inspector = f"https://{ready_session['hostname']}:{ready_session['arrInspectorPort']}"
+
+    async def peers(client: RenderSessionClient) -> int:
+        count: int = (await client.stats())["webrtcPeers"]
+        return count
+
+    async def scenario() -> None:
+        controller = await _connect(service, ready_session)
+        watcher = await _connect(service, ready_session, role="watcher")
+        video: WebRTCVideo | None = None
+        try:
+            await controller.load_model(model_url["sphere"])
+            video = await open_webrtc(controller)
+            assert video.codec == "H264", video.answer_sdp
+            assert "H264" in video.answer_sdp.split("m=video", 1)[1].split("a=rtpmap:", 2)[1]
+            assert "typ srflx" not in video.answer_sdp and "typ relay" not in video.answer_sdp  # host candidates only
+
+            cmd = await controller.set_camera(position=(0, 0, 5), target=(0, 0, 0), fov_y=60)
+            command_id, image = await video.next_frame(after_command=cmd, timeout=20)
+            assert command_id >= cmd
+            _assert_sphere(image)
+
+            # Camera moves right: the sphere moves left in the picture, in the frame stamped with that command.
+            cmd = await controller.set_camera(position=(1.5, 0, 5), target=(1.5, 0, 0))
+            command_id, moved = await video.next_frame(after_command=cmd, timeout=10)
+            diff = np.abs(moved.astype(float) - BACKGROUND).max(axis=-1) > 3 * TOLERANCE
+            assert command_id == cmd and np.nonzero(diff[STAMP_BLOCK_H + 8 :])[1].mean() < 640 - 100
+
+            # A watcher may use WebRTC too (it only receives).
+            seen = await open_webrtc(watcher)
+            assert seen.codec == "H264"
+            cmd = await controller.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+            command_id, image = await seen.next_frame(after_command=cmd, timeout=20)
+            assert command_id >= cmd
+            _assert_sphere(image)
+            assert await peers(controller) == 2
+
+            # webrtcClose closes the controller's peer connection: its frames come over the WebSocket again.
+            await video.close()
+            video = None
+            assert await peers(controller) == 1
+            cmd = await controller.set_camera(position=(0, 0.1, 5), target=(0, 0, 0))
+            frame = await controller.next_frame(after_command=cmd, timeout=10)
+            assert frame.image.shape == (720, 1280, 3)
+
+            # Closing the watcher's WebSocket closes its peer connection on the server.
+            await watcher.close()
+            await _until(lambda: _no_peers(controller), 10, "the watcher's peer connection to close")
+            await seen.pc.close()
+            log = httpx.get(f"{inspector}/api/status", verify=service.tls, timeout=5).json()["log"]
+            assert any("WebRTC peer opened for a controller: H264, x264 ultrafast" in line for line in log)
+            assert sum("WebRTC peer of a watcher closed" in line for line in log) == 1
+        finally:
+            if video is not None:
+                await video.close()
+            await watcher.close()
+            await controller.close()
+
+    async def _no_peers(client: RenderSessionClient) -> bool:
+        return await peers(client) == 0
+
+    asyncio.run(scenario())
+
+
+def test_webrtc_offer_is_validated(service: Service, ready_session: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        async with await _connect(service, ready_session) as client:
+            with pytest.raises(Exception, match="BadRequest"):
+                await client.command("webrtcOffer", sdp="", sdpType="offer")
+            with pytest.raises(Exception, match="BadRequest"):
+                await client.command("webrtcOffer", sdp="v=0\r\nnot sdp", sdpType="offer")
+            assert (await client.stats())["webrtcPeers"] == 0
+            await client.command("webrtcClose")  # nothing open: a no-op
+
+    asyncio.run(scenario())
+
+
+def test_webrtc_falls_back_to_vp8(service: Service, ready_session: dict[str, Any], model_url: dict[str, str]) -> None:
+    async def scenario() -> None:
+        async with await _connect(service, ready_session) as client:
+            await client.load_model(model_url["sphere"])
+            async with await open_webrtc(client, codecs=("VP8",)) as video:
+                assert video.codec == "VP8"
+                cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0), fov_y=60)
+                command_id, image = await video.next_frame(after_command=cmd, timeout=20)
+                assert command_id >= cmd
+                _assert_sphere(image)
+
+    asyncio.run(scenario())
