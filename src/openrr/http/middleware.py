@@ -32,11 +32,11 @@ def canonical_path(path: str) -> str:
 
     Ids stay as given: session and conversion ids are case-sensitive.
     """
-    if len(path) > 1:
-        path = path.rstrip("/") or "/"
     segs = path.split("/")
     if len(segs) < 2 or segs[1].lower() not in _TOP:
-        return path
+        return path  # not an API path: static files (the viewer) keep their slashes
+    path = path.rstrip("/")
+    segs = path.split("/")
     segs[1] = segs[1].lower()
     if segs[1] == "v1":
         if len(segs) > 2 and segs[2].lower() == "accounts":

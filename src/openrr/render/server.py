@@ -11,7 +11,6 @@ import hmac
 import json
 import logging
 import os
-import signal
 import socket
 import ssl
 import sys
@@ -180,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
         handshake_sock.getsockname()[1],
         server_app.inspector_port,
     )
-    # SIGTERM is the control plane's polite stop; uvicorn turns it into a graceful exit.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGTERM is the control plane's polite stop; uvicorn turns it into a graceful exit. SIGPIPE stays ignored
+    # (Python's default): a client vanishing mid-send must be an exception, not the end of the session.
     sockets: list[socket.socket] = [handshake_sock, inspector_sock]
 
     async def main() -> None:

@@ -153,6 +153,9 @@ class SceneSession:
         self.clients.add(client)
         if client.role == "controller":
             self.controller = client
+            # Command ids count per connection: frames must not carry the previous controller's ids.
+            self._applied_command = 0
+            self._command_times.clear()
         self.mark_dirty(0)
 
     def detach(self, client: Client) -> None:

@@ -1,0 +1,723 @@
+// The openrr browser viewer: finds a session through the service's API, connects to its render server, shows
+// the JPEG video on a canvas and drives the scene (models, orbit camera, picking, cut planes).
+//
+// window.openrrViewer exposes the live state for tests and for the console.
+
+import { ApiError, accountFromToken, fetchToken, waitForReady } from "./api.js";
+import { OrbitCamera, add, scale, worldBounds } from "./camera.js";
+import { CODEC_JPEG, ProtocolError, RenderConnection } from "./protocol.js";
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("view");
+const ctx = canvas.getContext("2d", { alpha: false });
+
+const CLICK_SLOP_PX = 4;
+const STREAM_RESIZE_DEBOUNCE_MS = 150;
+const LATENCY_SAMPLES = 120;
+const TURNTABLE_RAD_PER_S = 0.6;
+const BACKDROP = "rgb(31 31 36)"; // the render server's clear colour (0.12, 0.12, 0.14)
+
+// --- state -------------------------------------------------------------------------------------------------
+
+const state = {
+  status: "idle", // idle | authenticating | waiting | connecting | connected | closed
+  connected: false,
+  role: null,
+  sessionId: null,
+  renderer: null,
+  framesReceived: 0,
+  framesDisplayed: 0,
+  framesSkipped: 0,
+  lastFrame: null, // {frame, commandId, width, height}
+  fps: 0,
+  lastLatencyMs: null,
+  medianLatencyMs: null,
+  latencySamples: [],
+  lastHit: null,
+  entities: [],
+  camera: null,
+  cutPlanes: [],
+  streamSize: null,
+  loadProgress: null,
+  lastLoad: null,
+  lastError: null,
+  serverStats: null,
+};
+
+let conn = null;
+let connecting = false;
+let cancelWait = false;
+const camera = new OrbitCamera();
+let lastBitmap = null;
+let drawRect = null; // where the last frame lies on the canvas, in canvas pixels
+const displayTimes = [];
+const pendingCameraCommands = new Map(); // setCamera id -> performance.now() when sent
+let statsTimer = 0;
+let autoModel = null; // the link's ?model=, loaded on the first connection
+
+// --- errors and status -------------------------------------------------------------------------------------
+
+function describeError(err) {
+  if (err instanceof ProtocolError || err instanceof ApiError) return { code: err.code, message: err.detail };
+  return { code: err?.name || "Error", message: String(err?.message || err) };
+}
+
+function showError(err, hint = "") {
+  const { code, message } = describeError(err);
+  state.lastError = { code, message };
+  $("error-text").textContent = `${code}: ${message}${hint ? ` ${hint}` : ""}`;
+  $("error").hidden = false;
+  $("error").dataset.code = code;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+  delete $("error").dataset.code;
+}
+
+function setStatus(status, text) {
+  state.status = status;
+  $("status").textContent = text;
+  $("status").title = text;
+  document.body.dataset.status = status;
+}
+
+// --- connecting --------------------------------------------------------------------------------------------
+
+async function connect() {
+  if (connecting) return;
+  disconnect();
+  clearError();
+  connecting = true;
+  cancelWait = false;
+  $("connect").disabled = true;
+  $("disconnect").disabled = false;
+  const form = {
+    account: $("account").value.trim(),
+    key: $("key").value.trim(),
+    token: $("token").value.trim(),
+    session: $("session").value.trim(),
+    role: $("role").value,
+  };
+  try {
+    if (!form.session) throw new ApiError(0, "BadRequest", "enter a session id");
+    let token = form.token;
+    let account = form.account;
+    if (!token) {
+      if (!account || !form.key) throw new ApiError(0, "BadRequest", "enter an account id and key, or a token");
+      setStatus("authenticating", "Getting an access token…");
+      token = await fetchToken(account, form.key);
+    } else if (!account) {
+      account = accountFromToken(token) || "";
+      $("account").value = account;
+      if (!account) throw new ApiError(0, "BadRequest", "enter the account id (the token does not name it)");
+    }
+    setStatus("waiting", `Looking up session ${form.session}…`);
+    const doc = await waitForReady(account, form.session, token, {
+      isCancelled: () => cancelWait,
+      onStatus: (d) => {
+        if (d.status === "Starting" && !cancelWait) setStatus("waiting", `Session ${form.session} is Starting… waiting for it.`);
+      },
+    });
+    setStatus("connecting", `Connecting to ${doc.hostname}:${doc.handshakePort} as ${form.role}…`);
+    const c = await RenderConnection.connect(doc.hostname, doc.handshakePort, token, form.role);
+    if (cancelWait) {
+      c.close();
+      return;
+    }
+    attach(c, form.session);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.code === "Cancelled")) {
+      const hint =
+        err instanceof ProtocolError && err.code === "ControllerConnected" && !/watcher/.test(err.detail)
+          ? "Connect as a watcher to see the session."
+          : "";
+      showError(err, hint);
+      $("session-box").open = true;
+      setStatus("closed", "Not connected.");
+    }
+    $("disconnect").disabled = true;
+  } finally {
+    connecting = false;
+    $("connect").disabled = false;
+  }
+}
+
+function attach(c, sessionId) {
+  conn = c;
+  clearInterval(statsTimer);
+  pendingCameraCommands.clear();
+  const w = c.welcome;
+  Object.assign(state, {
+    connected: true,
+    role: c.role,
+    sessionId: w.sessionId || sessionId,
+    renderer: w.renderer,
+    entities: w.entities || [],
+    cutPlanes: w.cutPlanes || [],
+    framesReceived: 0,
+    framesDisplayed: 0,
+    framesSkipped: 0,
+    lastHit: null,
+    latencySamples: [],
+    lastLatencyMs: null,
+    medianLatencyMs: null,
+    streamSize: null,
+  });
+  if (w.camera) camera.setLookAt(w.camera.position, w.camera.target, w.camera.fovY);
+  state.camera = camera.toCommand();
+  const controller = c.role === "controller";
+  setStatus(
+    "connected",
+    `Connected to session ${state.sessionId} as ${c.role}` +
+      (w.renderer ? ` · renderer ${w.renderer}` : "") +
+      (controller ? "" : " · view only: the controller drives the camera"),
+  );
+  $("model-controls").disabled = !controller;
+  $("view-controls").disabled = !controller;
+  const hasCut = (axis) => state.cutPlanes.some((p) => p.normal.every((v, i) => v === (i === axis ? 1 : 0)));
+  $("cut-x").checked = hasCut(0);
+  $("cut-y").checked = hasCut(1);
+  document.body.dataset.role = c.role;
+  $("session-summary").textContent = `${state.sessionId} · ${c.role}`;
+  $("session-box").open = false;
+  renderEntities();
+
+  c.addEventListener("frame", (e) => onFrame(e.detail));
+  c.addEventListener("close", (e) => onClose(c, e.detail));
+
+  if (controller) {
+    resizeCanvas(true);
+    sendCamera();
+    // A model named in the link is loaded once (unless the session already shows it, e.g. after a reconnect).
+    const model = autoModel;
+    autoModel = null;
+    const existing = model && state.entities.find((e) => e.source === model.split("?")[0]);
+    if (model && !existing) loadModel(model);
+    else if (existing) frameAll();
+  }
+  statsTimer = setInterval(refreshServerStats, 2000);
+}
+
+function onClose(c, { code, reason, error }) {
+  if (c !== conn) return;
+  conn = null;
+  clearInterval(statsTimer);
+  state.connected = false;
+  pendingCameraCommands.clear();
+  $("model-controls").disabled = true;
+  $("view-controls").disabled = true;
+  $("disconnect").disabled = true;
+  $("auto-rotate").checked = false;
+  $("session-summary").textContent = "connection settings";
+  $("session-box").open = true;
+  if (code === 1000 && !error) {
+    setStatus("closed", "Disconnected.");
+  } else {
+    setStatus("closed", `Disconnected (close code ${code}).`);
+    showError(error || new ProtocolError("Disconnected", `the render server closed the connection (${code} ${reason})`));
+  }
+}
+
+function disconnect() {
+  cancelWait = true;
+  if (conn) {
+    const c = conn;
+    c.close();
+  }
+}
+
+// --- frames ------------------------------------------------------------------------------------------------
+
+let decoding = false;
+let queued = null;
+
+function onFrame(frame) {
+  state.framesReceived += 1;
+  if (decoding) {
+    if (queued) state.framesSkipped += 1; // keep only the newest: latency over completeness
+    queued = frame;
+    return;
+  }
+  decode(frame);
+}
+
+async function decode(frame) {
+  decoding = true;
+  try {
+    if (frame.codec !== CODEC_JPEG) return;
+    const bitmap = await createImageBitmap(new Blob([frame.payload], { type: "image/jpeg" }));
+    drawBitmap(bitmap);
+    if (lastBitmap !== bitmap) lastBitmap?.close();
+    lastBitmap = bitmap;
+    displayed(frame, bitmap.width, bitmap.height);
+  } catch (err) {
+    console.warn("could not decode a frame", err);
+  } finally {
+    decoding = false;
+    if (queued) {
+      const next = queued;
+      queued = null;
+      decode(next);
+    }
+  }
+}
+
+/** Draw a frame fitted into the canvas (letterboxed if its aspect differs, e.g. a watcher's window). */
+function drawBitmap(bitmap) {
+  const cw = canvas.width;
+  const ch = canvas.height;
+  const s = Math.min(cw / bitmap.width, ch / bitmap.height);
+  const w = Math.round(bitmap.width * s);
+  const h = Math.round(bitmap.height * s);
+  const x = Math.floor((cw - w) / 2);
+  const y = Math.floor((ch - h) / 2);
+  if (w !== cw || h !== ch) {
+    ctx.fillStyle = BACKDROP;
+    ctx.fillRect(0, 0, cw, ch);
+  }
+  ctx.drawImage(bitmap, x, y, w, h);
+  drawRect = { x, y, w, h, aspect: bitmap.width / bitmap.height };
+}
+
+function displayed(frame, width, height) {
+  const now = performance.now();
+  state.framesDisplayed += 1;
+  state.lastFrame = { frame: frame.frame, commandId: frame.commandId, width, height };
+  displayTimes.push(now);
+  // Latency: from sending setCamera n to displaying the first frame whose commandId >= n. A frame stamped with
+  // an id this connection never sent was rendered before its first command (the previous controller's ids).
+  let latest = null;
+  const stamped = conn && frame.commandId <= conn.lastSent ? frame.commandId : 0;
+  for (const [id, sentAt] of pendingCameraCommands) {
+    if (id > stamped) continue;
+    latest = now - sentAt;
+    pendingCameraCommands.delete(id);
+    state.latencySamples.push(latest);
+  }
+  if (latest !== null) {
+    if (state.latencySamples.length > LATENCY_SAMPLES) state.latencySamples.splice(0, state.latencySamples.length - LATENCY_SAMPLES);
+    const sorted = [...state.latencySamples].sort((a, b) => a - b);
+    state.lastLatencyMs = Math.round(latest * 10) / 10;
+    state.medianLatencyMs = Math.round(sorted[Math.floor(sorted.length / 2)] * 10) / 10;
+  }
+  $("frame-number").textContent = String(frame.frame);
+  $("resolution").textContent = `${width}×${height}`;
+}
+
+function updateMeters() {
+  const now = performance.now();
+  while (displayTimes.length && displayTimes[0] < now - 1000) displayTimes.shift();
+  state.fps = displayTimes.length;
+  $("fps").textContent = `${state.fps} fps`;
+  $("latency").textContent =
+    state.lastLatencyMs === null ? "–" : `${Math.round(state.lastLatencyMs)} ms (median ${Math.round(state.medianLatencyMs)})`;
+  $("fps").dataset.value = String(state.fps);
+  $("latency").dataset.value = state.lastLatencyMs === null ? "" : String(state.lastLatencyMs);
+}
+setInterval(updateMeters, 250);
+
+async function refreshServerStats() {
+  if (!conn) return;
+  try {
+    const stats = (await conn.command("getStats")).stats;
+    state.serverStats = stats;
+    $("hud").title =
+      `server: ${stats.fps} fps, render ${stats.renderTimeMs} ms, encode ${stats.encodeTimeMs} ms, ` +
+      `command→frame sent p50 ${stats.latencyMs?.p50 ?? "–"} ms, ${stats.connectedClients} client(s)`;
+  } catch {
+    /* disconnected meanwhile */
+  }
+}
+
+// --- stream size -------------------------------------------------------------------------------------------
+
+let resizeTimer = 0;
+
+function resizeCanvas(sendNow = false) {
+  const ratio = Math.min(window.devicePixelRatio || 1, 2);
+  let w = Math.round(canvas.clientWidth * ratio);
+  let h = Math.round(canvas.clientHeight * ratio);
+  const fit = Math.min(1, 3840 / w, 2160 / h);
+  w = Math.max(16, Math.floor(w * fit));
+  h = Math.max(16, Math.floor(h * fit));
+  if (w !== canvas.width || h !== canvas.height) {
+    canvas.width = w;
+    canvas.height = h;
+    ctx.fillStyle = BACKDROP;
+    ctx.fillRect(0, 0, w, h);
+    if (lastBitmap) drawBitmap(lastBitmap);
+  }
+  clearTimeout(resizeTimer);
+  resizeTimer = 0;
+  if (sendNow) sendStream();
+  else resizeTimer = setTimeout(sendStream, STREAM_RESIZE_DEBOUNCE_MS);
+}
+
+async function sendStream() {
+  resizeTimer = 0;
+  if (!conn || conn.role !== "controller") return;
+  const size = { width: canvas.width, height: canvas.height };
+  if (state.streamSize && state.streamSize.width === size.width && state.streamSize.height === size.height) return;
+  state.streamSize = size;
+  try {
+    await conn.command("setStream", size);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+new ResizeObserver(() => resizeCanvas()).observe(canvas);
+
+// --- camera ------------------------------------------------------------------------------------------------
+
+let cameraDirty = false;
+let cameraInFlight = false;
+let rafId = 0;
+let lastTick = 0;
+
+function cameraChanged() {
+  state.camera = camera.toCommand();
+  cameraDirty = true;
+  schedule();
+}
+
+function schedule() {
+  if (!rafId) rafId = requestAnimationFrame(tick);
+}
+
+function tick(t) {
+  rafId = 0;
+  const dt = lastTick ? Math.min(0.1, (t - lastTick) / 1000) : 0;
+  lastTick = t;
+  const spinning = $("auto-rotate").checked && conn?.role === "controller";
+  if (spinning) {
+    camera.yaw += TURNTABLE_RAD_PER_S * dt;
+    state.camera = camera.toCommand();
+    cameraDirty = true;
+  }
+  if (cameraDirty && !cameraInFlight) sendCamera();
+  if (spinning) schedule();
+  else lastTick = 0;
+}
+
+/** At most one setCamera in flight: the newest camera goes out when the previous one is acknowledged. */
+async function sendCamera() {
+  if (!conn || conn.role !== "controller") return;
+  cameraDirty = false;
+  cameraInFlight = true;
+  const fields = camera.toCommand();
+  state.camera = fields;
+  const { id, result } = conn.send("setCamera", fields);
+  pendingCameraCommands.set(id, performance.now());
+  try {
+    await result;
+  } catch (err) {
+    pendingCameraCommands.delete(id);
+    if (err.code !== "Disconnected") showError(err);
+  } finally {
+    cameraInFlight = false;
+    if (cameraDirty) schedule();
+  }
+}
+
+function frameAll() {
+  const visible = state.entities.filter((e) => !e.hidden);
+  const bounds = worldBounds(visible.length ? visible : state.entities);
+  if (!bounds) return;
+  camera.frame(bounds, canvas.width / canvas.height);
+  cameraChanged();
+}
+
+// --- pointer input: orbit, pan, zoom, pick -----------------------------------------------------------------
+
+const pointers = new Map(); // pointerId -> {x, y}
+let gesture = null; // {startX, startY, button, moved, multi}
+
+function controlsCamera() {
+  return conn?.role === "controller";
+}
+
+canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+
+canvas.addEventListener("pointerdown", (e) => {
+  try {
+    canvas.setPointerCapture(e.pointerId); // keep the drag when the pointer leaves the canvas
+  } catch {
+    /* not an active pointer (a synthetic event) */
+  }
+  pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+  if (pointers.size === 1) {
+    gesture = { startX: e.clientX, startY: e.clientY, button: e.button, shift: e.shiftKey, moved: false, multi: false };
+  } else if (gesture) {
+    gesture.multi = true; // a pinch is never a click
+  }
+  canvas.classList.add("dragging");
+});
+
+canvas.addEventListener("pointermove", (e) => {
+  const previous = pointers.get(e.pointerId);
+  if (!previous || !gesture) return;
+  const current = { x: e.clientX, y: e.clientY };
+  const height = canvas.clientHeight;
+  if (pointers.size === 1) {
+    if (!gesture.moved && Math.hypot(current.x - gesture.startX, current.y - gesture.startY) < CLICK_SLOP_PX) return;
+    gesture.moved = true;
+    pointers.set(e.pointerId, current);
+    if (!controlsCamera()) return;
+    const dx = current.x - previous.x;
+    const dy = current.y - previous.y;
+    const pan = gesture.button === 2 || gesture.button === 1 || gesture.shift || e.shiftKey;
+    if (pan) camera.pan(dx, dy, height);
+    else camera.orbit(dx, dy, height);
+    cameraChanged();
+  } else if (pointers.size === 2) {
+    const [otherId] = [...pointers.keys()].filter((id) => id !== e.pointerId);
+    const other = pointers.get(otherId);
+    pointers.set(e.pointerId, current);
+    gesture.moved = true;
+    if (!controlsCamera()) return;
+    const before = Math.hypot(previous.x - other.x, previous.y - other.y);
+    const after = Math.hypot(current.x - other.x, current.y - other.y);
+    if (before > 1 && after > 1) camera.zoom(before / after);
+    // The midpoint moves by half this pointer's motion.
+    camera.pan((current.x - previous.x) / 2, (current.y - previous.y) / 2, height);
+    cameraChanged();
+  } else {
+    pointers.set(e.pointerId, current);
+  }
+});
+
+function endPointer(e) {
+  if (!pointers.has(e.pointerId)) return;
+  pointers.delete(e.pointerId);
+  if (pointers.size > 0) return;
+  canvas.classList.remove("dragging");
+  const g = gesture;
+  gesture = null;
+  if (e.type === "pointerup" && g && !g.moved && !g.multi && g.button === 0) pick(e.clientX, e.clientY);
+}
+
+canvas.addEventListener("pointerup", endPointer);
+canvas.addEventListener("pointercancel", endPointer);
+
+canvas.addEventListener(
+  "wheel",
+  (e) => {
+    e.preventDefault();
+    if (!controlsCamera()) return;
+    const pixels = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
+    camera.zoom(Math.exp(pixels * 0.0015));
+    cameraChanged();
+  },
+  { passive: false },
+);
+
+async function pick(clientX, clientY) {
+  if (!conn) return;
+  const rect = canvas.getBoundingClientRect();
+  const px = ((clientX - rect.left) * canvas.width) / rect.width;
+  const py = ((clientY - rect.top) * canvas.height) / rect.height;
+  const area = drawRect || { x: 0, y: 0, w: canvas.width, h: canvas.height, aspect: canvas.width / canvas.height };
+  const u = (px - area.x) / area.w;
+  const v = (py - area.y) / area.h;
+  if (u < 0 || u > 1 || v < 0 || v > 1) return;
+  const pixel = [Math.round(clientX - rect.left), Math.round(clientY - rect.top)];
+  try {
+    if (conn.role !== "controller") {
+      // A watcher's camera is the controller's: ask where it is now.
+      const scene = await conn.command("getScene");
+      if (scene.camera) camera.setLookAt(scene.camera.position, scene.camera.target, scene.camera.fovY);
+      state.camera = camera.toCommand();
+    }
+    const ray = camera.ray(u, v, area.aspect);
+    const { hit } = await conn.command("rayCast", { origin: ray.origin, direction: ray.direction });
+    if (!hit) {
+      state.lastHit = { hit: false, pixel };
+      $("hit").textContent = `Nothing at (${pixel.join(", ")}).`;
+      $("hit").dataset.hit = "none";
+      return;
+    }
+    const entity = state.entities.find((e) => e.entityId === hit.entityId);
+    const name = entity?.name || `entity ${hit.entityId}`;
+    state.lastHit = { hit: true, pixel, name, ...hit };
+    const fmt = (p) => p.map((x) => x.toFixed(3)).join(", ");
+    $("hit").textContent =
+      `${name} (entity ${hit.entityId}) at (${fmt(hit.position)}), ${hit.distance.toFixed(3)} from the camera, ` +
+      `normal (${fmt(hit.normal)}).`;
+    $("hit").dataset.hit = String(hit.entityId);
+    if (entity && conn.role === "controller") await setOverride(entity, { selected: !entity.selected });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// --- scene -------------------------------------------------------------------------------------------------
+
+async function loadModel(url) {
+  if (!conn) return;
+  const progress = $("load-progress");
+  const result = $("load-result");
+  progress.hidden = false;
+  progress.value = 0;
+  state.loadProgress = 0;
+  result.className = "note";
+  result.textContent = `Loading ${url.split("?")[0]}…`;
+  $("load").disabled = true;
+  const started = performance.now();
+  try {
+    const doc = await conn.command("loadModel", { url }, {
+      onProgress: (p) => {
+        progress.value = p;
+        state.loadProgress = p;
+      },
+    });
+    progress.value = 1;
+    state.loadProgress = 1;
+    const { type, id, ok, ...entity } = doc;
+    state.entities = [...state.entities, entity];
+    state.lastLoad = { ok: true, ...entity };
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    const primitives = entity.points ? `${entity.points} points` : `${entity.triangles} triangles`;
+    result.className = entity.warnings?.length ? "note bad" : "note ok";
+    result.textContent =
+      `Loaded ${entity.name}: ${primitives}, ${entity.meshes} mesh(es) in ${seconds} s.` +
+      (entity.warnings?.length ? ` ${entity.warnings.join(" ")}` : "");
+    renderEntities();
+    frameAll();
+    if (state.cutPlanes.length) applyCutPlanes();
+  } catch (err) {
+    const { code, message } = describeError(err);
+    state.lastLoad = { ok: false, code, message };
+    state.loadProgress = null;
+    result.className = "note bad";
+    result.textContent = `${code}: ${message}`;
+    showError(err);
+  } finally {
+    progress.hidden = true;
+    $("load").disabled = false;
+  }
+}
+
+async function setOverride(entity, fields) {
+  await conn.command("setOverride", { entityId: entity.entityId, ...fields });
+  Object.assign(entity, fields);
+  renderEntities();
+}
+
+async function unloadModel(entity) {
+  try {
+    await conn.command("unloadModel", { entityId: entity.entityId });
+    state.entities = state.entities.filter((e) => e !== entity);
+    renderEntities();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function renderEntities() {
+  const list = $("entities");
+  list.replaceChildren();
+  const controller = conn?.role === "controller";
+  for (const entity of state.entities) {
+    const li = document.createElement("li");
+    li.dataset.entityId = String(entity.entityId);
+    li.classList.toggle("selected", Boolean(entity.selected));
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = `${entity.name} · ${entity.points ? `${entity.points} pts` : `${entity.triangles} tris`}`;
+    name.title = entity.source || entity.name;
+    li.append(name);
+    if (controller) {
+      const hide = document.createElement("button");
+      hide.type = "button";
+      hide.className = "small";
+      hide.textContent = entity.hidden ? "show" : "hide";
+      hide.onclick = () => setOverride(entity, { hidden: !entity.hidden }).catch(showError);
+      const unload = document.createElement("button");
+      unload.type = "button";
+      unload.className = "small";
+      unload.textContent = "unload";
+      unload.onclick = () => unloadModel(entity);
+      li.append(hide, unload);
+    }
+    list.append(li);
+  }
+}
+
+async function applyCutPlanes() {
+  if (!conn) return;
+  const bounds = worldBounds(state.entities);
+  const centre = bounds ? scale(add(bounds.min, bounds.max), 0.5) : [0, 0, 0];
+  const planes = [];
+  if ($("cut-x").checked) planes.push({ normal: [1, 0, 0], point: centre });
+  if ($("cut-y").checked) planes.push({ normal: [0, 1, 0], point: centre });
+  try {
+    await conn.command("setCutPlanes", { planes });
+    state.cutPlanes = planes;
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// --- wiring ------------------------------------------------------------------------------------------------
+
+$("connect-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  connect();
+});
+$("disconnect").addEventListener("click", () => {
+  disconnect();
+  if (!conn) {
+    $("disconnect").disabled = true;
+    setStatus("closed", "Not connected.");
+  }
+});
+$("model-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = $("model-url").value.trim();
+  if (url) loadModel(url);
+});
+$("cut-x").addEventListener("change", applyCutPlanes);
+$("cut-y").addEventListener("change", applyCutPlanes);
+$("auto-rotate").addEventListener("change", schedule);
+$("frame-all").addEventListener("click", frameAll);
+$("error-close").addEventListener("click", clearError);
+// Leave with a proper WebSocket close: the server then frees the controller seat at once.
+window.addEventListener("pagehide", () => conn?.close());
+
+function fromQuery() {
+  const params = new URLSearchParams(location.search);
+  for (const name of ["account", "key", "token", "session"]) {
+    if (params.has(name)) $(name).value = params.get(name);
+  }
+  if (params.has("role")) $("role").value = params.get("role") === "watcher" ? "watcher" : "controller";
+  if (params.has("model")) {
+    $("model-url").value = params.get("model");
+    autoModel = params.get("model");
+  }
+  const ready = params.get("session") && (params.get("token") || (params.get("account") && params.get("key")));
+  // Keep secrets out of the address bar (and history) once read.
+  if (params.has("key") || params.has("token")) {
+    params.delete("key");
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+  }
+  if (ready && params.get("autoconnect") !== "0") connect();
+}
+
+/** Nothing left to show: no camera change waiting, no scene command unanswered, and the newest frame drawn
+ * shows every acknowledged scene change. (Tests wait on it instead of sleeping.) */
+function idle() {
+  if (!conn || resizeTimer || cameraDirty || cameraInFlight || decoding || queued || conn.busy || !state.lastFrame) return false;
+  return state.lastFrame.commandId >= conn.lastApplied;
+}
+
+Object.assign(state, { connect, disconnect, loadModel, frameAll, idle });
+Object.defineProperty(state, "connection", { get: () => conn, enumerable: false });
+window.openrrViewer = state;
+
+resizeCanvas();
+fromQuery();

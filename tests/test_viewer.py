@@ -1,0 +1,348 @@
+"""The browser viewer (`/viewer/`) in real headless Chromium, driven by Playwright: it gets a token from the
+STS, finds the session, connects to its render server over WSS and shows the video; we check the pixels of
+its canvas, drive it with the mouse, and read its meters from `window.openrrViewer`."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.harness import Service, wait_status
+from tests.models import serve_directory, write_models
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+API = {"api-version": "2021-01-01"}
+BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
+TOLERANCE = 12  # JPEG
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags that work here as root (docs: /work/shared/reference/render-stack-notes.md). The render server's
+# certificate is the service's self-signed one: a real user imports DATA_DIR/tls/cert.pem instead.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--ignore-certificate-errors",
+]
+WAIT_MS = 30_000
+CONSOLE: list[str] = []  # the pages' console messages, shown when a wait times out
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 800},
+            device_scale_factor=1,
+            ignore_https_errors=True,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    paths = write_models(tmp_path_factory.mktemp("viewer-models"))
+    with serve_directory(next(iter(paths.values())).parent) as base:
+        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def session_id(service: Service) -> Iterator[str]:
+    sid = f"viewer-{uuid.uuid4().hex[:10]}"
+    with service.api() as api:
+        r = api.put(
+            f"/accounts/{service.account_id}/sessions/{sid}",
+            params=API,
+            json={"maxLeaseTimeMinutes": 10, "size": "Standard"},
+        )
+        assert r.status_code == 201, r.text
+        wait_status(api, service.account_id, sid, "Ready")
+        try:
+            yield sid
+        finally:
+            api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
+
+
+def viewer_url(service: Service, session_id: str, **extra: str) -> str:
+    query = {"account": service.account_id, "key": service.key, "session": session_id, **extra}
+    return f"{service.endpoint}/viewer/?{urlencode(query)}"
+
+
+def open_viewer(browser: Any, url: str, errors: list[str]) -> Any:
+    page = browser.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: CONSOLE.append(f"{msg.type}: {msg.text}"))
+    page.goto(url)
+    return page
+
+
+def close_viewer(page: Any) -> None:
+    """Disconnect with the page's own button (a clean WebSocket close), then close the tab."""
+    try:
+        if page.evaluate("() => Boolean(window.openrrViewer?.connected)"):
+            page.locator("#disconnect").click()
+            page.wait_for_function("() => !window.openrrViewer.connected", timeout=5000)
+            assert page.locator("#status").inner_text() == "Disconnected."
+    finally:
+        page.close()
+
+
+def wait_js(page: Any, expression: str, timeout_ms: int = WAIT_MS) -> Any:
+    """Poll a JavaScript expression in the page until it is truthy (bounded); returns its value."""
+    try:
+        return page.wait_for_function(f"() => {expression}", timeout=timeout_ms).json_value()
+    except sync_api.TimeoutError:
+        status = page.locator("#status").inner_text()
+        error = page.locator("#error-text").inner_text()
+        state = page.evaluate("() => window.openrrViewer && JSON.stringify(window.openrrViewer)")
+        console = "\n".join(CONSOLE[-20:])
+        lines = [f"timed out waiting for {expression}", f"status: {status}", f"error: {error}", f"state: {state}"]
+        raise AssertionError("\n".join([*lines, "console:", console])) from None
+
+
+def viewer_state(page: Any) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate(
+        "() => { const v = window.openrrViewer; return {connected: v.connected, role: v.role, fps: v.fps,"
+        " framesDisplayed: v.framesDisplayed, lastLatencyMs: v.lastLatencyMs, medianLatencyMs: v.medianLatencyMs,"
+        " lastHit: v.lastHit, entities: v.entities, camera: v.camera, cutPlanes: v.cutPlanes,"
+        " lastLoad: v.lastLoad, lastError: v.lastError, lastFrame: v.lastFrame, streamSize: v.streamSize}; }"
+    )
+    return state
+
+
+def canvas_pixels(page: Any) -> np.ndarray:
+    png = page.locator("#view").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+
+
+def is_background(pixels: np.ndarray) -> np.ndarray:
+    mask: np.ndarray = np.all(np.abs(pixels - BACKGROUND) <= TOLERANCE, axis=-1)
+    return mask
+
+
+def centroid_x(pixels: np.ndarray) -> float:
+    _, xs = np.nonzero(~is_background(pixels))
+    return float(xs.mean())
+
+
+def camera_distance(state: dict[str, Any]) -> float:
+    camera = state["camera"]
+    return float(np.linalg.norm(np.subtract(camera["position"], camera["target"])))
+
+
+DISTANCE_JS = (
+    "(({position: p, target: t}) => Math.hypot(p[0] - t[0], p[1] - t[1], p[2] - t[2]))(window.openrrViewer.camera)"
+)
+
+# Two touch pointers on the canvas's centre line, 100 px apart, spread to 200 px in 10 steps each.
+PINCH_OUT_JS = """() => {
+  const canvas = document.getElementById("view");
+  const r = canvas.getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
+  const send = (type, id, clientX) => canvas.dispatchEvent(new PointerEvent(type, {
+    pointerId: id, pointerType: "touch", isPrimary: id === 11, clientX, clientY: y, button: 0,
+    buttons: type === "pointerup" ? 0 : 1, bubbles: true, cancelable: true,
+  }));
+  send("pointerdown", 11, x - 50);
+  send("pointerdown", 12, x + 50);
+  for (let i = 1; i <= 10; i++) {
+    send("pointermove", 12, x + 50 + 5 * i);
+    send("pointermove", 11, x - 50 - 5 * i);
+  }
+  send("pointerup", 11, x - 100);
+  send("pointerup", 12, x + 100);
+}"""
+
+
+def canvas_centre(page: Any) -> tuple[float, float]:
+    box = page.locator("#view").bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_viewer_root_serves_the_page(service: Service) -> None:
+    with service.http() as http:
+        r = http.get("/viewer/", follow_redirects=True)
+    assert r.status_code == 200 and "openrr viewer" in r.text
+
+
+def test_viewer_static_files(service: Service) -> None:
+    with service.http() as http:
+        page = http.get("/viewer/index.html")
+        assert page.status_code == 200 and "openrr viewer" in page.text
+        for name in ("viewer.js", "protocol.js", "camera.js", "api.js"):
+            r = http.get(f"/viewer/{name}")
+            assert r.status_code == 200 and "javascript" in r.headers["content-type"], name
+            assert "http://" not in r.text and "https://" not in r.text, f"{name} must not load anything remote"
+        assert http.get("/viewer/viewer.css").headers["content-type"].startswith("text/css")
+
+
+def test_viewer_shows_orbits_picks_and_cuts_the_model(
+    browser: Any, service: Service, session_id: str, model_url: dict[str, str], tmp_path: Path
+) -> None:
+    errors: list[str] = []
+    page = open_viewer(browser, viewer_url(service, session_id, model=model_url["sphere"]), errors)
+    try:
+        wait_js(page, "window.openrrViewer?.connected && window.openrrViewer.lastLoad")
+        state = viewer_state(page)
+        assert state["lastLoad"]["ok"], state["lastLoad"]
+        assert state["lastLoad"]["triangles"] == 5120 and state["role"] == "controller"
+        assert "key=" not in page.url, "the account key should be removed from the address bar"
+        wait_js(page, "window.openrrViewer.idle()")
+        assert page.locator("#load-result").inner_text().startswith("Loaded sphere.glb")
+
+        # The stream has the canvas's size, and the model is framed: sphere in the middle, background around.
+        state = viewer_state(page)
+        box = page.locator("#view").bounding_box()
+        assert box is not None
+        assert state["streamSize"] == {"width": round(box["width"]), "height": round(box["height"])}
+        assert state["lastFrame"]["width"] == state["streamSize"]["width"]
+        assert state["camera"]["target"] == pytest.approx([0, 0, 0], abs=1e-3)
+        before = canvas_pixels(page)
+        h, w, _ = before.shape
+        centre = before[h // 2 - 10 : h // 2 + 10, w // 2 - 10 : w // 2 + 10]
+        assert not is_background(centre).any(), f"the model should cover the centre, got {centre.mean((0, 1))}"
+        for corner in (before[:12, :12], before[:12, -12:], before[-12:, :12], before[-12:, -12:]):
+            assert is_background(corner).all(), f"corners should show the background, got {corner.mean((0, 1))}"
+        assert 0.05 < (~is_background(before)).mean() < 0.6, "the framed sphere should fill part of the view"
+        page.screenshot(path=str(tmp_path / "viewer.png"))
+
+        # Left drag orbits: the camera moves around the target and the shading changes.
+        cx, cy = canvas_centre(page)
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 180, cy + 90, steps=12)
+        page.mouse.up()
+        wait_js(page, "window.openrrViewer.idle()")
+        orbited = viewer_state(page)
+        assert orbited["camera"]["position"] != pytest.approx(state["camera"]["position"], abs=1e-3)
+        assert orbited["camera"]["target"] == pytest.approx([0, 0, 0], abs=1e-3), "an orbit keeps the target"
+        after = canvas_pixels(page)
+        # The sphere's outline stays, its shading (the highlight of the world-fixed key light) moves.
+        changed = np.abs(after - before).max(axis=-1) > 8
+        assert changed.mean() > 0.02, f"the picture should change after an orbit ({changed.mean():.4f} changed)"
+
+        # A click (no drag) on the middle picks the sphere's front: distance = camera distance - radius.
+        page.mouse.click(cx, cy)
+        wait_js(page, "window.openrrViewer.lastHit")
+        hit = viewer_state(page)["lastHit"]
+        assert hit["hit"] and hit["name"] == "sphere.glb", hit
+        distance = float(np.linalg.norm(orbited["camera"]["position"]))
+        assert hit["distance"] == pytest.approx(distance - 1.0, abs=0.03)
+        assert np.linalg.norm(hit["position"]) == pytest.approx(1.0, abs=0.03)
+        assert "sphere.glb" in page.locator("#hit").inner_text()
+        wait_js(page, "window.openrrViewer.entities[0].selected && window.openrrViewer.idle()")
+        assert page.locator("#entities li.selected").count() == 1
+        page.screenshot(path=str(tmp_path / "picked.png"))
+
+        # A cut plane through the centre with normal +X removes half of the sphere.
+        uncut = canvas_pixels(page)
+        page.locator("#cut-x").check()
+        wait_js(page, "window.openrrViewer.cutPlanes.length === 1 && window.openrrViewer.idle()")
+        cut = canvas_pixels(page)
+        page.screenshot(path=str(tmp_path / "cut.png"))
+        assert (~is_background(cut)).sum() < 0.8 * (~is_background(uncut)).sum(), "the cut should remove a part"
+        page.locator("#cut-x").uncheck()
+        wait_js(page, "window.openrrViewer.cutPlanes.length === 0 && window.openrrViewer.idle()")
+
+        # Right drag pans: the sphere follows the cursor (its centre sits at the target's depth).
+        x0 = centroid_x(canvas_pixels(page))
+        page.mouse.move(cx, cy)
+        page.mouse.down(button="right")
+        page.mouse.move(cx + 150, cy, steps=10)
+        page.mouse.up(button="right")
+        wait_js(page, "window.openrrViewer.idle()")
+        panned = viewer_state(page)
+        assert panned["camera"]["target"] != pytest.approx([0, 0, 0], abs=1e-3)
+        # The centre moves 150 px; off-axis, perspective stretches the sphere's image outwards a little more.
+        assert 140 < centroid_x(canvas_pixels(page)) - x0 < 185
+        page.locator("#frame-all").click()
+        wait_js(page, "window.openrrViewer.idle()")
+        assert viewer_state(page)["camera"]["target"] == pytest.approx([0, 0, 0], abs=1e-3)
+
+        # The wheel zooms out by exp(0.0015 per pixel); a two-finger pinch (touch pointers) zooms by the ratio of
+        # the fingers' distances: 100 px apart -> 200 px halves the distance.
+        d0 = camera_distance(viewer_state(page))
+        page.mouse.move(cx, cy)
+        page.mouse.wheel(0, 200)
+        wait_js(page, f"{DISTANCE_JS} > {d0 * 1.2} && window.openrrViewer.idle()")
+        d1 = camera_distance(viewer_state(page))
+        assert d1 == pytest.approx(d0 * np.exp(0.3), rel=1e-3)
+        page.evaluate(PINCH_OUT_JS)
+        wait_js(page, "window.openrrViewer.idle()")
+        pinched = viewer_state(page)
+        assert camera_distance(pinched) == pytest.approx(d1 / 2, rel=1e-3)
+        assert pinched["camera"]["target"] == pytest.approx([0, 0, 0], abs=1e-2)
+        assert pinched["lastHit"] == hit, "a pinch is not a click"
+
+        # Sustained motion (turntable): frames per second and command-to-display latency are measured.
+        start = viewer_state(page)["framesDisplayed"]
+        page.locator("#auto-rotate").check()
+        wait_js(page, f"window.openrrViewer.framesDisplayed >= {start + 45} && window.openrrViewer.fps >= 5")
+        meters = viewer_state(page)
+        page.locator("#auto-rotate").uncheck()
+        assert meters["fps"] > 0 and meters["lastLatencyMs"] is not None and meters["lastLatencyMs"] > 0
+        assert meters["medianLatencyMs"] < 1000, meters
+        assert page.locator("#latency").inner_text().endswith(")") and "ms" in page.locator("#latency").inner_text()
+        assert int(page.locator("#fps").get_attribute("data-value") or 0) > 0
+        print(f"viewer: {meters['fps']} fps, latency median {meters['medianLatencyMs']} ms")
+        wait_js(page, "window.openrrViewer.idle()")
+        assert errors == []
+    finally:
+        close_viewer(page)
+
+
+def test_a_second_controller_is_refused_visibly_and_a_watcher_sees_the_scene(
+    browser: Any, service: Service, session_id: str, model_url: dict[str, str], tmp_path: Path
+) -> None:
+    errors: list[str] = []
+    controller = open_viewer(browser, viewer_url(service, session_id, model=model_url["sphere"]), errors)
+    pages = [controller]
+    try:
+        wait_js(controller, "window.openrrViewer?.connected && window.openrrViewer.entities.length > 0")
+        wait_js(controller, "window.openrrViewer.idle()")
+
+        second = open_viewer(browser, viewer_url(service, session_id), errors)
+        pages.append(second)
+        code = wait_js(second, "window.openrrViewer?.lastError?.code")
+        assert code == "ControllerConnected"
+        banner = second.locator("#error")
+        assert banner.is_visible() and "ControllerConnected" in banner.inner_text()
+        assert "watcher" in banner.inner_text()
+        second.screenshot(path=str(tmp_path / "refused.png"))
+        assert not viewer_state(second)["connected"]
+
+        watcher = open_viewer(browser, viewer_url(service, session_id, role="watcher"), errors)
+        pages.append(watcher)
+        wait_js(watcher, "window.openrrViewer?.connected && window.openrrViewer.framesDisplayed > 0")
+        state = viewer_state(watcher)
+        assert state["role"] == "watcher" and [e["name"] for e in state["entities"]] == ["sphere.glb"]
+        assert watcher.locator("#load").is_disabled() and watcher.locator("#cut-x").is_disabled()
+        assert not watcher.locator("#error").is_visible()
+        watcher.screenshot(path=str(tmp_path / "watcher.png"))
+        assert errors == []
+    finally:
+        for page in reversed(pages):
+            close_viewer(page)
