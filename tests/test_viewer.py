@@ -192,7 +192,7 @@ def test_viewer_static_files(service: Service) -> None:
     with service.http() as http:
         page = http.get("/viewer/index.html")
         assert page.status_code == 200 and "openrr viewer" in page.text
-        for name in ("viewer.js", "protocol.js", "camera.js", "api.js"):
+        for name in ("viewer.js", "protocol.js", "camera.js", "api.js", "video.js"):
             r = http.get(f"/viewer/{name}")
             assert r.status_code == 200 and "javascript" in r.headers["content-type"], name
             assert "http://" not in r.text and "https://" not in r.text, f"{name} must not load anything remote"
@@ -346,3 +346,77 @@ def test_a_second_controller_is_refused_visibly_and_a_watcher_sees_the_scene(
     finally:
         for page in reversed(pages):
             close_viewer(page)
+
+
+# What each transport needs from the browser; the test skips, saying why, where this Chromium lacks it.
+TRANSPORT_SUPPORT_JS = {
+    "h264": """async () => {
+      if (typeof VideoDecoder === "undefined") return `no WebCodecs VideoDecoder (secure context: ${isSecureContext})`;
+      const config = {codec: "avc1.42E01F", optimizeForLatency: true};
+      const {supported} = await VideoDecoder.isConfigSupported(config);
+      return supported ? "" : "VideoDecoder.isConfigSupported({codec: 'avc1.42E01F'}) is false in this Chromium";
+    }""",
+    "webrtc": """async () => {
+      if (typeof RTCPeerConnection === "undefined") return "no RTCPeerConnection";
+      if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return "no requestVideoFrameCallback";
+      const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs || [];
+      return codecs.some((c) => c.mimeType === "video/H264") ? "" : "this Chromium's WebRTC cannot receive H.264";
+    }""",
+}
+VIDEO_TOLERANCE = 20  # H.264 at 6 Mbit/s (WebRTC) or x264's defaults (WebSocket): a little softer than JPEG
+
+
+@pytest.mark.parametrize("transport", ["h264", "webrtc"])
+def test_viewer_shows_the_model_over_h264_and_webrtc(
+    browser: Any, service: Service, session_id: str, model_url: dict[str, str], tmp_path: Path, transport: str
+) -> None:
+    errors: list[str] = []
+    page = open_viewer(browser, viewer_url(service, session_id, model=model_url["sphere"], transport=transport), errors)
+    try:
+        missing = page.evaluate(TRANSPORT_SUPPORT_JS[transport])
+        if missing:
+            pytest.skip(f"{transport} in headless Chromium here: {missing}")
+        assert page.locator("#transport").input_value() == transport
+        wait_js(page, "window.openrrViewer?.connected && window.openrrViewer.entities.length > 0")
+        state = page.evaluate("() => ({t: window.openrrViewer.transport, e: window.openrrViewer.transportError})")
+        assert state == {"t": transport, "e": None}
+        if transport == "webrtc":
+            # Pictures over the peer connection (the WebSocket shows JPEG until it is up), with readable stamps.
+            wait_js(page, "window.openrrViewer.lastFrame?.webrtc && window.openrrViewer.lastFrame.commandId > 0")
+        wait_js(page, "window.openrrViewer.idle() && window.openrrViewer.framesDisplayed > 0")
+        # The HUD refreshes four times a second: wait for it rather than read it once.
+        wait_js(page, f"document.querySelector('#transport-label').dataset.value === '{transport}'")
+
+        # The sphere fills the middle; the corners show the background (WebRTC's stamp, top left, is hidden).
+        pixels = canvas_pixels(page)
+        page.screenshot(path=str(tmp_path / f"viewer-{transport}.png"))
+        h, w, _ = pixels.shape
+        background = np.all(np.abs(pixels - BACKGROUND) <= VIDEO_TOLERANCE, axis=-1)
+        centre = background[h // 2 - 10 : h // 2 + 10, w // 2 - 10 : w // 2 + 10]
+        assert not centre.any(), f"the model should cover the centre, got {pixels[h // 2, w // 2]}"
+        for corner in (background[:20, :300], background[:12, -12:], background[-12:, :12], background[-12:, -12:]):
+            assert corner.mean() > 0.995, f"corners should show the background ({corner.mean():.4f})"
+        assert 0.05 < (~background).mean() < 0.6, "the framed sphere should fill part of the view"
+
+        # Turntable: frames keep coming and command-to-display latency is measured from them.
+        start = page.evaluate("() => window.openrrViewer.framesDisplayed")
+        page.locator("#auto-rotate").check()
+        wait_js(page, f"window.openrrViewer.framesDisplayed >= {start + 30} && window.openrrViewer.fps >= 5")
+        page.locator("#auto-rotate").uncheck()
+        stats = page.evaluate("() => window.openrrViewer.refreshTransportStats()")
+        meters = viewer_state(page)
+        assert meters["lastLatencyMs"] is not None and 0 < meters["medianLatencyMs"] < 1000, meters
+        assert stats["bytesReceived"] > 10_000, stats
+        if transport == "webrtc":
+            assert stats["webrtc"]["codec"] == "video/H264", stats
+        print(f"viewer {transport}: {meters['fps']} fps, latency median {meters['medianLatencyMs']} ms")
+        wait_js(page, "window.openrrViewer.idle()")
+
+        # Choosing another transport reconnects with it; the session keeps its scene.
+        page.locator("#transport").select_option("jpeg")
+        wait_js(page, "window.openrrViewer.connected && window.openrrViewer.transport === 'jpeg'")
+        wait_js(page, "window.openrrViewer.idle() && window.openrrViewer.entities.length > 0")
+        assert not page.locator("#error").is_visible()
+        assert errors == []
+    finally:
+        close_viewer(page)

@@ -1,6 +1,6 @@
 // The render session protocol (docs/render-protocol.md) over a browser WebSocket.
 //
-//   const conn = await RenderConnection.connect(hostname, handshakePort, token, "controller");
+//   const conn = await RenderConnection.connect(hostname, handshakePort, token, "controller", { codec: "jpeg" });
 //   conn.addEventListener("frame", (e) => { e.detail.commandId; e.detail.payload; });
 //   const reply = await conn.command("loadModel", { url }, { onProgress: (p) => ... });
 //
@@ -27,7 +27,7 @@ export const CLOSE_CODES = {
 
 /**
  * Decode a binary video frame: a 16-byte little-endian header "ORRF", u32 frame, u32 commandId, u32 flags
- * (`flags & 0xFF` the codec, 1 = JPEG; `flags & 0x100` a keyframe), then the payload.
+ * (`flags & 0xFF` the codec, 1 = JPEG, 2 = H.264 Annex B; `flags & 0x100` a keyframe), then the payload.
  */
 export function parseFrame(buffer) {
   if (!(buffer instanceof ArrayBuffer) || buffer.byteLength < HEADER_SIZE) {
@@ -56,9 +56,10 @@ export class ProtocolError extends Error {
   }
 }
 
-export function streamUrl(hostname, port, token, role) {
+export function streamUrl(hostname, port, token, role, codec = "jpeg") {
   const host = hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
   const query = new URLSearchParams({ role });
+  if (codec && codec !== "jpeg") query.set("codec", codec);
   if (token) query.set("access_token", token);
   return `wss://${host}:${port}/stream?${query}`;
 }
@@ -78,16 +79,20 @@ export class RenderConnection extends EventTarget {
     this.closed = false;
     this.lastRefusal = null;
     this.lastApplied = 0; // id of the newest scene-changing command the server acknowledged
+    this.bytesReceived = 0; // binary (video) message bytes, header included, after any WebSocket decompression
     ws.onmessage = (event) => this._onMessage(event);
     ws.onclose = (event) => this._onClose(event);
   }
 
-  /** Open the WebSocket and wait for the welcome; rejects with a ProtocolError if the server refuses. */
-  static connect(hostname, port, token, role = "controller", { timeoutMs = 15000 } = {}) {
+  /**
+   * Open the WebSocket and wait for the welcome; rejects with a ProtocolError if the server refuses. `codec`:
+   * the video codec of binary frames, "jpeg" (default) or "h264" (Annex B, for WebCodecs).
+   */
+  static connect(hostname, port, token, role = "controller", { timeoutMs = 15000, codec = "jpeg" } = {}) {
     return new Promise((resolve, reject) => {
       let ws;
       try {
-        ws = new WebSocket(streamUrl(hostname, port, token, role));
+        ws = new WebSocket(streamUrl(hostname, port, token, role, codec));
       } catch (err) {
         reject(new ProtocolError("BadRequest", String(err.message || err)));
         return;
@@ -170,6 +175,7 @@ export class RenderConnection extends EventTarget {
 
   _onMessage(event) {
     if (event.data instanceof ArrayBuffer) {
+      this.bytesReceived += event.data.byteLength;
       let frame;
       try {
         frame = parseFrame(event.data);

@@ -1,11 +1,17 @@
 // The openrr browser viewer: finds a session through the service's API, connects to its render server, shows
-// the JPEG video on a canvas and drives the scene (models, orbit camera, picking, cut planes).
+// its video on a canvas and drives the scene (models, orbit camera, picking, cut planes).
+//
+// Video transports (the select "Video transport", or ?transport=): "jpeg" (WebSocket + JPEG, the default),
+// "h264" (WebSocket + H.264 decoded by WebCodecs) and "webrtc" (an RTCPeerConnection signalled over the
+// WebSocket; its pictures carry their command id in a stamp). Every transport ends up drawn on the same canvas and
+// timed the same way: command sent -> first displayed picture that shows it.
 //
 // window.openrrViewer exposes the live state for tests and for the console.
 
 import { ApiError, accountFromToken, fetchToken, waitForReady } from "./api.js";
 import { OrbitCamera, add, scale, worldBounds } from "./camera.js";
-import { CODEC_JPEG, ProtocolError, RenderConnection } from "./protocol.js";
+import { CODEC_H264, CODEC_JPEG, ProtocolError, RenderConnection } from "./protocol.js";
+import { H264Stream, STAMP_BLOCK_H, STAMP_WIDTH, WebRTCVideo, h264Support } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view");
@@ -16,6 +22,10 @@ const STREAM_RESIZE_DEBOUNCE_MS = 150;
 const LATENCY_SAMPLES = 120;
 const TURNTABLE_RAD_PER_S = 0.6;
 const BACKDROP = "rgb(31 31 36)"; // the render server's clear colour (0.12, 0.12, 0.14)
+const TRANSPORTS = ["jpeg", "h264", "webrtc"];
+const TRANSPORT_NAMES = { jpeg: "WS+JPEG", h264: "WS+H.264", webrtc: "WebRTC" };
+const WEBRTC_STATS_MS = 1000;
+const STAMP_COVER_H = STAMP_BLOCK_H + 4; // H.264's deblocking blurs the stamp into the rows just under it
 
 // --- state -------------------------------------------------------------------------------------------------
 
@@ -25,14 +35,21 @@ const state = {
   role: null,
   sessionId: null,
   renderer: null,
+  transport: null, // the video transport in use: "jpeg" | "h264" | "webrtc" (null when not connected)
+  transportDetail: null, // e.g. the decoder configuration or the negotiated WebRTC codec
+  transportError: null, // why the chosen transport could not be used (the viewer then falls back to JPEG)
   framesReceived: 0,
   framesDisplayed: 0,
   framesSkipped: 0,
+  framesRepeated: 0, // WebRTC: pictures presented again with the same stamp (not counted in fps)
+  bytesReceived: 0, // video bytes: WebSocket binary messages, or WebRTC's inbound-rtp bytesReceived
+  webrtc: null, // the WebRTC receiver's statistics (refreshed every second)
   lastFrame: null, // {frame, commandId, width, height}
   fps: 0,
   lastLatencyMs: null,
   medianLatencyMs: null,
   latencySamples: [],
+  latencyLog: null, // set to [] to keep every latency sample (benchmarks); latencySamples keeps the last 120
   lastHit: null,
   entities: [],
   camera: null,
@@ -47,8 +64,13 @@ const state = {
 let conn = null;
 let connecting = false;
 let cancelWait = false;
+let reconnectOnClose = false;
 const camera = new OrbitCamera();
-let lastBitmap = null;
+let lastPicture = null; // {source, width, height}: the last picture drawn (an ImageBitmap, VideoFrame or <video>)
+let h264 = null; // H264Stream while the transport is "h264"
+let rtc = null; // WebRTCVideo while the transport is "webrtc"
+let rtcStatsTimer = 0;
+const rtcVideo = $("rtc-video");
 let drawRect = null; // where the last frame lies on the canvas, in canvas pixels
 const displayTimes = [];
 const pendingCameraCommands = new Map(); // setCamera id -> performance.now() when sent
@@ -99,6 +121,7 @@ async function connect() {
     token: $("token").value.trim(),
     session: $("session").value.trim(),
     role: $("role").value,
+    transport: $("transport").value,
   };
   try {
     if (!form.session) throw new ApiError(0, "BadRequest", "enter a session id");
@@ -120,13 +143,23 @@ async function connect() {
         if (d.status === "Starting" && !cancelWait) setStatus("waiting", `Session ${form.session} is Starting… waiting for it.`);
       },
     });
+    let transport = TRANSPORTS.includes(form.transport) ? form.transport : "jpeg";
+    state.transportError = null;
+    if (transport === "h264") {
+      const support = await h264Support();
+      if (!support.supported) {
+        state.transportError = `H.264 over WebSocket is not available: ${support.reason}. Showing JPEG instead.`;
+        transport = "jpeg";
+      }
+    }
     setStatus("connecting", `Connecting to ${doc.hostname}:${doc.handshakePort} as ${form.role}…`);
-    const c = await RenderConnection.connect(doc.hostname, doc.handshakePort, token, form.role);
+    const codec = transport === "h264" ? "h264" : "jpeg"; // WebRTC: JPEG frames until the peer connection is up
+    const c = await RenderConnection.connect(doc.hostname, doc.handshakePort, token, form.role, { codec });
     if (cancelWait) {
       c.close();
       return;
     }
-    attach(c, form.session);
+    attach(c, form.session, transport);
   } catch (err) {
     if (!(err instanceof ApiError && err.code === "Cancelled")) {
       const hint =
@@ -144,13 +177,18 @@ async function connect() {
   }
 }
 
-function attach(c, sessionId) {
+function attach(c, sessionId, transport = "jpeg") {
   conn = c;
   clearInterval(statsTimer);
   pendingCameraCommands.clear();
   const w = c.welcome;
   Object.assign(state, {
     connected: true,
+    transport,
+    transportDetail: null,
+    framesRepeated: 0,
+    bytesReceived: 0,
+    webrtc: null,
     role: c.role,
     sessionId: w.sessionId || sessionId,
     renderer: w.renderer,
@@ -186,6 +224,9 @@ function attach(c, sessionId) {
 
   c.addEventListener("frame", (e) => onFrame(e.detail));
   c.addEventListener("close", (e) => onClose(c, e.detail));
+  if (state.transportError) showError(new ProtocolError("TransportUnavailable", state.transportError));
+  if (transport === "h264") startH264();
+  if (transport === "webrtc") startWebRTC(c);
 
   if (controller) {
     resizeCanvas(true);
@@ -204,6 +245,7 @@ function onClose(c, { code, reason, error }) {
   if (c !== conn) return;
   conn = null;
   clearInterval(statsTimer);
+  stopVideo();
   state.connected = false;
   pendingCameraCommands.clear();
   $("model-controls").disabled = true;
@@ -212,7 +254,11 @@ function onClose(c, { code, reason, error }) {
   $("auto-rotate").checked = false;
   $("session-summary").textContent = "connection settings";
   $("session-box").open = true;
-  if (code === 1000 && !error) {
+  if (reconnectOnClose) {
+    reconnectOnClose = false;
+    setStatus("closed", "Switching the video transport…");
+    connect();
+  } else if (code === 1000 && !error) {
     setStatus("closed", "Disconnected.");
   } else {
     setStatus("closed", `Disconnected (close code ${code}).`);
@@ -235,6 +281,11 @@ let queued = null;
 
 function onFrame(frame) {
   state.framesReceived += 1;
+  if (conn) state.bytesReceived = conn.bytesReceived;
+  if (frame.codec === CODEC_H264) {
+    if (h264) h264.feed(frame);
+    return;
+  }
   if (decoding) {
     if (queued) state.framesSkipped += 1; // keep only the newest: latency over completeness
     queued = frame;
@@ -248,9 +299,7 @@ async function decode(frame) {
   try {
     if (frame.codec !== CODEC_JPEG) return;
     const bitmap = await createImageBitmap(new Blob([frame.payload], { type: "image/jpeg" }));
-    drawBitmap(bitmap);
-    if (lastBitmap !== bitmap) lastBitmap?.close();
-    lastBitmap = bitmap;
+    show(bitmap, bitmap.width, bitmap.height);
     displayed(frame, bitmap.width, bitmap.height);
   } catch (err) {
     console.warn("could not decode a frame", err);
@@ -264,28 +313,130 @@ async function decode(frame) {
   }
 }
 
-/** Draw a frame fitted into the canvas (letterboxed if its aspect differs, e.g. a watcher's window). */
-function drawBitmap(bitmap) {
+/** Draw a picture and keep it (to redraw on resize); the previous one is released if it holds memory. */
+function show(source, width, height) {
+  drawPicture(source, width, height);
+  if (lastPicture && lastPicture.source !== source) lastPicture.source.close?.();
+  lastPicture = { source, width, height };
+}
+
+/** Draw a picture fitted into the canvas (letterboxed if its aspect differs, e.g. a watcher's window). */
+function drawPicture(source, width, height) {
   const cw = canvas.width;
   const ch = canvas.height;
-  const s = Math.min(cw / bitmap.width, ch / bitmap.height);
-  const w = Math.round(bitmap.width * s);
-  const h = Math.round(bitmap.height * s);
+  const s = Math.min(cw / width, ch / height);
+  const w = Math.round(width * s);
+  const h = Math.round(height * s);
   const x = Math.floor((cw - w) / 2);
   const y = Math.floor((ch - h) / 2);
   if (w !== cw || h !== ch) {
     ctx.fillStyle = BACKDROP;
     ctx.fillRect(0, 0, cw, ch);
   }
-  ctx.drawImage(bitmap, x, y, w, h);
-  drawRect = { x, y, w, h, aspect: bitmap.width / bitmap.height };
+  ctx.drawImage(source, x, y, w, h);
+  if (source === rtcVideo && width >= STAMP_WIDTH && height > STAMP_COVER_H) {
+    // Hide the command stamp: repeat a row below it (and below the blur that coding leaves under its edge).
+    ctx.drawImage(source, 0, STAMP_COVER_H, STAMP_WIDTH, 1, x, y, STAMP_WIDTH * s, STAMP_COVER_H * s);
+  }
+  drawRect = { x, y, w, h, aspect: width / height };
+}
+
+// --- H.264 over the WebSocket (WebCodecs) and WebRTC ------------------------------------------------------
+
+function startH264() {
+  h264 = new H264Stream({
+    onFrame: (videoFrame, header) => {
+      if (!h264 || !conn) {
+        videoFrame.close();
+        return;
+      }
+      state.transportDetail = `${h264.codec}, WebCodecs`;
+      show(videoFrame, videoFrame.displayWidth, videoFrame.displayHeight); // closed when the next one is drawn
+      displayed(header, videoFrame.displayWidth, videoFrame.displayHeight);
+    },
+    onError: (err) => console.warn("H.264 decoder error, waiting for a keyframe", err),
+  });
+}
+
+async function startWebRTC(c) {
+  const receiver = new WebRTCVideo(rtcVideo, {
+    onFrame: (video, { commandId, width, height }) => {
+      if (rtc !== receiver || !conn) return;
+      const repeat = state.lastFrame && state.lastFrame.webrtc && commandId === state.lastFrame.commandId;
+      show(video, width, height);
+      if (repeat) {
+        state.framesRepeated += 1; // the server's flush/keep-alive repeat of the same picture
+        return;
+      }
+      state.framesReceived += 1;
+      displayed({ frame: receiver.framesPresented, commandId, webrtc: true }, width, height);
+    },
+    onState: (s) => {
+      if (rtc === receiver && (s === "failed" || s === "disconnected")) {
+        console.warn(`WebRTC connection ${s}`);
+      }
+    },
+  });
+  rtc = receiver;
+  try {
+    await receiver.start(c);
+    if (rtc !== receiver) return;
+    state.transportDetail =
+      `${receiver.codec || "?"}` + (receiver.jitterBufferTarget === 0 ? ", jitter buffer target 0" : "");
+    clearInterval(rtcStatsTimer);
+    rtcStatsTimer = setInterval(refreshTransportStats, WEBRTC_STATS_MS);
+  } catch (err) {
+    if (rtc !== receiver || receiver.closed) return;
+    receiver.close();
+    rtc = null;
+    state.transportError = `WebRTC failed (${err.message || err}); showing JPEG over the WebSocket instead.`;
+    state.transport = "jpeg";
+    showError(new ProtocolError("TransportUnavailable", state.transportError));
+  }
+}
+
+/** Refresh bytesReceived (and WebRTC's receiver statistics); resolves to the figures. */
+async function refreshTransportStats() {
+  if (rtc?.receiver) {
+    try {
+      const stats = await rtc.stats();
+      if (stats) {
+        state.webrtc = stats;
+        state.bytesReceived = (conn?.bytesReceived || 0) + stats.bytesReceived;
+      }
+    } catch {
+      /* closed meanwhile */
+    }
+  } else if (conn) {
+    state.bytesReceived = conn.bytesReceived;
+  }
+  return { bytesReceived: state.bytesReceived, webrtc: state.webrtc };
+}
+
+function stopVideo() {
+  clearInterval(rtcStatsTimer);
+  rtcStatsTimer = 0;
+  h264?.close();
+  h264 = null;
+  rtc?.close();
+  rtc = null;
+  if (lastPicture && lastPicture.source !== rtcVideo) {
+    // Keep what is on the canvas; an ImageBitmap or VideoFrame can be redrawn after a resize only while open.
+    if (typeof VideoFrame !== "undefined" && lastPicture.source instanceof VideoFrame) {
+      lastPicture.source.close();
+      lastPicture = null;
+    }
+  } else {
+    lastPicture = null;
+  }
 }
 
 function displayed(frame, width, height) {
   const now = performance.now();
   state.framesDisplayed += 1;
-  state.lastFrame = { frame: frame.frame, commandId: frame.commandId, width, height };
+  state.lastFrame = { frame: frame.frame, commandId: frame.commandId, width, height, webrtc: Boolean(frame.webrtc) };
   displayTimes.push(now);
+  if (frame.commandId === null || frame.commandId === undefined) return; // a picture too small for a stamp
   // Latency: from sending setCamera n to displaying the first frame whose commandId >= n. A frame stamped with
   // an id this connection never sent was rendered before its first command (the previous controller's ids).
   let latest = null;
@@ -295,6 +446,7 @@ function displayed(frame, width, height) {
     latest = now - sentAt;
     pendingCameraCommands.delete(id);
     state.latencySamples.push(latest);
+    state.latencyLog?.push(latest);
   }
   if (latest !== null) {
     if (state.latencySamples.length > LATENCY_SAMPLES) state.latencySamples.splice(0, state.latencySamples.length - LATENCY_SAMPLES);
@@ -311,6 +463,10 @@ function updateMeters() {
   while (displayTimes.length && displayTimes[0] < now - 1000) displayTimes.shift();
   state.fps = displayTimes.length;
   $("fps").textContent = `${state.fps} fps`;
+  $("transport-label").textContent = state.transport
+    ? TRANSPORT_NAMES[state.transport] + (state.transportDetail ? ` (${state.transportDetail})` : "")
+    : "–";
+  $("transport-label").dataset.value = state.transport || "";
   $("latency").textContent =
     state.lastLatencyMs === null ? "–" : `${Math.round(state.lastLatencyMs)} ms (median ${Math.round(state.medianLatencyMs)})`;
   $("fps").dataset.value = String(state.fps);
@@ -347,7 +503,7 @@ function resizeCanvas(sendNow = false) {
     canvas.height = h;
     ctx.fillStyle = BACKDROP;
     ctx.fillRect(0, 0, w, h);
-    if (lastBitmap) drawBitmap(lastBitmap);
+    if (lastPicture) drawPicture(lastPicture.source, lastPicture.width, lastPicture.height);
   }
   clearTimeout(resizeTimer);
   resizeTimer = 0;
@@ -682,6 +838,13 @@ $("model-form").addEventListener("submit", (e) => {
 $("cut-x").addEventListener("change", applyCutPlanes);
 $("cut-y").addEventListener("change", applyCutPlanes);
 $("auto-rotate").addEventListener("change", schedule);
+$("transport").addEventListener("change", () => {
+  // The codec is chosen when connecting: switching reconnects (the session keeps its scene).
+  if (conn && !connecting) {
+    reconnectOnClose = true;
+    conn.close();
+  }
+});
 $("frame-all").addEventListener("click", frameAll);
 $("error-close").addEventListener("click", clearError);
 // Leave with a proper WebSocket close: the server then frees the controller seat at once.
@@ -693,6 +856,7 @@ function fromQuery() {
     if (params.has(name)) $(name).value = params.get(name);
   }
   if (params.has("role")) $("role").value = params.get("role") === "watcher" ? "watcher" : "controller";
+  if (TRANSPORTS.includes(params.get("transport"))) $("transport").value = params.get("transport");
   if (params.has("model")) {
     $("model-url").value = params.get("model");
     autoModel = params.get("model");
@@ -712,10 +876,12 @@ function fromQuery() {
  * shows every acknowledged scene change. (Tests wait on it instead of sleeping.) */
 function idle() {
   if (!conn || resizeTimer || cameraDirty || cameraInFlight || decoding || queued || conn.busy || !state.lastFrame) return false;
+  if (h264?.pending) return false;
+  if (state.lastFrame.commandId === null) return true; // no stamp to tell (a WebRTC picture under 256 pixels wide)
   return state.lastFrame.commandId >= conn.lastApplied;
 }
 
-Object.assign(state, { connect, disconnect, loadModel, frameAll, idle });
+Object.assign(state, { connect, disconnect, loadModel, frameAll, idle, refreshTransportStats });
 Object.defineProperty(state, "connection", { get: () => conn, enumerable: false });
 window.openrrViewer = state;
 
