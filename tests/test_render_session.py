@@ -262,6 +262,9 @@ def test_h264_transport_beside_jpeg(service: Service, ready_session: dict[str, A
             assert mask[340:380, 500:560].mean() > 0.9, "the decoded H.264 frame shows the sphere"
             assert mask[:, :100].mean() < 0.01 and mask[:100, :].mean() < 0.01
             assert controller.bytes_received < watcher.bytes_received / 2, "H.264 should need far fewer bytes"
+            assert not h264_frames[-1].keyframe, "frames after the first are predicted"
+            await controller.command("requestKeyframe")
+            assert (await controller.next_frame(after_command=controller.last_command)).keyframe
         finally:
             await controller.close()
             await watcher.close()
@@ -278,3 +281,26 @@ def test_unknown_codec_is_refused(service: Service, ready_session: dict[str, Any
         assert refused.value.code == "BadRequest" and "vp9" in refused.value.message
 
     run(scenario())
+
+
+def test_clients_vanishing_mid_stream_do_not_hurt_the_server(
+    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+) -> None:
+    """Connections cut without a close handshake while frames are flowing (a crashed app, a closed laptop)."""
+
+    async def scenario() -> None:
+        for attempt in range(10):
+            client = await _connect(service, ready_session)
+            if attempt == 0:
+                await client.load_model(model_url["sphere"])
+            for step in range(3):
+                await client.set_camera(position=(step * 0.3, 0, 5), target=(0, 0, 0))
+            client.ws.transport.abort()  # TCP reset, no WebSocket close
+            await client.close()
+        async with await _connect(service, ready_session) as survivor:
+            cmd = await survivor.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+            assert _object_mask(await survivor.next_frame(after_command=cmd)).any()
+
+    run(scenario())
+    with service.api() as api:
+        assert session_doc(api, service.account_id, ready_session["id"])["status"] == "Ready"

@@ -44,6 +44,8 @@ class Frame:
     """The last command applied before this frame was rendered: a frame with command_id >= n shows command n."""
     image: np.ndarray
     received_at: float
+    keyframe: bool = True
+    """Always True for JPEG; for H.264, whether a decoder could start at this frame."""
 
 
 def _tls(ca: str | None) -> ssl.SSLContext:
@@ -251,7 +253,7 @@ class RenderSessionClient:
                     image = self._decode(header.codec, payload)
                     if image is None:
                         continue
-                    frame = Frame(header.frame, header.command_id, image, time.perf_counter())
+                    frame = Frame(header.frame, header.command_id, image, time.perf_counter(), header.keyframe)
                     if self._frames.full():
                         self._frames.get_nowait()  # keep the newest frames, not the oldest
                     self._frames.put_nowait(frame)

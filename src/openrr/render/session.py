@@ -163,10 +163,14 @@ class SceneSession:
         if self.controller is client:
             self.controller = None
 
+    def command_received(self, command_id: int) -> None:
+        """Start the command's latency clock on arrival, so time spent waiting for the GL thread counts too."""
+        self._command_times[command_id] = time.perf_counter()
+
     def mark_dirty(self, command_id: int) -> None:
         if command_id:
             self._applied_command = command_id
-            self._command_times[command_id] = time.perf_counter()
+            self._command_times.setdefault(command_id, time.perf_counter())
         self._dirty.set()
 
     # --- scene commands --------------------------------------------------------------------------------

@@ -137,7 +137,9 @@ class StreamEndpoint:
             if kind in WEBRTC_COMMANDS:  # controllers and watchers alike
                 result = await self.webrtc.command(client, str(kind), message)
             else:
-                result = await self._run(ws, mid, str(kind), message)
+                if mid and kind in MUTATING:  # only commands that lead to a frame
+                    self.scene.command_received(mid)
+                result = await self._run(ws, client, mid, str(kind), message)
         except CommandError as e:
             await ws.send_json(
                 {"type": "result", "id": mid, "ok": False, "error": {"code": e.code, "message": e.message}}
@@ -151,7 +153,7 @@ class StreamEndpoint:
             return
         await ws.send_json({"type": "result", "id": mid, "ok": True, **result})
 
-    async def _run(self, ws: WebSocket, mid: int, kind: str, m: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, ws: WebSocket, client: Client, mid: int, kind: str, m: dict[str, Any]) -> dict[str, Any]:
         scene = self.scene
         if kind == "loadModel":
             url = _str(m, "url")
@@ -203,6 +205,9 @@ class StreamEndpoint:
         elif kind == "rayCast":
             hit = scene.ray_cast(_vec(m, "origin"), _vec(m, "direction"), float(m.get("maxDistance", float("inf"))))
             return {"hit": None if hit is None else _hit_doc(hit)}
+        elif kind == "requestKeyframe":
+            # A decoder that lost its place (e.g. after an error) cannot resume until the next keyframe.
+            client.needs_keyframe = client.codec == "h264"
         elif kind == "getStats":
             return {"stats": {**scene.describe_stats(), "webrtcPeers": len(self.webrtc.peers)}}
         elif kind == "getScene":
