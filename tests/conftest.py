@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.harness import Service, free_port, render_server_pids, wait_for
+from tests.harness import Service, free_port, ready_session, render_server_pids, wait_for
+from tests.models import serve_directory, write_models
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +47,18 @@ def made(service: Service, api: httpx.Client) -> Iterator[list[str]]:
     for sid in ids:
         r = api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params={"api-version": "2021-01-01"})
         assert r.status_code in (204, 404), r.text
+
+
+@pytest.fixture(scope="session")
+def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """URLs of the test models (tests/models.py) on a real local HTTP server."""
+    paths = write_models(tmp_path_factory.mktemp("models"))
+    with serve_directory(next(iter(paths.values())).parent) as base:
+        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
+
+
+@pytest.fixture
+def session(service: Service) -> Iterator[dict[str, Any]]:
+    """A Ready session of the shared service (its 2021 API document), stopped afterwards."""
+    with ready_session(service, "render") as doc:
+        yield doc

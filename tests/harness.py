@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -208,3 +209,19 @@ def wait_status(
         return doc if doc["status"] == status else None
 
     return wait_for(probe, timeout, f"session {session_id} to be {status}", interval=0.1)
+
+
+@contextmanager
+def ready_session(svc: Service, prefix: str, size: str = "Standard") -> Iterator[dict[str, Any]]:
+    """A new session of the service's default account, Ready; stopped afterwards whatever happened."""
+    sid = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    params = {"api-version": "2021-01-01"}
+    with svc.api() as api:
+        r = api.put(
+            f"/accounts/{svc.account_id}/sessions/{sid}", params=params, json={"maxLeaseTimeMinutes": 10, "size": size}
+        )
+        assert r.status_code == 201, r.text
+        try:
+            yield wait_status(api, svc.account_id, sid, "Ready")
+        finally:
+            api.post(f"/accounts/{svc.account_id}/sessions/{sid}/:stop", params=params)

@@ -4,8 +4,6 @@ pixel by pixel through the Python client."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,36 +11,11 @@ import numpy as np
 import pytest
 
 from openrr.client.render_session import Frame, RenderSessionClient, SessionError
-from tests.harness import Service, create_account, session_doc, wait_status
-from tests.models import serve_directory, write_models
+from tests.harness import Service, create_account, session_doc
 
 API = {"api-version": "2021-01-01"}
 BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
 TOLERANCE = 12  # JPEG
-
-
-@pytest.fixture(scope="module")
-def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    paths = write_models(tmp_path_factory.mktemp("models"))
-    with serve_directory(next(iter(paths.values())).parent) as base:
-        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
-
-
-@pytest.fixture
-def ready_session(service: Service) -> Iterator[dict[str, Any]]:
-    sid = f"render-{uuid.uuid4().hex[:10]}"
-    with service.api() as api:
-        r = api.put(
-            f"/accounts/{service.account_id}/sessions/{sid}",
-            params=API,
-            json={"maxLeaseTimeMinutes": 10, "size": "Standard"},
-        )
-        assert r.status_code == 201, r.text
-        doc = wait_status(api, service.account_id, sid, "Ready")
-        try:
-            yield doc
-        finally:
-            api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
 
 
 async def _connect(
@@ -71,10 +44,10 @@ def run(coro: Any) -> Any:
 
 
 def test_model_appears_moves_hides_and_is_cut(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+    service: Service, session: dict[str, Any], model_url: dict[str, str]
 ) -> None:
     async def scenario() -> None:
-        async with await _connect(service, ready_session) as client:
+        async with await _connect(service, session) as client:
             progress: list[float] = []
             loaded = await client.load_model(model_url["sphere"], progress=progress.append)
             assert loaded["triangles"] == 5120 and loaded["name"].endswith("sphere.glb")
@@ -134,11 +107,9 @@ def test_model_appears_moves_hides_and_is_cut(
     run(scenario())
 
 
-def test_textured_box_and_point_cloud(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
-) -> None:
+def test_textured_box_and_point_cloud(service: Service, session: dict[str, Any], model_url: dict[str, str]) -> None:
     async def scenario() -> None:
-        async with await _connect(service, ready_session) as client:
+        async with await _connect(service, session) as client:
             box = await client.load_model(model_url["box"])
             cmd = await client.set_camera(position=(0.3, 0.4, 3), target=(0, 0, 0))
             frame = await client.next_frame(after_command=cmd)
@@ -156,10 +127,10 @@ def test_textured_box_and_point_cloud(
 
 
 def test_bad_model_gives_a_clear_error_and_the_session_stays_ready(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+    service: Service, session: dict[str, Any], model_url: dict[str, str]
 ) -> None:
     async def scenario() -> None:
-        async with await _connect(service, ready_session) as client:
+        async with await _connect(service, session) as client:
             with pytest.raises(SessionError) as corrupt:
                 await client.load_model(model_url["corrupt"])
             assert corrupt.value.code == "ModelLoadFailed" and "corrupt.glb" in corrupt.value.message
@@ -174,30 +145,30 @@ def test_bad_model_gives_a_clear_error_and_the_session_stays_ready(
 
     run(scenario())
     with service.api() as api:
-        assert session_doc(api, service.account_id, ready_session["id"])["status"] == "Ready"
+        assert session_doc(api, service.account_id, session["id"])["status"] == "Ready"
 
 
 def test_access_rules_watchers_and_reconnect(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+    service: Service, session: dict[str, Any], model_url: dict[str, str]
 ) -> None:
     other = create_account(service.data_dir)
     other_token = service.token(other["accountId"], other["primaryKey"])
 
     async def scenario() -> None:
         with pytest.raises(SessionError) as foreign:
-            await _connect(service, ready_session, token=other_token)
+            await _connect(service, session, token=other_token)
         assert foreign.value.code == "Forbidden"
         with pytest.raises(SessionError) as garbage:
-            await _connect(service, ready_session, token="not.a.token")
+            await _connect(service, session, token="not.a.token")
         assert garbage.value.code == "Unauthorized"
 
-        controller = await _connect(service, ready_session)
+        controller = await _connect(service, session)
         loaded = await controller.load_model(model_url["sphere"])
         with pytest.raises(SessionError) as second:
-            await _connect(service, ready_session)
+            await _connect(service, session)
         assert second.value.code == "ControllerConnected"
 
-        watcher = await _connect(service, ready_session, role="watcher")
+        watcher = await _connect(service, session, role="watcher")
         assert [e["entityId"] for e in watcher.welcome["entities"]] == [loaded["entityId"]]
         cmd = await controller.set_camera(position=(0, 1, 5), target=(0, 0, 0))
         seen = await watcher.next_frame(after_command=cmd)
@@ -208,7 +179,7 @@ def test_access_rules_watchers_and_reconnect(
 
         # The controller drops and comes back within the grace period: the scene is still there.
         await controller.close()
-        again = await _connect(service, ready_session)
+        again = await _connect(service, session)
         assert [e["entityId"] for e in again.welcome["entities"]] == [loaded["entityId"]]
         assert again.welcome["camera"]["position"] == [0, 1, 5]
         await again.close()
@@ -218,12 +189,12 @@ def test_access_rules_watchers_and_reconnect(
 
 
 def test_inspector_shows_models_stats_and_log(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+    service: Service, session: dict[str, Any], model_url: dict[str, str]
 ) -> None:
-    inspector = f"https://{ready_session['hostname']}:{ready_session['arrInspectorPort']}"
+    inspector = f"https://{session['hostname']}:{session['arrInspectorPort']}"
 
     async def scenario() -> None:
-        async with await _connect(service, ready_session) as client:
+        async with await _connect(service, session) as client:
             await client.load_model(model_url["sphere"])
             cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0))
             await client.next_frame(after_command=cmd)
@@ -240,14 +211,14 @@ def test_inspector_shows_models_stats_and_log(
     run(scenario())
 
 
-def test_h264_transport_beside_jpeg(service: Service, ready_session: dict[str, Any], model_url: dict[str, str]) -> None:
+def test_h264_transport_beside_jpeg(service: Service, session: dict[str, Any], model_url: dict[str, str]) -> None:
     """An H.264 controller and a JPEG watcher at once: both see the model; H.264 frames are much smaller."""
 
     async def scenario() -> None:
         controller = await RenderSessionClient.connect(
-            ready_session["hostname"], ready_session["handshakePort"], service.token(), codec="h264", ca=service.cert
+            session["hostname"], session["handshakePort"], service.token(), codec="h264", ca=service.cert
         )
-        watcher = await _connect(service, ready_session, role="watcher")
+        watcher = await _connect(service, session, role="watcher")
         try:
             assert controller.welcome["codec"] == "h264" and watcher.welcome["codec"] == "jpeg"
             await controller.load_model(model_url["sphere"])
@@ -272,11 +243,11 @@ def test_h264_transport_beside_jpeg(service: Service, ready_session: dict[str, A
     run(scenario())
 
 
-def test_unknown_codec_is_refused(service: Service, ready_session: dict[str, Any]) -> None:
+def test_unknown_codec_is_refused(service: Service, session: dict[str, Any]) -> None:
     async def scenario() -> None:
         with pytest.raises(SessionError) as refused:
             await RenderSessionClient.connect(
-                ready_session["hostname"], ready_session["handshakePort"], service.token(), codec="vp9", ca=service.cert
+                session["hostname"], session["handshakePort"], service.token(), codec="vp9", ca=service.cert
             )
         assert refused.value.code == "BadRequest" and "vp9" in refused.value.message
 
@@ -284,23 +255,23 @@ def test_unknown_codec_is_refused(service: Service, ready_session: dict[str, Any
 
 
 def test_clients_vanishing_mid_stream_do_not_hurt_the_server(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+    service: Service, session: dict[str, Any], model_url: dict[str, str]
 ) -> None:
     """Connections cut without a close handshake while frames are flowing (a crashed app, a closed laptop)."""
 
     async def scenario() -> None:
         for attempt in range(10):
-            client = await _connect(service, ready_session)
+            client = await _connect(service, session)
             if attempt == 0:
                 await client.load_model(model_url["sphere"])
             for step in range(3):
                 await client.set_camera(position=(step * 0.3, 0, 5), target=(0, 0, 0))
             client.ws.transport.abort()  # TCP reset, no WebSocket close
             await client.close()
-        async with await _connect(service, ready_session) as survivor:
+        async with await _connect(service, session) as survivor:
             cmd = await survivor.set_camera(position=(0, 0, 5), target=(0, 0, 0))
             assert _object_mask(await survivor.next_frame(after_command=cmd)).any()
 
     run(scenario())
     with service.api() as api:
-        assert session_doc(api, service.account_id, ready_session["id"])["status"] == "Ready"
+        assert session_doc(api, service.account_id, session["id"])["status"] == "Ready"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.harness import Service, wait_status
-from tests.models import serve_directory, write_models
+from tests.harness import Service, ready_session
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -62,27 +60,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    paths = write_models(tmp_path_factory.mktemp("viewer-models"))
-    with serve_directory(next(iter(paths.values())).parent) as base:
-        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
-
-
-@pytest.fixture(scope="module")
 def session_id(service: Service) -> Iterator[str]:
-    sid = f"viewer-{uuid.uuid4().hex[:10]}"
-    with service.api() as api:
-        r = api.put(
-            f"/accounts/{service.account_id}/sessions/{sid}",
-            params=API,
-            json={"maxLeaseTimeMinutes": 10, "size": "Standard"},
-        )
-        assert r.status_code == 201, r.text
-        wait_status(api, service.account_id, sid, "Ready")
-        try:
-            yield sid
-        finally:
-            api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
+    with ready_session(service, "viewer") as doc:
+        yield doc["id"]
 
 
 def viewer_url(service: Service, session_id: str, **extra: str) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,36 +15,11 @@ import pytest
 from openrr.client.render_session import RenderSessionClient
 from openrr.client.webrtc import WebRTCVideo, open_webrtc
 from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp
-from tests.harness import Service, wait_status
-from tests.models import serve_directory, write_models
+from tests.harness import Service
 
 API = {"api-version": "2021-01-01"}
 BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
 TOLERANCE = 16  # H.264 at 6 Mbit/s
-
-
-@pytest.fixture(scope="module")
-def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    paths = write_models(tmp_path_factory.mktemp("models"))
-    with serve_directory(next(iter(paths.values())).parent) as base:
-        yield {name: f"{base}/{path.name}" for name, path in paths.items()}
-
-
-@pytest.fixture
-def ready_session(service: Service) -> Iterator[dict[str, Any]]:
-    sid = f"webrtc-{uuid.uuid4().hex[:10]}"
-    with service.api() as api:
-        r = api.put(
-            f"/accounts/{service.account_id}/sessions/{sid}",
-            params=API,
-            json={"maxLeaseTimeMinutes": 10, "size": "Standard"},
-        )
-        assert r.status_code == 201, r.text
-        doc = wait_status(api, service.account_id, sid, "Ready")
-        try:
-            yield doc
-        finally:
-            api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
 
 
 async def _connect(service: Service, doc: dict[str, Any], role: str = "controller") -> RenderSessionClient:
@@ -80,17 +54,17 @@ def test_stamp_round_trip() -> None:
 
 
 def test_webrtc_h264_controller_and_watcher(
-    service: Service, ready_session: dict[str, Any], model_url: dict[str, str]
+    service: Service, session: dict[str, Any], model_url: dict[str, str]
 ) -> None:
-    inspector = f"https://{ready_session['hostname']}:{ready_session['arrInspectorPort']}"
+    inspector = f"https://{session['hostname']}:{session['arrInspectorPort']}"
 
     async def peers(client: RenderSessionClient) -> int:
         count: int = (await client.stats())["webrtcPeers"]
         return count
 
     async def scenario() -> None:
-        controller = await _connect(service, ready_session)
-        watcher = await _connect(service, ready_session, role="watcher")
+        controller = await _connect(service, session)
+        watcher = await _connect(service, session, role="watcher")
         video: WebRTCVideo | None = None
         try:
             await controller.load_model(model_url["sphere"])
@@ -146,9 +120,9 @@ def test_webrtc_h264_controller_and_watcher(
     asyncio.run(scenario())
 
 
-def test_webrtc_offer_is_validated(service: Service, ready_session: dict[str, Any]) -> None:
+def test_webrtc_offer_is_validated(service: Service, session: dict[str, Any]) -> None:
     async def scenario() -> None:
-        async with await _connect(service, ready_session) as client:
+        async with await _connect(service, session) as client:
             with pytest.raises(Exception, match="BadRequest"):
                 await client.command("webrtcOffer", sdp="", sdpType="offer")
             with pytest.raises(Exception, match="BadRequest"):
@@ -159,9 +133,9 @@ def test_webrtc_offer_is_validated(service: Service, ready_session: dict[str, An
     asyncio.run(scenario())
 
 
-def test_webrtc_falls_back_to_vp8(service: Service, ready_session: dict[str, Any], model_url: dict[str, str]) -> None:
+def test_webrtc_falls_back_to_vp8(service: Service, session: dict[str, Any], model_url: dict[str, str]) -> None:
     async def scenario() -> None:
-        async with await _connect(service, ready_session) as client:
+        async with await _connect(service, session) as client:
             await client.load_model(model_url["sphere"])
             async with await open_webrtc(client, codecs=("VP8",)) as video:
                 assert video.codec == "VP8"
