@@ -30,9 +30,7 @@ both are met. Every process it starts is stopped at the end, also on error or Ct
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +46,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from tests.harness import Service  # noqa: E402
 from tests.models import serve_directory  # noqa: E402
 
-from bench.common import load_average, print_header  # noqa: E402
+from bench.common import bench_workdir, load_average, print_header  # noqa: E402
 from bench.render_common import HEIGHT, WIDTH, pct, ready_session, render_service, sphere_grid  # noqa: E402
 
 TRIANGLES = 100_000
@@ -257,21 +255,13 @@ def main() -> int:
         f" camera: the viewer's turntable, {args.seconds:g} s per transport after {WARMUP_S:g} s warm-up"
     )
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="openrr-bench-browser-"))
     console: list[str] = []
-    try:
+
+    def browser_console() -> str:
+        return "--- browser console (last 30) ---\n" + "\n".join(console[-30:])
+
+    with bench_workdir("openrr-bench-browser-", args.keep, browser_console) as work:
         results = run(args, work, console)
-    except BaseException:
-        print("--- browser console (last 30) ---\n" + "\n".join(console[-30:]), file=sys.stderr)
-        log = work / "service" / "serve.log"
-        if log.exists():
-            print(f"--- service log (last 3000 chars) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        if args.keep:
-            print(f"  kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
     print()
     print(f"summary over {args.rounds} round(s); ratios against WS+JPEG of the same run")

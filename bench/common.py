@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psutil
 
@@ -17,3 +23,23 @@ def print_header(name: str) -> None:
         f"{name}  {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  {platform.node()}  "
         f"{psutil.cpu_count()} cpus  python {platform.python_version()}  load average {load_average()}"
     )
+
+
+@contextmanager
+def bench_workdir(prefix: str, keep: bool, extra_diagnostics: Callable[[], str] | None = None) -> Iterator[Path]:
+    """A scratch directory for a run: on failure the service's log tail is printed; removed unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    except BaseException:
+        if extra_diagnostics is not None:
+            print(extra_diagnostics(), file=sys.stderr)
+        log = work / "service" / "serve.log"
+        if log.exists():
+            print(f"--- service log (last 3000 chars) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        if keep:
+            print(f"  kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)

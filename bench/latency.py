@@ -39,10 +39,8 @@ import asyncio
 import itertools
 import json
 import random
-import shutil
 import ssl
 import sys
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -60,7 +58,7 @@ if str(REPO) not in sys.path:
 
 from tests.models import serve_directory  # noqa: E402
 
-from bench.common import load_average, print_header  # noqa: E402
+from bench.common import bench_workdir, load_average, print_header  # noqa: E402
 from bench.render_common import FOV_Y, HEIGHT, WIDTH, orbit, pct, ready_session, render_service, sphere_grid  # noqa: E402
 from openrr.client.render_session import RenderSessionClient, SessionError  # noqa: E402
 from openrr.render.protocol import CODEC_JPEG, unpack_frame  # noqa: E402
@@ -541,19 +539,8 @@ def main() -> int:
     print(f"  {TRIANGLES:,}-triangle target at {WIDTH}x{HEIGHT}; WebSocket + JPEG over loopback TLS;"
           f" motion: {args.input_hz:g} camera changes/s, {mode}")  # fmt: skip
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="openrr-bench-latency-"))
-    try:
+    with bench_workdir("openrr-bench-latency-", args.keep) as work:
         results = asyncio.run(run(args, work))
-    except BaseException:
-        log = work / "service" / "serve.log"
-        if log.exists():
-            print(f"--- service log (last 3000 chars) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        if args.keep:
-            print(f"  kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
     print()
     print(f"summary over {args.rounds} round(s) (ms; ratio = latency p50 / getStats round trip p50, same connection)")

@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +47,7 @@ if str(REPO) not in sys.path:
 
 from tests.models import serve_directory  # noqa: E402
 
-from bench.common import load_average, print_header  # noqa: E402
+from bench.common import bench_workdir, load_average, print_header  # noqa: E402
 from bench.render_common import (  # noqa: E402
     FOV_Y,
     HEIGHT,
@@ -415,19 +413,8 @@ def main() -> int:
 
     print_header("render_fps")
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="openrr-bench-render-"))
-    try:
+    with bench_workdir("openrr-bench-render-", args.keep) as work:
         results = asyncio.run(run(args, work))
-    except BaseException:
-        log = work / "service" / "serve.log"
-        if log.exists():
-            print(f"--- service log (last 3000 chars) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        if args.keep:
-            print(f"  kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
     labels = list(results)
     print()
