@@ -275,3 +275,19 @@ def test_clients_vanishing_mid_stream_do_not_hurt_the_server(
     run(scenario())
     with service.api() as api:
         assert session_doc(api, service.account_id, session["id"])["status"] == "Ready"
+
+
+def test_malformed_messages_get_clear_errors_and_keep_the_connection(service: Service, session: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        async with await _connect(service, session) as client:
+            for raw in ("{not json", "[1, 2]", b"\x00\x01"):
+                await client.ws.send(raw)
+            with pytest.raises(SessionError) as unknown:
+                await client.command("explode")
+            assert unknown.value.code == "BadRequest" and "explode" in unknown.value.message
+            with pytest.raises(SessionError) as bad_vector:
+                await client.command("setCamera", position=[0, "x", 5])
+            assert "'position' must be an array of 3 numbers" in bad_vector.value.message
+            assert (await client.stats())["connectedClients"] == 1  # still connected and answering
+
+    run(scenario())

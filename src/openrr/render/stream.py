@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -74,8 +75,21 @@ class StreamEndpoint:
                 }
             )
             while True:
-                message = await ws.receive_json()
-                await self._dispatch(ws, client, message)
+                event = await ws.receive()
+                if event["type"] == "websocket.disconnect":
+                    break
+                text = event.get("text")
+                try:
+                    doc = json.loads(text) if text is not None else None
+                except ValueError as e:
+                    doc = None
+                    why = f"Messages must be JSON: {e}."
+                else:
+                    why = "Messages are JSON objects sent as text frames."
+                if not isinstance(doc, dict):
+                    await ws.send_json({"type": "error", "code": "BadRequest", "message": why})
+                    continue
+                await self._dispatch(ws, client, doc)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -123,10 +137,7 @@ class StreamEndpoint:
             for entity_id in list(self.scene.entities):
                 await self.scene.unload(entity_id)
 
-    async def _dispatch(self, ws: WebSocket, client: Client, message: Any) -> None:
-        if not isinstance(message, dict):
-            await ws.send_json({"type": "error", "code": "BadRequest", "message": "Messages are JSON objects."})
-            return
+    async def _dispatch(self, ws: WebSocket, client: Client, message: dict[str, Any]) -> None:
         mid = message.get("id", 0)
         kind = message.get("type")
         try:
