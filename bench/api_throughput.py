@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness import Service, create_account, free_port, render_server_pids, wait_for  # noqa: E402
+from tests.harness import Service, create_account, free_port, wait_for  # noqa: E402
 
-from bench.common import load_average, print_header  # noqa: E402
+from bench.common import load_average, print_header, stop_service  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 MARK = "WRKJSON "
@@ -297,14 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     finally:
-        if svc.proc is not None:
-            try:
-                svc.stop(timeout=30)
-            except subprocess.TimeoutExpired:
-                svc.kill9()
-        for pid in render_server_pids(base):  # only if the service left any behind
-            with suppress(ProcessLookupError):
-                psutil.Process(pid).kill()
+        stop_service(svc, base)
         shutil.rmtree(base, ignore_errors=True)
 
     med = {name: median_run(runs) for name, runs in results.items()}

@@ -8,10 +8,14 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from tests.harness import Service
 
 
 def load_average() -> str:
@@ -43,3 +47,19 @@ def bench_workdir(prefix: str, keep: bool, extra_diagnostics: Callable[[], str] 
             print(f"  kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_service(svc: Service, data_dir: Path) -> None:
+    """Stop a benchmark's service however the run ended, and any render server it left behind."""
+    import subprocess
+
+    from tests.harness import render_server_pids
+
+    if svc.proc is not None:
+        try:
+            svc.stop(timeout=30)
+        except subprocess.TimeoutExpired:
+            svc.kill9()
+    for pid in render_server_pids(data_dir):  # only if the service left any behind
+        with suppress(psutil.Error):
+            psutil.Process(pid).kill()

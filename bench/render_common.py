@@ -9,9 +9,6 @@ same pixels and only the triangle count changes. They are served over a real loc
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,7 +19,9 @@ from typing import Any
 import httpx
 import numpy as np
 import trimesh
-from tests.harness import Service, free_port, render_server_pids, wait_status
+from tests.harness import Service, free_port, wait_status
+
+from bench.common import stop_service
 
 API = {"api-version": "2021-01-01"}
 WIDTH, HEIGHT = 1280, 720
@@ -100,14 +99,7 @@ def render_service(data_dir: Path) -> Iterator[Service]:
         svc.start()
         yield svc
     finally:
-        if svc.proc is not None:
-            try:
-                svc.stop(timeout=30)
-            except subprocess.TimeoutExpired:
-                svc.kill9()
-        for pid in render_server_pids(data_dir):  # only if the service left any behind
-            with suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        stop_service(svc, data_dir)
 
 
 @contextmanager

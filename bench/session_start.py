@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:
 
 from tests.harness import Service, free_port, render_server_pids, wait_for  # noqa: E402
 
-from bench.common import load_average, print_header  # noqa: E402
+from bench.common import load_average, print_header, stop_service  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 TERMINAL = {"Error", "Stopped", "Expired"}
@@ -83,12 +83,7 @@ def service(data_dir: Path, warm: int, stop_grace_s: float) -> Iterator[Service]
         svc.start()
         yield svc
     finally:
-        if svc.proc is not None:
-            try:
-                svc.stop(timeout=30)
-            except subprocess.TimeoutExpired:
-                svc.kill9()
-        kill_pids(render_server_pids(data_dir))  # only if the service left any behind
+        stop_service(svc, data_dir)
 
 
 def kill_pids(pids: list[int]) -> None:
