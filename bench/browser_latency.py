@@ -43,28 +43,18 @@ if str(REPO) not in sys.path:
 
 from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from tests.harness import Service  # noqa: E402
 from tests.models import serve_directory  # noqa: E402
 
-from bench.common import bench_workdir, load_average, print_header  # noqa: E402
-from bench.render_common import HEIGHT, WIDTH, pct, ready_session, render_service, sphere_grid  # noqa: E402
+from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
+from bench.render_common import HEIGHT, WIDTH, ready_session, render_service, sphere_grid  # noqa: E402
 
 TRIANGLES = 100_000
 TRANSPORTS = {"jpeg": "WS+JPEG", "h264": "WS+H.264", "webrtc": "WebRTC"}
 GOALS_MS = {"jpeg": 50.0, "h264": 50.0, "webrtc": 80.0}
 GRADED = ("jpeg", "webrtc")
 WARMUP_S = 2.0
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--ignore-certificate-errors",  # the service's self-signed certificate (a user imports DATA_DIR/tls/cert.pem)
-]
 PANEL_W, BAR_H = 300, 32  # the viewer's side panel and status bar (viewer.css): the canvas gets the rest
 WAIT_MS = 60_000
 

@@ -63,3 +63,13 @@ def stop_service(svc: Service, data_dir: Path) -> None:
     for pid in render_server_pids(data_dir):  # only if the service left any behind
         with suppress(psutil.Error):
             psutil.Process(pid).kill()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)

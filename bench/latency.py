@@ -58,8 +58,8 @@ if str(REPO) not in sys.path:
 
 from tests.models import serve_directory  # noqa: E402
 
-from bench.common import bench_workdir, load_average, print_header  # noqa: E402
-from bench.render_common import FOV_Y, HEIGHT, WIDTH, orbit, pct, ready_session, render_service, sphere_grid  # noqa: E402
+from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
+from bench.render_common import FOV_Y, HEIGHT, WIDTH, orbit, ready_session, render_service, sphere_grid  # noqa: E402
 from openrr.client.render_session import RenderSessionClient, SessionError  # noqa: E402
 from openrr.render.protocol import CODEC_JPEG, unpack_frame  # noqa: E402
 

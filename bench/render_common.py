@@ -73,16 +73,6 @@ def orbit(step: int) -> tuple[tuple[float, float, float], tuple[float, float, fl
     return (ORBIT_RADIUS * math.cos(a), ORBIT_HEIGHT, ORBIT_RADIUS * math.sin(a)), (0.0, 0.0, 0.0)
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 # --- a real service and session ------------------------------------------------------------------------
 
 

@@ -47,14 +47,13 @@ if str(REPO) not in sys.path:
 
 from tests.models import serve_directory  # noqa: E402
 
-from bench.common import bench_workdir, load_average, print_header  # noqa: E402
+from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
 from bench.render_common import (  # noqa: E402
     FOV_Y,
     HEIGHT,
     WIDTH,
     BenchModel,
     orbit,
-    pct,
     ready_session,
     render_service,
     sphere_grid,

@@ -42,23 +42,13 @@ if str(REPO) not in sys.path:
 
 from tests.harness import Service, free_port, render_server_pids, wait_for  # noqa: E402
 
-from bench.common import load_average, print_header, stop_service  # noqa: E402
+from bench.common import load_average, pct, print_header, stop_service  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 TERMINAL = {"Error", "Stopped", "Expired"}
 
 
 # --- statistics ----------------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def summary(name: str, values: list[float]) -> str:

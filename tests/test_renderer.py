@@ -6,7 +6,6 @@ import itertools
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,29 +15,7 @@ import trimesh
 from PIL import Image
 
 from openrr.render.renderer import Camera, Renderer
-
-try:
-    from openrr.render.scene import MeshData, ModelData
-except ImportError:  # scene.py is being written alongside; these mirror its agreed data model
-
-    @dataclass
-    class MeshData:  # type: ignore[no-redef]
-        positions: np.ndarray
-        normals: np.ndarray
-        colors: np.ndarray
-        indices: np.ndarray | None
-        uvs: np.ndarray | None
-        texture: np.ndarray | None
-
-    @dataclass
-    class ModelData:  # type: ignore[no-redef]
-        name: str
-        meshes: list[MeshData]
-        bounds_min: np.ndarray
-        bounds_max: np.ndarray
-        triangles: int
-        points: int
-
+from openrr.render.scene import MeshData, ModelData
 
 W, H = 256, 192
 BACKGROUND = (0.12, 0.12, 0.14)

@@ -5,7 +5,6 @@ its canvas, drive it with the mouse, and read its meters from `window.openrrView
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.harness import Service, ready_session
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -22,19 +22,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 API = {"api-version": "2021-01-01"}
 BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
 TOLERANCE = 12  # JPEG
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags that work here as root (docs: /work/shared/reference/render-stack-notes.md). The render server's
-# certificate is the service's self-signed one: a real user imports DATA_DIR/tls/cert.pem instead.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--ignore-certificate-errors",
-]
 WAIT_MS = 30_000
 CONSOLE: list[str] = []  # the pages' console messages, shown when a wait times out
 
