@@ -35,93 +35,147 @@ _VERTEX_DTYPE = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("color"
 _VERTEX_FORMAT = "3f 3f 4f1 2f"
 _VERTEX_ATTRIBUTES = ("in_position", "in_normal", "in_color", "in_uv")
 
+# Lighting is computed per vertex (Gouraud), for both sides of the surface, and the fragment shader only picks
+# a side and, for textured meshes, multiplies in the texture. On llvmpipe the fragment shader is the cost: the
+# per-pixel version of the same model (two normalisations and a pow per pixel) ran at 0.67x of a minimal
+# shader at 100k triangles and 720p, this one at 0.95x (bench/RESULTS.md). The meshes ARR was made for are
+# dense, so per-vertex lighting loses little; a coarse mesh gets softer highlights.
+#
+# The source is compiled in variants: TEXTURED (sample a base-colour texture) and CUT_PLANES (write clip
+# distances), so a mesh without a texture, or a frame without cut planes, pays for neither.
 _SCENE_VERTEX_SHADER = """
-#version 330
+uniform mat4 u_view_proj;
+uniform mat4 u_model;
+uniform mat3 u_normal_matrix;
+uniform vec3 u_camera_position;
+uniform vec3 u_key_light;
+uniform vec4 u_tint;
+uniform float u_alpha;
+#if CUT_PLANES
+uniform vec4 u_cut_planes[8];
+out float gl_ClipDistance[8];
+#endif
+
+in vec3 in_position;
+in vec3 in_normal;
+in vec4 in_color;
+#if TEXTURED
+in vec2 in_uv;
+out vec2 v_uv;
+out vec4 v_color;
+out vec4 v_light;  // (diffuse, specular) for the side the normal points to, then for the other side
+#else
+out vec4 v_front;  // the final colour of the side the normal points to, with alpha
+out vec3 v_back;
+#endif
+out float v_facing;  // > 0 where the normal's side faces the camera; interpolated, so the side is picked per pixel
+
+vec2 shade(vec3 n, vec3 v) {
+    float head = max(dot(n, v), 0.0);
+    float key = max(dot(n, u_key_light), 0.0);
+    float spec = pow(max(dot(n, normalize(v + u_key_light)), 0.0), 32.0);
+    return vec2(0.18 + 0.5 * head + 0.32 * key, 0.15 * spec);
+}
+
+void main() {
+    vec4 world = u_model * vec4(in_position, 1.0);
+#if CUT_PLANES
+    // Cut planes as clip distances rather than a discard in the fragment shader: clipping is exact, and a
+    // shader without discard keeps llvmpipe's early depth test.
+    for (int i = 0; i < 8; ++i) {
+        gl_ClipDistance[i] = dot(u_cut_planes[i].xyz, world.xyz) + u_cut_planes[i].w;
+    }
+#endif
+    gl_Position = u_view_proj * world;
+    vec3 normal = u_normal_matrix * in_normal;
+    float normal_len = length(normal);
+    // Point clouds often come without normals: show their colours unlit rather than black.
+    vec4 light = vec4(1.0, 0.0, 1.0, 0.0);
+    v_facing = 1.0;
+    if (normal_len > 1e-6) {
+        vec3 n = normal / normal_len;
+        vec3 v = normalize(u_camera_position - world.xyz);
+        // Back-face culling is off (models may be single-sided), so whichever side faces the camera is lit.
+        light = vec4(shade(n, v), shade(-n, v));
+        v_facing = dot(n, v);
+    }
+#if TEXTURED
+    v_uv = in_uv;
+    v_color = in_color;
+    v_light = light;
+#else
+    vec3 base = mix(in_color.rgb, u_tint.rgb, u_tint.a);
+    v_front = vec4(base * light.x + light.y, u_alpha * in_color.a);
+    v_back = base * light.z + light.w;
+#endif
+}
+"""
+
+_SCENE_FRAGMENT_SHADER = """
+#if TEXTURED
+uniform sampler2D u_texture;
+uniform vec4 u_tint;
+uniform float u_alpha;
+in vec2 v_uv;
+in vec4 v_color;
+in vec4 v_light;
+#else
+in vec4 v_front;
+in vec3 v_back;
+#endif
+in float v_facing;
+
+out vec4 f_color;
+
+void main() {
+#if TEXTURED
+    vec4 base = texture(u_texture, v_uv) * v_color;
+    base.rgb = mix(base.rgb, u_tint.rgb, u_tint.a);
+    vec2 light = v_facing >= 0.0 ? v_light.xy : v_light.zw;
+    f_color = vec4(base.rgb * light.x + light.y, u_alpha * base.a);
+#else
+    f_color = v_facing >= 0.0 ? v_front : vec4(v_back, v_front.a);
+#endif
+}
+"""
+
+# The selected outline: the mesh's hull pushed out along its screen-space normals, in one flat colour.
+_OUTLINE_VERTEX_SHADER = """
 uniform mat4 u_view_proj;
 uniform mat4 u_model;
 uniform mat3 u_normal_matrix;
 uniform vec2 u_viewport;
 uniform float u_outline_px;
+#if CUT_PLANES
 uniform vec4 u_cut_planes[8];
+out float gl_ClipDistance[8];
+#endif
 
 in vec3 in_position;
 in vec3 in_normal;
-in vec4 in_color;
-in vec2 in_uv;
-
-out vec3 v_world;
-out vec3 v_normal;
-out vec4 v_color;
-out vec2 v_uv;
-out float gl_ClipDistance[8];
 
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
-    // Cut planes as clip distances rather than a discard in the fragment shader: clipping is exact, costs
-    // nothing for planes not enabled, and a shader without discard keeps llvmpipe's early depth test.
+#if CUT_PLANES
     for (int i = 0; i < 8; ++i) {
         gl_ClipDistance[i] = dot(u_cut_planes[i].xyz, world.xyz) + u_cut_planes[i].w;
     }
-    vec3 normal = u_normal_matrix * in_normal;
+#endif
     vec4 clip = u_view_proj * world;
-    if (u_outline_px > 0.0) {
-        // Push the hull out along the screen-space normal by a fixed number of pixels, whatever the distance.
-        vec2 n = (u_view_proj * vec4(normal, 0.0)).xy;
-        float len = length(n);
-        if (len > 1e-8) {
-            clip.xy += (n / len) * (2.0 * u_outline_px / u_viewport) * clip.w;
-        }
+    // Push the hull out by a fixed number of pixels, whatever the distance.
+    vec2 n = (u_view_proj * vec4(u_normal_matrix * in_normal, 0.0)).xy;
+    float len = length(n);
+    if (len > 1e-8) {
+        clip.xy += (n / len) * (2.0 * u_outline_px / u_viewport) * clip.w;
     }
     gl_Position = clip;
-    v_world = world.xyz;
-    v_normal = normal;
-    v_color = in_color;
-    v_uv = in_uv;
 }
 """
 
-_SCENE_FRAGMENT_SHADER = """
-#version 330
-uniform sampler2D u_texture;
-uniform vec3 u_camera_position;
-uniform vec3 u_key_light;
-uniform vec4 u_tint;
-uniform float u_alpha;
-uniform float u_outline_px;
-
-in vec3 v_world;
-in vec3 v_normal;
-in vec4 v_color;
-in vec2 v_uv;
-
+_OUTLINE_FRAGMENT_SHADER = """
 out vec4 f_color;
-
-const vec3 HIGHLIGHT = vec3(1.0, 0.62, 0.05);
-
 void main() {
-    if (u_outline_px > 0.0) {
-        f_color = vec4(HIGHLIGHT, 1.0);
-        return;
-    }
-    vec4 base = texture(u_texture, v_uv) * v_color;
-    base.rgb = mix(base.rgb, u_tint.rgb, u_tint.a);
-
-    vec3 color = base.rgb;
-    float normal_len = length(v_normal);
-    // Point clouds often come without normals: show their colours unlit rather than black.
-    if (normal_len > 1e-6) {
-        vec3 v = normalize(u_camera_position - v_world);
-        vec3 n = v_normal / normal_len;
-        // Back-face culling is off (models may be single-sided), so light whichever side faces the camera.
-        if (dot(n, v) < 0.0) {
-            n = -n;
-        }
-        float head = max(dot(n, v), 0.0);
-        float key = max(dot(n, u_key_light), 0.0);
-        float spec = pow(max(dot(n, normalize(v + u_key_light)), 0.0), 32.0);
-        color = base.rgb * (0.18 + 0.5 * head + 0.32 * key) + vec3(0.15 * spec);
-    }
-    f_color = vec4(color, u_alpha * base.a);
+    f_color = vec4(1.0, 0.62, 0.05, 1.0);
 }
 """
 
@@ -234,20 +288,55 @@ def _gl_matrix(m: npt.NDArray[Any]) -> bytes:
     return np.ascontiguousarray(m.T, dtype=np.float32).tobytes()
 
 
-def _uniform(program: moderngl.Program, name: str) -> moderngl.Uniform:
-    member = program[name]
-    assert isinstance(member, moderngl.Uniform), f"{name} is not a plain uniform"
-    return member
+def _f32(*values: float) -> bytes:
+    return np.asarray(values, dtype=np.float32).tobytes()
+
+
+class _Shader:
+    """One compiled variant of a shader source, and its uniforms looked up once (moderngl's by-name lookup is a
+    dict access plus a Python call per uniform per draw). Uniforms the compiler dropped are ignored."""
+
+    def __init__(self, ctx: moderngl.Context, vertex: str, fragment: str, **defines: bool) -> None:
+        header = "#version 330\n" + "".join(f"#define {name} {int(on)}\n" for name, on in defines.items())
+        self.program = ctx.program(vertex_shader=header + vertex, fragment_shader=header + fragment)
+        self._uniforms: dict[str, moderngl.Uniform] = {}
+        for name in self.program:
+            member = self.program[name]
+            if isinstance(member, moderngl.Uniform):
+                self._uniforms[name] = member
+
+    def set(self, name: str, data: bytes) -> None:
+        uniform = self._uniforms.get(name)
+        if uniform is not None:
+            uniform.write(data)
+
+    def vertex_array(
+        self, ctx: moderngl.Context, vbo: moderngl.Buffer, ibo: moderngl.Buffer | None
+    ) -> moderngl.VertexArray:
+        # skip_errors: a variant that does not read an attribute (uv without a texture) simply skips it.
+        return ctx.vertex_array(
+            self.program,
+            [(vbo, _VERTEX_FORMAT, *_VERTEX_ATTRIBUTES)],
+            index_buffer=ibo,
+            index_element_size=4,
+            skip_errors=True,
+        )
 
 
 @dataclass
 class _GpuMesh:
-    vao: moderngl.VertexArray
     vbo: moderngl.Buffer
     ibo: moderngl.Buffer | None
     texture: moderngl.Texture | None
+    vaos: dict[bool, moderngl.VertexArray]
+    """Shaded, keyed by whether cut planes are on."""
+    outline_vaos: dict[bool, moderngl.VertexArray]
     triangles: int
     points: int
+
+    @property
+    def mode(self) -> int:
+        return moderngl.POINTS if self.ibo is None else moderngl.TRIANGLES
 
 
 @dataclass
@@ -295,28 +384,31 @@ class Renderer:
         self.over_limit = False
         self._entities: dict[int, _Entity] = {}
 
-        self._program = self.ctx.program(vertex_shader=_SCENE_VERTEX_SHADER, fragment_shader=_SCENE_FRAGMENT_SHADER)
-        self._checker_program = self.ctx.program(
+        ctx = self.ctx
+        # Keyed by (textured, cut planes on); outlines by cut planes on.
+        self._shaded = {
+            (textured, clipped): _Shader(
+                ctx, _SCENE_VERTEX_SHADER, _SCENE_FRAGMENT_SHADER, TEXTURED=textured, CUT_PLANES=clipped
+            )
+            for textured in (False, True)
+            for clipped in (False, True)
+        }
+        self._outline = {
+            clipped: _Shader(ctx, _OUTLINE_VERTEX_SHADER, _OUTLINE_FRAGMENT_SHADER, CUT_PLANES=clipped)
+            for clipped in (False, True)
+        }
+        self._shaders = [*self._shaded.values(), *self._outline.values()]
+        self._checker_program = ctx.program(
             vertex_shader=_CHECKER_VERTEX_SHADER, fragment_shader=_CHECKER_FRAGMENT_SHADER
         )
-        self._checker_vao = self.ctx.vertex_array(self._checker_program, [])
-        # Looked up once: moderngl's by-name lookup is a dict access plus a Python call per uniform per draw.
-        p = self._program
-        self._u_view_proj = _uniform(p, "u_view_proj")
-        self._u_model = _uniform(p, "u_model")
-        self._u_normal_matrix = _uniform(p, "u_normal_matrix")
-        self._u_viewport = _uniform(p, "u_viewport")
-        self._u_outline_px = _uniform(p, "u_outline_px")
-        self._u_cut_planes = _uniform(p, "u_cut_planes")
-        self._u_camera_position = _uniform(p, "u_camera_position")
-        self._u_tint = _uniform(p, "u_tint")
-        self._u_alpha = _uniform(p, "u_alpha")
-        _uniform(p, "u_texture").value = 0
+        self._checker_vao = ctx.vertex_array(self._checker_program, [])
         key = np.array([0.45, 0.8, 0.4])
-        _uniform(p, "u_key_light").value = tuple(float(c) for c in key / np.linalg.norm(key))
+        for shader in self._shaders:
+            shader.set("u_key_light", _f32(*(key / np.linalg.norm(key))))
+            shader.set("u_texture", np.int32(0).tobytes())
+            shader.set("u_outline_px", _f32(OUTLINE_PX))
+        self._clipped = False
         self.set_cut_planes([])
-        # Meshes without a texture sample this, so the shader needs no branch for them.
-        self._white = self.ctx.texture((1, 1), 4, b"\xff\xff\xff\xff")
 
         self.width = 0
         self.height = 0
@@ -337,7 +429,8 @@ class Renderer:
             depth_attachment=self.ctx.depth_renderbuffer((width, height)),
         )
         self.width, self.height = width, height
-        self._u_viewport.value = (float(width), float(height))
+        for shader in self._outline.values():
+            shader.set("u_viewport", _f32(width, height))
 
     def _release_fbo(self) -> None:
         if self._fbo is None:
@@ -421,7 +514,9 @@ class Renderer:
             n /= length
             packed[i] = (*n, -float(n @ p))
         packed[len(planes) :, 3] = 1.0  # unused slots keep everything, whether enabled or not
-        self._u_cut_planes.write(packed.tobytes())
+        for shader in self._shaders:
+            shader.set("u_cut_planes", packed.tobytes())
+        self._clipped = bool(planes)
         for i in range(MAX_CUT_PLANES):
             (self.ctx.enable_direct if i < len(planes) else self.ctx.disable_direct)(GL_CLIP_DISTANCE0 + i)
 
@@ -459,8 +554,11 @@ class Renderer:
         # Flip y in clip space so that GL's bottom-up readback already comes out top row first: no copy per
         # frame. That mirrors the winding on screen, so "front" becomes clockwise for the outline's culling.
         proj[1] *= -1.0
-        self._u_view_proj.write(_gl_matrix(proj @ view))
-        self._u_camera_position.value = tuple(float(c) for c in camera.position)
+        view_proj = _gl_matrix(proj @ view)
+        eye_bytes = _f32(*camera.position)
+        for shader in (*self._shaded.values(), *self._outline.values()):
+            shader.set("u_view_proj", view_proj)
+            shader.set("u_camera_position", eye_bytes)
         ctx.front_face = "cw"
         ctx.cull_face = "front"
         ctx.point_size = POINT_SIZE_PX
@@ -471,10 +569,8 @@ class Renderer:
         visible = [e for e in self._entities.values() if not e.hidden and e.meshes]
         opaque = [e for e in visible if not e.see_through]
         clear = [e for e in visible if e.see_through]
-        self._u_alpha.value = 1.0
-        self._u_outline_px.value = 0.0
         for entity in opaque:
-            self._draw_entity(entity)
+            self._draw_entity(entity, 1.0)
         for entity in opaque:
             if entity.selected:
                 self._draw_outline(entity)
@@ -489,45 +585,49 @@ class Renderer:
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             # The depth mask is framebuffer state in moderngl (a Context has no such attribute to set).
             fbo.depth_mask = False
-            self._u_alpha.value = SEE_THROUGH_ALPHA
             # Far faces before near ones, so a closed see-through model blends in depth order without sorting
             # its triangles; each triangle is still drawn exactly once whatever its winding.
             ctx.enable(moderngl.CULL_FACE)
             for entity in clear:
                 ctx.cull_face = "front"
-                self._draw_entity(entity)
+                self._draw_entity(entity, SEE_THROUGH_ALPHA)
                 ctx.cull_face = "back"
-                self._draw_entity(entity)
+                self._draw_entity(entity, SEE_THROUGH_ALPHA)
             ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
             fbo.depth_mask = True
         return sum(e.triangles for e in visible), sum(e.points for e in visible)
 
-    def _draw_entity(self, entity: _Entity) -> None:
-        self._u_model.write(entity.model_bytes)
-        self._u_normal_matrix.write(entity.normal_bytes)
-        self._u_tint.value = entity.tint
+    def _draw_entity(self, entity: _Entity, alpha: float) -> None:
+        tint, alpha_bytes = _f32(*entity.tint), _f32(alpha)
         for mesh in entity.meshes:
-            (mesh.texture or self._white).use(0)
-            mesh.vao.render(moderngl.POINTS if mesh.ibo is None else moderngl.TRIANGLES)
+            shader = self._shaded[(mesh.texture is not None, self._clipped)]
+            shader.set("u_model", entity.model_bytes)
+            shader.set("u_normal_matrix", entity.normal_bytes)
+            shader.set("u_tint", tint)
+            shader.set("u_alpha", alpha_bytes)
+            if mesh.texture is not None:
+                mesh.texture.use(0)
+            mesh.vaos[self._clipped].render(mesh.mode)
 
     def _draw_outline(self, entity: _Entity) -> None:
         """A highlight rim: triangles as an inflated back-face hull, points as larger dots behind the real ones."""
         ctx = self.ctx
-        self._u_model.write(entity.model_bytes)
-        self._u_normal_matrix.write(entity.normal_bytes)
+        shader = self._outline[self._clipped]
+        shader.set("u_model", entity.model_bytes)
+        shader.set("u_normal_matrix", entity.normal_bytes)
         for mesh in entity.meshes:
+            vao = mesh.outline_vaos[self._clipped]
             if mesh.ibo is None:
                 # Same vertices, same depth: GL_LESS rejects the centre of each big dot where the real point is.
-                self._u_outline_px.value = 1e-6
+                shader.set("u_outline_px", _f32(0.0))
                 ctx.point_size = POINT_SIZE_PX + 2.0 * OUTLINE_PX
-                mesh.vao.render(moderngl.POINTS)
+                vao.render(moderngl.POINTS)
                 ctx.point_size = POINT_SIZE_PX
+                shader.set("u_outline_px", _f32(OUTLINE_PX))
             else:
-                self._u_outline_px.value = OUTLINE_PX
                 ctx.enable(moderngl.CULL_FACE)
-                mesh.vao.render(moderngl.TRIANGLES)
+                vao.render(moderngl.TRIANGLES)
                 ctx.disable(moderngl.CULL_FACE)
-        self._u_outline_px.value = 0.0
 
     # -- upload / release -----------------------------------------------------------------------------------
 
@@ -554,14 +654,17 @@ class Renderer:
             triangles = len(indices)
             ibo = self.ctx.buffer(indices.tobytes())
         vbo = self.ctx.buffer(vertices.tobytes())
-        vao = self.ctx.vertex_array(
-            self._program,
-            [(vbo, _VERTEX_FORMAT, *_VERTEX_ATTRIBUTES)],
-            index_buffer=ibo,
-            index_element_size=4,
-        )
         texture = self._upload_texture(mesh.texture) if mesh.texture is not None and mesh.uvs is not None else None
-        return _GpuMesh(vao, vbo, ibo, texture, triangles, 0 if ibo is not None else n)
+        textured = texture is not None
+        return _GpuMesh(
+            vbo,
+            ibo,
+            texture,
+            {c: self._shaded[(textured, c)].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
+            {c: self._outline[c].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
+            triangles,
+            0 if ibo is not None else n,
+        )
 
     def _upload_texture(self, image: npt.ArrayLike) -> moderngl.Texture:
         pixels = np.asarray(image, dtype=np.uint8)
@@ -577,7 +680,7 @@ class Renderer:
 
     @staticmethod
     def _release_mesh(mesh: _GpuMesh) -> None:
-        for obj in (mesh.vao, mesh.vbo, mesh.ibo, mesh.texture):
+        for obj in (*mesh.vaos.values(), *mesh.outline_vaos.values(), mesh.vbo, mesh.ibo, mesh.texture):
             if obj is not None:
                 obj.release()
 
@@ -589,8 +692,9 @@ class Renderer:
         for entity_id in list(self._entities):
             self.remove(entity_id)
         self._release_fbo()
-        for obj in (self._checker_vao, self._checker_program, self._program, self._white):
-            obj.release()
+        self._checker_vao.release()
+        for program in (self._checker_program, *(shader.program for shader in self._shaders)):
+            program.release()
         self.ctx.release()
 
     def __enter__(self) -> Renderer:
