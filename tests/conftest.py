@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Service, free_port, ready_session, render_server_pids, wait_for
+from tests.harness import Service, free_port, ready_session, render_process_pids, render_server_pids, wait_for
 from tests.models import serve_directory, write_models
 
 
@@ -17,6 +17,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield base
     # Every test's services are stopped by now: no render server of this run may be left.
     wait_for(lambda: not render_server_pids(base), 15, "every render server of the run to exit (no orphans)", 0.2)
+    wait_for(lambda: not render_process_pids(base), 5, "every render process of the run to exit (no orphans)", 0.2)
 
 
 @pytest.fixture(scope="session")

@@ -174,15 +174,20 @@ class Service:
         return render_server_pids(self.data_dir)
 
 
-def render_server_pids(under: Path) -> list[int]:
-    """Live render-server processes whose state files lie under `under` (zombies don't count)."""
+def render_server_pids(under: Path, kind: str = "render-server") -> list[int]:
+    """Live render-server processes whose state files lie under `under` (zombies don't count). With
+    kind="openrr.render.frame_process": their render processes, which name the state file in their arguments."""
     marker = str(under)
     pids = []
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
         cmd = p.info["cmdline"] or []
-        if "render-server" in cmd and any(marker in c for c in cmd) and p.info["status"] != "zombie":
+        if kind in cmd and any(marker in c for c in cmd) and p.info["status"] != "zombie":
             pids.append(p.info["pid"])
     return pids
+
+
+def render_process_pids(under: Path) -> list[int]:
+    return render_server_pids(under, "openrr.render.frame_process")
 
 
 @contextmanager

@@ -26,6 +26,11 @@ def _server_pid(svc: Service, doc: dict[str, object]) -> int:
     return int(health["pid"])
 
 
+def _render_process(server: psutil.Process) -> psutil.Process:
+    (child,) = [c for c in server.children() if "openrr.render.frame_process" in c.cmdline()]
+    return child
+
+
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -38,13 +43,30 @@ def test_killed_render_server_turns_session_into_error(service: Service) -> None
     sid = f"fault-kill-{uuid.uuid4().hex[:8]}"
     _create(api, service.account_id, sid)
     doc = wait_status(api, service.account_id, sid, "Ready")
-    os.kill(_server_pid(service, doc), signal.SIGKILL)
+    server = psutil.Process(_server_pid(service, doc))
+    render_process = _render_process(server)
+    server.kill()
     failed = wait_status(api, service.account_id, sid, "Error", timeout=15)
     assert failed["error"]["code"] == "RenderServerFailed"
     assert "SIGKILL" in failed["error"]["message"]
     assert "hostname" not in failed and "handshakePort" not in failed
     listed = api.get(f"/accounts/{service.account_id}/sessions", params=API).json()["sessions"]
     assert sid not in {s["id"] for s in listed}
+    # The GL child goes with its server, however the server died.
+    wait_for(lambda: _gone(render_process.pid), 5, "the killed server's render process to exit")
+
+
+def test_killed_render_process_fails_the_session_and_its_server_exits(service: Service) -> None:
+    api = service.api()
+    sid = f"fault-gl-{uuid.uuid4().hex[:8]}"
+    _create(api, service.account_id, sid)
+    doc = wait_status(api, service.account_id, sid, "Ready")
+    server = psutil.Process(_server_pid(service, doc))
+    _render_process(server).kill()
+    failed = wait_status(api, service.account_id, sid, "Error", timeout=15)
+    assert failed["error"]["code"] == "RenderServerFailed"
+    assert "its render process (GL) died" in failed["error"]["message"]
+    wait_for(lambda: _gone(server.pid), 5, "the render server to exit")
 
 
 def test_lease_zero_expires_as_soon_as_ready(service: Service) -> None:

@@ -27,6 +27,7 @@ import psutil
 
 from openrr.hosting.backend import HostGone, Placement, SessionKey
 from openrr.hosting.health import fetch_health
+from openrr.render.frame_process import RENDER_PROCESS_FAILED
 from openrr.render.server import CONTROL_HEADER, CONTROL_SECRET_ENV
 
 logger = logging.getLogger(__name__)
@@ -266,6 +267,8 @@ class LocalBackend:
         rc = host.popen.returncode if host.popen is not None else None
         if rc is not None and rc < 0:
             why = f"was killed by {signal.Signals(-rc).name}"
+        elif rc == RENDER_PROCESS_FAILED:
+            why = f"exited with code {rc}: its render process (GL) died; the render server's log says more"
         elif rc is not None:
             why = f"exited with code {rc}"
         else:

@@ -6,6 +6,7 @@ model, and a frame costs one uniform write per entity and mesh, so Python overhe
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -35,22 +36,36 @@ _VERTEX_DTYPE = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("color"
 _VERTEX_FORMAT = "3f 3f 4f1 2f"
 _VERTEX_ATTRIBUTES = ("in_position", "in_normal", "in_color", "in_uv")
 
-# Lighting is computed per vertex (Gouraud), for both sides of the surface, and the fragment shader only picks
-# a side and, for textured meshes, multiplies in the texture. On llvmpipe the fragment shader is the cost: the
-# per-pixel version of the same model (two normalisations and a pow per pixel) ran at 0.67x of a minimal
-# shader at 100k triangles and 720p, this one at 0.95x (bench/RESULTS.md). The meshes ARR was made for are
-# dense, so per-vertex lighting loses little; a coarse mesh gets softer highlights.
+# Dense meshes are lit per vertex (Gouraud), for both sides of the surface, and the fragment shader only picks a
+# side and, for textured meshes, multiplies in the texture. On llvmpipe the fragment shader is the cost: lighting
+# per pixel (two normalisations and a pow per pixel) ran at 0.67x of a minimal shader at 100k triangles and 720p,
+# per vertex at 0.95x (bench/RESULTS.md). Where triangles are smaller than a few pixels the two look the same;
+# a coarse mesh (fewer than PER_PIXEL_BELOW triangles, a box with eight shared corner normals, say) would look
+# wrong per vertex and is lit per pixel.
 #
-# The source is compiled in variants: TEXTURED (sample a base-colour texture) and CUT_PLANES (write clip
-# distances), so a mesh without a texture, or a frame without cut planes, pays for neither.
-_SCENE_VERTEX_SHADER = """
-uniform mat4 u_view_proj;
-uniform mat4 u_model;
-uniform mat3 u_normal_matrix;
+# The source is compiled in variants: TEXTURED (sample a base-colour texture), PER_PIXEL (lighting), and
+# CUT_PLANES (write clip distances), so that nothing pays for what it does not use.
+PER_PIXEL_BELOW = 20_000
+
+_SHADING = """
 uniform vec3 u_camera_position;
 uniform vec3 u_key_light;
 uniform vec4 u_tint;
 uniform float u_alpha;
+
+// (diffuse factor, specular term) of a surface with unit normal n seen from unit direction v.
+vec2 shade(vec3 n, vec3 v) {
+    float head = max(dot(n, v), 0.0);
+    float key = max(dot(n, u_key_light), 0.0);
+    float spec = pow(max(dot(n, normalize(v + u_key_light)), 0.0), 32.0);
+    return vec2(0.18 + 0.5 * head + 0.32 * key, 0.15 * spec);
+}
+"""
+
+_SCENE_VERTEX_SHADER = """
+uniform mat4 u_view_proj;
+uniform mat4 u_model;
+uniform mat3 u_normal_matrix;
 #if CUT_PLANES
 uniform vec4 u_cut_planes[8];
 out float gl_ClipDistance[8];
@@ -62,20 +77,20 @@ in vec4 in_color;
 #if TEXTURED
 in vec2 in_uv;
 out vec2 v_uv;
+#endif
+#if PER_PIXEL
+out vec3 v_world;
+out vec3 v_normal;
 out vec4 v_color;
-out vec4 v_light;  // (diffuse, specular) for the side the normal points to, then for the other side
+#elif TEXTURED
+out vec4 v_color;
+out vec4 v_light;  // shade() for the side the normal points to, then for the other side
+out float v_facing;  // > 0 where the normal's side faces the camera; interpolated, so the side is picked per pixel
 #else
 out vec4 v_front;  // the final colour of the side the normal points to, with alpha
 out vec3 v_back;
+out float v_facing;
 #endif
-out float v_facing;  // > 0 where the normal's side faces the camera; interpolated, so the side is picked per pixel
-
-vec2 shade(vec3 n, vec3 v) {
-    float head = max(dot(n, v), 0.0);
-    float key = max(dot(n, u_key_light), 0.0);
-    float spec = pow(max(dot(n, normalize(v + u_key_light)), 0.0), 32.0);
-    return vec2(0.18 + 0.5 * head + 0.32 * key, 0.15 * spec);
-}
 
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
@@ -88,6 +103,14 @@ void main() {
 #endif
     gl_Position = u_view_proj * world;
     vec3 normal = u_normal_matrix * in_normal;
+#if TEXTURED
+    v_uv = in_uv;
+#endif
+#if PER_PIXEL
+    v_world = world.xyz;
+    v_normal = normal;
+    v_color = in_color;
+#else
     float normal_len = length(normal);
     // Point clouds often come without normals: show their colours unlit rather than black.
     vec4 light = vec4(1.0, 0.0, 1.0, 0.0);
@@ -99,14 +122,14 @@ void main() {
         light = vec4(shade(n, v), shade(-n, v));
         v_facing = dot(n, v);
     }
-#if TEXTURED
-    v_uv = in_uv;
+  #if TEXTURED
     v_color = in_color;
     v_light = light;
-#else
+  #else
     vec3 base = mix(in_color.rgb, u_tint.rgb, u_tint.a);
     v_front = vec4(base * light.x + light.y, u_alpha * in_color.a);
     v_back = base * light.z + light.w;
+  #endif
 #endif
 }
 """
@@ -114,24 +137,42 @@ void main() {
 _SCENE_FRAGMENT_SHADER = """
 #if TEXTURED
 uniform sampler2D u_texture;
-uniform vec4 u_tint;
-uniform float u_alpha;
 in vec2 v_uv;
+#endif
+#if PER_PIXEL
+in vec3 v_world;
+in vec3 v_normal;
+in vec4 v_color;
+#elif TEXTURED
 in vec4 v_color;
 in vec4 v_light;
+in float v_facing;
 #else
 in vec4 v_front;
 in vec3 v_back;
-#endif
 in float v_facing;
+#endif
 
 out vec4 f_color;
 
 void main() {
-#if TEXTURED
-    vec4 base = texture(u_texture, v_uv) * v_color;
+#if PER_PIXEL || TEXTURED
+    vec4 base = v_color;
+  #if TEXTURED
+    base *= texture(u_texture, v_uv);
+  #endif
     base.rgb = mix(base.rgb, u_tint.rgb, u_tint.a);
+  #if PER_PIXEL
+    vec2 light = vec2(1.0, 0.0);
+    float normal_len = length(v_normal);
+    if (normal_len > 1e-6) {
+        vec3 n = v_normal / normal_len;
+        vec3 v = normalize(u_camera_position - v_world);
+        light = dot(n, v) >= 0.0 ? shade(n, v) : shade(-n, v);
+    }
+  #else
     vec2 light = v_facing >= 0.0 ? v_light.xy : v_light.zw;
+  #endif
     f_color = vec4(base.rgb * light.x + light.y, u_alpha * base.a);
 #else
     f_color = v_facing >= 0.0 ? v_front : vec4(v_back, v_front.a);
@@ -298,6 +339,8 @@ class _Shader:
 
     def __init__(self, ctx: moderngl.Context, vertex: str, fragment: str, **defines: bool) -> None:
         header = "#version 330\n" + "".join(f"#define {name} {int(on)}\n" for name, on in defines.items())
+        if "shade(" in vertex + fragment:
+            header += _SHADING
         self.program = ctx.program(vertex_shader=header + vertex, fragment_shader=header + fragment)
         self._uniforms: dict[str, moderngl.Uniform] = {}
         for name in self.program:
@@ -328,6 +371,8 @@ class _GpuMesh:
     vbo: moderngl.Buffer
     ibo: moderngl.Buffer | None
     texture: moderngl.Texture | None
+    per_pixel: bool
+    """Lit per pixel: a coarse mesh (see PER_PIXEL_BELOW)."""
     vaos: dict[bool, moderngl.VertexArray]
     """Shaded, keyed by whether cut planes are on."""
     outline_vaos: dict[bool, moderngl.VertexArray]
@@ -385,13 +430,17 @@ class Renderer:
         self._entities: dict[int, _Entity] = {}
 
         ctx = self.ctx
-        # Keyed by (textured, cut planes on); outlines by cut planes on.
+        # Keyed by (textured, lit per pixel, cut planes on); outlines by cut planes on.
         self._shaded = {
-            (textured, clipped): _Shader(
-                ctx, _SCENE_VERTEX_SHADER, _SCENE_FRAGMENT_SHADER, TEXTURED=textured, CUT_PLANES=clipped
+            key: _Shader(
+                ctx,
+                _SCENE_VERTEX_SHADER,
+                _SCENE_FRAGMENT_SHADER,
+                TEXTURED=key[0],
+                PER_PIXEL=key[1],
+                CUT_PLANES=key[2],
             )
-            for textured in (False, True)
-            for clipped in (False, True)
+            for key in itertools.product((False, True), repeat=3)
         }
         self._outline = {
             clipped: _Shader(ctx, _OUTLINE_VERTEX_SHADER, _OUTLINE_FRAGMENT_SHADER, CUT_PLANES=clipped)
@@ -600,7 +649,7 @@ class Renderer:
     def _draw_entity(self, entity: _Entity, alpha: float) -> None:
         tint, alpha_bytes = _f32(*entity.tint), _f32(alpha)
         for mesh in entity.meshes:
-            shader = self._shaded[(mesh.texture is not None, self._clipped)]
+            shader = self._shaded[(mesh.texture is not None, mesh.per_pixel, self._clipped)]
             shader.set("u_model", entity.model_bytes)
             shader.set("u_normal_matrix", entity.normal_bytes)
             shader.set("u_tint", tint)
@@ -656,11 +705,13 @@ class Renderer:
         vbo = self.ctx.buffer(vertices.tobytes())
         texture = self._upload_texture(mesh.texture) if mesh.texture is not None and mesh.uvs is not None else None
         textured = texture is not None
+        per_pixel = 0 < triangles < PER_PIXEL_BELOW
         return _GpuMesh(
             vbo,
             ibo,
             texture,
-            {c: self._shaded[(textured, c)].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
+            per_pixel,
+            {c: self._shaded[(textured, per_pixel, c)].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
             {c: self._outline[c].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
             triangles,
             0 if ibo is not None else n,

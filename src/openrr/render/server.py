@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     identity = ServerIdentity(host_id=args.host_id, size=args.size)
     if args.session_id and args.account_id:
         identity.assign(args.session_id, args.account_id)
-    scene = SceneSession(args.size)
+    scene = SceneSession(args.size, label=f"--for={args.state_file}")
     stream = StreamEndpoint(identity, scene, args.sts_public_key, args.reconnect_grace_s)
     server_app = RenderServer(identity, secret, ring, scene, stream)
 

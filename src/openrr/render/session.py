@@ -1,13 +1,13 @@
-"""One render server's scene, the clients watching it, and the loop that renders and sends frames.
+"""One render server's scene, the clients watching it, and the frames sent to them.
 
-All GL work happens on one thread (a GL context belongs to the thread that made it); downloads and parsing run
-on worker threads; the asyncio loop only routes messages and frames.
+The GL work (rendering and encoding) happens in the render process (frame_process.py), which renders on its own
+whenever it is told the scene changed; downloads and parsing run on worker threads; the asyncio loop only routes
+messages and frames.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import logging
 import time
@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import simplejpeg
 
-from openrr.render.h264 import H264Encoder
+from openrr.render.frame_process import FrameState, RenderedFrame, RenderProcess
 from openrr.render.protocol import CODEC_H264, CODEC_JPEG, FrameHeader, pack_frame
 from openrr.render.raycast import RayCaster, RayHit
-from openrr.render.renderer import Camera, Renderer
+from openrr.render.renderer import Camera
 from openrr.render.scene import ModelData, load_model
 
 logger = logging.getLogger(__name__)
@@ -96,14 +95,15 @@ class Stats:
 
 
 class SceneSession:
-    def __init__(self, size: str, width: int = 1280, height: int = 720, fps: float = 30.0, quality: int = 80) -> None:
+    def __init__(
+        self, size: str, width: int = 1280, height: int = 720, fps: float = 30.0, quality: int = 80, label: str = ""
+    ) -> None:
         self.size = size
+        self.label = label
         self.width, self.height = width, height
         self.max_fps = fps
         self.quality = quality
-        self._gl = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gl")
-        self._h264: H264Encoder | None = None
-        self._renderer: Renderer | None = None
+        self._process: RenderProcess | None = None
         self.gl_renderer = ""
         self.raycaster = RayCaster()
         self.entities: dict[int, Entity] = {}
@@ -113,39 +113,24 @@ class SceneSession:
         self.clients: set[Client] = set()
         self.controller: Client | None = None
         self.stats = Stats()
-        self._dirty = asyncio.Event()
-        self._applied_command = 0
         self._command_times: dict[int, float] = {}
-        self._frame_no = 0
-        self._loop_task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self.warnings: list[str] = []
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.gl_renderer = await self._on_gl(self._create_renderer)
-        self._loop_task = asyncio.create_task(self._render_loop(), name="render-loop")
-
-    def _create_renderer(self) -> str:
-        self._renderer = Renderer(self.width, self.height)
-        return self._renderer.gl_renderer
+        self._process = await RenderProcess.start(self.width, self.height, self._send_frame, self.label)
+        self.gl_renderer = self._process.gl_renderer
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._renderer is not None:
-            await self._on_gl(self._renderer.release)
-        self._gl.shutdown(wait=False)
-
-    async def _on_gl(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._gl, fn, *args)
+        if self._process is not None:
+            await self._process.close()
 
     @property
-    def renderer(self) -> Renderer:
-        assert self._renderer is not None, "start() first"
-        return self._renderer
+    def process(self) -> RenderProcess:
+        assert self._process is not None, "start() first"
+        return self._process
 
     # --- clients -------------------------------------------------------------------------------------
 
@@ -154,7 +139,7 @@ class SceneSession:
         if client.role == "controller":
             self.controller = client
             # Command ids count per connection: frames must not carry the previous controller's ids.
-            self._applied_command = 0
+            self.process.new_controller()
             self._command_times.clear()
         self.mark_dirty(0)
 
@@ -168,10 +153,21 @@ class SceneSession:
         self._command_times[command_id] = time.perf_counter()
 
     def mark_dirty(self, command_id: int) -> None:
+        """Ask for a new frame, stamped with `command_id` (0: no command of the controller's)."""
         if command_id:
-            self._applied_command = command_id
             self._command_times.setdefault(command_id, time.perf_counter())
-        self._dirty.set()
+        if self._process is None:
+            return
+        clients = self.clients
+        self._process.request_frame(
+            FrameState(
+                command_id,
+                frozenset(c.codec for c in clients),
+                self.max_fps,
+                self.quality,
+                any(c.needs_keyframe for c in clients),
+            )
+        )
 
     # --- scene commands --------------------------------------------------------------------------------
 
@@ -179,11 +175,11 @@ class SceneSession:
         model = await asyncio.to_thread(load_model, source, progress)
         total = sum(e.model.primitives for e in self.entities.values()) + model.primitives
         entity = Entity(next(self._ids), source, model)
-        await self._on_gl(self.renderer.add_model, entity.entity_id, model)
+        await self.process.call("add_model", entity.entity_id, model)
         await asyncio.to_thread(self.raycaster.add, entity.entity_id, model)  # ~0.25 s per million triangles
         self.entities[entity.entity_id] = entity
         over = self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT
-        await self._on_gl(self.renderer.set_over_limit, over)
+        await self.process.call("set_over_limit", over)
         if over:
             self.warnings.append(
                 f"The scene has {total:,} primitives, more than a Standard session renders "
@@ -200,11 +196,11 @@ class SceneSession:
 
     async def unload(self, entity_id: int) -> None:
         entity = self.entity(entity_id)
-        await self._on_gl(self.renderer.remove, entity_id)
+        await self.process.call("remove", entity_id)
         self.raycaster.remove(entity_id)
         del self.entities[entity.entity_id]
         total = sum(e.model.primitives for e in self.entities.values())
-        await self._on_gl(self.renderer.set_over_limit, self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT)
+        await self.process.call("set_over_limit", self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT)
 
     def entity(self, entity_id: int) -> Entity:
         try:
@@ -214,29 +210,30 @@ class SceneSession:
 
     async def set_transform(self, entity_id: int, matrix: np.ndarray) -> None:
         entity = self.entity(entity_id)
+        await self.process.call("set_transform", entity_id, matrix)
         entity.transform = matrix
-        await self._on_gl(self.renderer.set_transform, entity_id, matrix)
 
     async def set_override(self, entity_id: int, **changes: Any) -> None:
         entity = self.entity(entity_id)
+        await self.process.call("set_override", entity_id, **changes)
         for name, value in changes.items():
             if value is not None:
                 setattr(entity, name, value)
-        await self._on_gl(lambda: self.renderer.set_override(entity_id, **changes))
 
-    async def set_camera(self, camera: Camera) -> None:
+    def set_camera(self, camera: Camera) -> None:
+        """Never waits: the render process applies the latest camera before its next frame."""
         self.camera = camera
-        await self._on_gl(self.renderer.set_camera, camera)
+        self.process.set_camera(camera)
 
     async def set_cut_planes(self, planes: list[tuple[list[float], list[float]]]) -> None:
         if len(planes) > MAX_CUT_PLANES:
             raise ValueError(f"at most {MAX_CUT_PLANES} cut planes are active at once, got {len(planes)}")
+        await self.process.call("set_cut_planes", planes)
         self.cut_planes = planes
-        await self._on_gl(self.renderer.set_cut_planes, planes)
 
     async def resize(self, width: int, height: int) -> None:
+        await self.process.call("resize", width, height)
         self.width, self.height = width, height
-        await self._on_gl(self.renderer.resize, width, height)
 
     def ray_cast(self, origin: list[float], direction: list[float], max_distance: float) -> RayHit | None:
         transforms = {eid: e.transform for eid, e in self.entities.items()}
@@ -264,64 +261,30 @@ class SceneSession:
             "height": self.height,
         }
 
-    # --- rendering -------------------------------------------------------------------------------------
+    # --- frames --------------------------------------------------------------------------------------
 
-    def _render_and_encode(
-        self, codecs: set[str], keyframe: bool
-    ) -> tuple[dict[str, tuple[bytes, bool]], np.ndarray | None, float, float, int]:
-        """Render once, encode once per codec in use (the picture itself too, if a RAW_CODEC client wants it).
-        Runs on the GL thread."""
-        frame, fs = self.renderer.render()
-        t0 = time.perf_counter()
-        out: dict[str, tuple[bytes, bool]] = {}
-        if "jpeg" in codecs:
-            out["jpeg"] = (simplejpeg.encode_jpeg(frame, quality=self.quality, colorspace="RGB"), True)
-        if "h264" in codecs:
-            height, width = frame.shape[:2]
-            if self._h264 is None or (self._h264.width, self._h264.height) != (width - width % 2, height - height % 2):
-                self._h264 = H264Encoder(width, height, self.max_fps)
-                keyframe = True
-            out["h264"] = self._h264.encode(frame, keyframe)
-        raw = frame if RAW_CODEC in codecs else None
-        return out, raw, fs.render_ms, (time.perf_counter() - t0) * 1000, fs.triangles_drawn
+    def _send_frame(self, frame: RenderedFrame) -> None:
+        """A frame from the render process: to each client in its codec, the picture itself to WebRTC tracks."""
+        clients = list(self.clients)
+        if frame.raw is not None:
+            for client in clients:
+                if client.codec == RAW_CODEC and client.send_raw is not None:
+                    client.send_raw(frame.raw, frame.command_id)
+        for codec, (payload, is_key) in frame.encoded.items():
+            header = FrameHeader(frame.frame_no, frame.command_id, CODECS[codec], is_key)
+            self._broadcast(pack_frame(header, payload), [c for c in clients if c.codec == codec], is_key)
+        done = time.perf_counter()
+        s = self.stats
+        s.frames_sent += 1
+        s.last_render_ms, s.last_encode_ms, s.triangles_drawn = frame.render_ms, frame.encode_ms, frame.triangles
+        s.last_frame_ms = (done - frame.started) * 1000
+        s.frame_times.append(done)
+        sent_at = self._command_times.pop(frame.command_id, None)
+        if sent_at is not None:
+            s.latencies_ms.append((done - sent_at) * 1000)
+        self._command_times = {k: v for k, v in self._command_times.items() if k > frame.command_id}
 
-    async def _render_loop(self) -> None:
-        """Renders only when something changed and someone is watching, at most max_fps times a second."""
-        while True:
-            await self._dirty.wait()
-            if not self.clients:
-                self._dirty.clear()
-                continue
-            self._dirty.clear()
-            started = time.perf_counter()
-            command = self._applied_command
-            clients = list(self.clients)
-            codecs = {c.codec for c in clients}
-            keyframe = any(c.needs_keyframe for c in clients)
-            encoded, raw, render_ms, encode_ms, tris = await self._on_gl(self._render_and_encode, codecs, keyframe)
-            self._frame_no += 1
-            if raw is not None:
-                for client in clients:
-                    if client.codec == RAW_CODEC and client.send_raw is not None:
-                        client.send_raw(raw, command)
-            for codec, (payload, is_key) in encoded.items():
-                header = FrameHeader(self._frame_no, command, CODECS[codec], is_key)
-                await self._broadcast(pack_frame(header, payload), [c for c in clients if c.codec == codec], is_key)
-            done = time.perf_counter()
-            s = self.stats
-            s.frames_sent += 1
-            s.last_render_ms, s.last_encode_ms, s.triangles_drawn = render_ms, encode_ms, tris
-            s.last_frame_ms = (done - started) * 1000
-            s.frame_times.append(done)
-            sent_at = self._command_times.pop(command, None)
-            if sent_at is not None:
-                s.latencies_ms.append((done - sent_at) * 1000)
-            self._command_times = {k: v for k, v in self._command_times.items() if k > command}
-            pause = 1.0 / self.max_fps - (time.perf_counter() - started)
-            if pause > 0:
-                await asyncio.sleep(pause)  # frame pacing at max_fps, not a wait for state
-
-    async def _broadcast(self, data: bytes, clients: list[Client], keyframe: bool) -> None:
+    def _broadcast(self, data: bytes, clients: list[Client], keyframe: bool) -> None:
         """Hand the frame to every client not still busy with the previous one; a slow client skips frames
         instead of delaying the others (an H.264 client then waits for the next keyframe, which it asks for)."""
 
@@ -338,7 +301,7 @@ class SceneSession:
             if client.codec == "h264":
                 if client.busy:
                     client.needs_keyframe = True
-                    self._dirty.set()  # come back soon with the keyframe it now needs
+                    self.mark_dirty(0)  # come back soon with the keyframe it now needs
                     continue
                 if client.needs_keyframe and not keyframe:
                     continue

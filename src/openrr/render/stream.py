@@ -200,7 +200,7 @@ class StreamEndpoint:
                 selected=_opt_bool(m, "selected"),
             )
         elif kind == "setCamera":
-            await scene.set_camera(_camera(m, scene.camera))
+            scene.set_camera(_camera(m, scene.camera))
         elif kind == "setCutPlanes":
             planes = m.get("planes")
             if not isinstance(planes, list):

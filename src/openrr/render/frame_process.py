@@ -1,0 +1,401 @@
+"""The render process: a child of the render server that owns the GL context, renders the session's frames and
+encodes them.
+
+moderngl holds the GIL while llvmpipe draws and reads back, so with GL on a thread of the server the event loop
+froze for every frame (measured: `/health` answered in 2 ms idle, ~30 ms while streaming) and a camera command
+waited behind the frame being drawn. In a process of its own the GL work blocks nothing: the server only routes
+messages and sends the encoded frames it is handed.
+
+The child renders on its own whenever the scene is dirty and someone watches, at most `fps` times a second. It
+renders frame N+1 while a second thread encodes frame N (simplejpeg and x264 release the GIL). Camera changes
+arriving during a frame are applied together before the next one: the latest wins, none queues.
+
+Wire format, both ways over a Unix socket pair: an 8-byte little-endian length, then a pickle. Only the two
+halves of this module read it, so pickle's trust model (it runs code) is the child's and parent's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import os
+import pickle
+import queue
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_LENGTH = 8
+_CALLS = ("add_model", "remove", "set_transform", "set_override", "set_cut_planes", "resize", "set_over_limit")
+_ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError}
+RENDER_PROCESS_FAILED = 70  # the render server's exit status when its render process dies (EX_SOFTWARE)
+
+
+def _frame(obj: object) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(_LENGTH, "little") + data
+
+
+@dataclass(frozen=True)
+class FrameState:
+    """What the next frame is for: sent by the server with every change that needs a new frame."""
+
+    command_id: int
+    """The controller's last applied command (0: none); stamped on the frame."""
+    codecs: frozenset[str]
+    """Encodings wanted ("jpeg", "h264", "webrtc" for the raw picture); empty: nobody watches, render nothing."""
+    max_fps: float
+    quality: int
+    keyframe: bool
+    """An H.264 client needs a keyframe."""
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    frame_no: int
+    command_id: int
+    started: float
+    """time.perf_counter() when rendering began (CLOCK_MONOTONIC: the same clock in both processes)."""
+    render_ms: float
+    encode_ms: float
+    triangles: int
+    encoded: dict[str, tuple[bytes, bool]]
+    """Per codec: payload and whether it is a keyframe."""
+    raw: np.ndarray | None
+
+
+# --- the parent's side ---------------------------------------------------------------------------------------
+
+
+class RenderProcess:
+    """The server's handle on its render process. Calls that change the scene are answered (so that bad input
+    comes back as ValueError/KeyError); camera and frame-state updates are fire-and-forget and ordered."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._proc = proc
+        self._reader = reader
+        self._writer = writer
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._on_frame: Callable[[RenderedFrame], None] = lambda _frame: None
+        self._closing = False
+        self._read_task: asyncio.Task[None] | None = None
+        self.gl_renderer = ""
+
+    @classmethod
+    async def start(
+        cls, width: int, height: int, on_frame: Callable[[RenderedFrame], None], label: str = ""
+    ) -> RenderProcess:
+        """`label` only shows in the process's command line (ps, and the tests' orphan checks)."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fd = str(child_sock.fileno())
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "openrr.render.frame_process", fd, str(width), str(height), label],
+                pass_fds=(child_sock.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child_sock.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
+        self = cls(proc, reader, writer)
+        try:
+            ready = await self._read()
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            proc.kill()
+            raise RuntimeError(f"the render process exited before it was ready (status {proc.wait()})") from e
+        if ready[0] != "ready":
+            proc.kill()
+            raise RuntimeError(f"the render process failed to start: {ready[1]}")
+        self.gl_renderer = str(ready[1])
+        self._on_frame = on_frame
+        self._read_task = asyncio.create_task(self._read_loop(), name="render-process-reader")
+        return self
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Run one of Renderer's scene methods in the child and wait for it (errors come back as raised)."""
+        assert method in _CALLS, method
+        self._seq += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[self._seq] = future
+        self._writer.write(_frame(("call", self._seq, method, args, kwargs)))
+        await self._writer.drain()  # a large model: let the pipe take it rather than buffering it all
+        await future
+
+    def set_camera(self, camera: Any) -> None:
+        self._writer.write(_frame(("camera", camera)))
+
+    def new_controller(self) -> None:
+        self._writer.write(_frame(("new_controller",)))
+
+    def request_frame(self, state: FrameState) -> None:
+        self._writer.write(_frame(("frame", state)))
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    async def close(self) -> None:
+        self._closing = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            self._writer.write(_frame(("quit",)))
+            self._writer.close()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._proc.wait), timeout=5)
+        except TimeoutError:
+            self._proc.kill()
+            await asyncio.to_thread(self._proc.wait)
+        if self._read_task is not None:
+            self._read_task.cancel()
+            await asyncio.gather(self._read_task, return_exceptions=True)
+
+    async def _read(self) -> tuple[Any, ...]:
+        length = int.from_bytes(await self._reader.readexactly(_LENGTH), "little")
+        message = pickle.loads(await self._reader.readexactly(length))
+        assert isinstance(message, tuple)
+        return message
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                message = await self._read()
+                if message[0] == "frame":
+                    self._on_frame(message[1])
+                elif message[0] == "reply":
+                    _, seq, error, text = message
+                    future = self._pending.pop(seq)
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(_ERRORS.get(error, RuntimeError)(text))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if self._closing and isinstance(e, asyncio.IncompleteReadError | ConnectionError):
+                return
+            if not isinstance(e, asyncio.IncompleteReadError | ConnectionError):
+                logger.exception("unreadable message from the render process")
+                self._proc.kill()
+            status = await asyncio.to_thread(self._proc.wait)
+            # Without its render process the server cannot do what a session is for; exiting lets the control
+            # plane see the failure and put the session in Error, instead of answering /health with no picture.
+            logger.critical("the render process died (status %s); the render server exits", status)
+            logging.shutdown()
+            os._exit(RENDER_PROCESS_FAILED)
+
+
+# --- the child's side ----------------------------------------------------------------------------------------
+
+
+class _Messages:
+    """Length-prefixed messages out of a blocking socket, without blocking once nothing more is ready."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def receive(self, timeout: float | None) -> Iterator[tuple[Any, ...]]:
+        """Wait up to `timeout` (None: forever) for data, then yield every complete message that has arrived."""
+        readable, _, _ = select.select([self._sock], [], [], timeout)
+        while readable:
+            chunk = self._sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("the render server went away")
+            self._buffer += chunk
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        while len(self._buffer) >= _LENGTH:
+            length = int.from_bytes(self._buffer[:_LENGTH], "little")
+            if len(self._buffer) < _LENGTH + length:
+                # The rest of a big message is on its way: wait for it.
+                self._buffer += self._recv_at_least(_LENGTH + length - len(self._buffer))
+                continue
+            message = pickle.loads(memoryview(self._buffer)[_LENGTH : _LENGTH + length])
+            del self._buffer[: _LENGTH + length]
+            yield message
+
+    def _recv_at_least(self, n: int) -> bytes:
+        parts, got = [], 0
+        while got < n:
+            chunk = self._sock.recv(max(n - got, 1 << 20))
+            if not chunk:
+                raise EOFError("the render server went away")
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+
+class _Worker:
+    def __init__(self, sock: socket.socket, width: int, height: int) -> None:
+        # Imported here: the parent imports this module too, and needs neither GL nor the encoders.
+        from openrr.render.renderer import Renderer
+
+        self._sock = sock
+        self._send_lock = threading.Lock()
+        self._messages = _Messages(sock)
+        self.renderer = Renderer(width, height)
+        self._state = FrameState(0, frozenset(), 30.0, 80, False)
+        self._dirty = False
+        self._frame_no = 0
+        self._last_start = 0.0
+        # One frame may wait for the encoder while the next renders; a third would only add latency.
+        self._to_encode: queue.Queue[tuple[RenderedFrame, np.ndarray, FrameState] | None] = queue.Queue(maxsize=1)
+        self._encoder = threading.Thread(target=self._encode_loop, name="encoder", daemon=True)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = _frame(message)
+        with self._send_lock:
+            self._sock.sendall(data)
+
+    def run(self) -> None:
+        self.send(("ready", self.renderer.gl_renderer))
+        self._encoder.start()
+        try:
+            while True:
+                wait: float | None = None
+                if self._dirty and self._state.codecs:
+                    wait = max(0.0, self._last_start + 1.0 / self._state.max_fps - time.perf_counter())
+                for message in self._messages.receive(wait):
+                    if not self._apply(message):
+                        return
+                due = self._last_start + 1.0 / self._state.max_fps
+                if self._dirty and self._state.codecs and time.perf_counter() >= due:
+                    self._render()
+        finally:
+            self._to_encode.put(None)
+            self._encoder.join(timeout=2)
+            self.renderer.release()
+
+    def _apply(self, message: tuple[Any, ...]) -> bool:
+        kind = message[0]
+        if kind == "camera":
+            self.renderer.set_camera(message[1])
+        elif kind == "frame":
+            state: FrameState = message[1]
+            # Command ids only grow (0 says "no new command"), and a keyframe request stands until a frame
+            # carries it out.
+            self._state = dataclasses.replace(
+                state,
+                command_id=max(state.command_id, self._state.command_id),
+                keyframe=state.keyframe or self._state.keyframe,
+            )
+            self._dirty = True
+        elif kind == "new_controller":
+            self._state = dataclasses.replace(self._state, command_id=0)  # its command ids start again
+        elif kind == "call":
+            _, seq, method, args, kwargs = message
+            assert method in _CALLS, method
+            try:
+                getattr(self.renderer, method)(*args, **kwargs)
+            except Exception as e:  # answered to the caller, who raises it
+                self.send(("reply", seq, type(e).__name__, str(e.args[0]) if e.args else str(e)))
+            else:
+                self.send(("reply", seq, None, None))
+        elif kind == "quit":
+            return False
+        return True
+
+    def _render(self) -> None:
+        state = self._state
+        self._dirty = False
+        self._state = dataclasses.replace(state, keyframe=False)
+        started = time.perf_counter()
+        self._last_start = started
+        picture, stats = self.renderer.render()
+        self._frame_no += 1
+        rendered = RenderedFrame(
+            self._frame_no, state.command_id, started, stats.render_ms, 0.0, stats.triangles_drawn, {}, None
+        )
+        self._to_encode.put((rendered, picture, state))
+
+    def _encode_loop(self) -> None:
+        import simplejpeg
+
+        from openrr.render.h264 import H264Encoder
+
+        h264: H264Encoder | None = None
+        while (job := self._to_encode.get()) is not None:
+            rendered, picture, state = job
+            t0 = time.perf_counter()
+            encoded: dict[str, tuple[bytes, bool]] = {}
+            if "jpeg" in state.codecs:
+                encoded["jpeg"] = (simplejpeg.encode_jpeg(picture, quality=state.quality, colorspace="RGB"), True)
+            if "h264" in state.codecs:
+                height, width = picture.shape[:2]
+                keyframe = state.keyframe
+                if h264 is None or (h264.width, h264.height) != (width - width % 2, height - height % 2):
+                    h264 = H264Encoder(width, height, state.max_fps)
+                    keyframe = True
+                encoded["h264"] = h264.encode(picture, keyframe)
+            raw = picture if "webrtc" in state.codecs else None
+            encode_ms = (time.perf_counter() - t0) * 1000
+            with contextlib.suppress(OSError):  # the server went away: the main loop sees it and ends
+                self.send(
+                    (
+                        "frame",
+                        RenderedFrame(
+                            rendered.frame_no,
+                            rendered.command_id,
+                            rendered.started,
+                            rendered.render_ms,
+                            encode_ms,
+                            rendered.triangles,
+                            encoded,
+                            raw,
+                        ),
+                    )
+                )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the render server dies, however it dies (kill -9 included)."""
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    fd, width, height = int(argv[0]), int(argv[1]), int(argv[2])
+    # The server stops this process by closing the socket (or dies, see _die_with_parent); a SIGTERM to the
+    # whole process group, the control plane's stop, must not pull the picture from under a graceful shutdown.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() == 1:
+        return 0  # the server died before the death signal was armed
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = socket.socket(fileno=fd)
+    try:
+        worker = _Worker(sock, width, height)
+    except Exception as e:
+        logger.exception("GL failed to start")
+        with contextlib.suppress(OSError):
+            sock.sendall(_frame(("error", f"{type(e).__name__}: {e}")))
+        return 1
+    # EOF: the server closed the socket or went away; nothing is left to render for.
+    with contextlib.suppress(EOFError, ConnectionError):
+        worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, not this __main__ copy's: pickled frames must name classes the server can
+    # import (openrr.render.frame_process.RenderedFrame, not __main__.RenderedFrame).
+    from openrr.render import frame_process
+
+    sys.exit(frame_process.main(sys.argv[1:]))
