@@ -1,17 +1,18 @@
-"""The render process: a child of the render server that owns the GL context, renders the session's frames and
-encodes them.
+"""The render process: a child of the render server that owns the GL context and renders the session's frames.
 
 moderngl holds the GIL while llvmpipe draws and reads back, so with GL on a thread of the server the event loop
 froze for every frame (measured: `/health` answered in 2 ms idle, ~30 ms while streaming) and a camera command
-waited behind the frame being drawn. In a process of its own the GL work blocks nothing: the server only routes
-messages and sends the encoded frames it is handed.
+waited behind the frame being drawn. In a process of its own the GL work blocks nothing.
 
-The child renders on its own whenever the scene is dirty and someone watches, at most `fps` times a second. It
-renders frame N+1 while a second thread encodes frame N (simplejpeg and x264 release the GIL). Camera changes
-arriving during a frame are applied together before the next one: the latest wins, none queues.
+The child renders on its own whenever the scene is dirty and someone watches, at most `max_fps` times a second,
+straight into one of two frame slots in memory shared with the server (a memfd: anonymous, gone with the last
+process that maps it). The server encodes a slot on a worker thread (simplejpeg and x264 release the GIL), hands
+it back, and sends the result; meanwhile the child renders the next frame into the other slot. Encoding stays
+out of the child on purpose: a second thread there would wait for the GIL behind every draw call. Camera
+changes arriving during a frame are applied together before the next one: the latest wins, none queues.
 
-Wire format, both ways over a Unix socket pair: an 8-byte little-endian length, then a pickle. Only the two
-halves of this module read it, so pickle's trust model (it runs code) is the child's and parent's own.
+Messages, both ways over a Unix socket pair: an 8-byte little-endian length, then a pickle. Only the two halves
+of this module read them, so pickle's trust model (it runs code) is the child's and parent's own.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ import contextlib
 import ctypes
 import dataclasses
 import logging
+import mmap
 import os
 import pickle
-import queue
 import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +40,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _LENGTH = 8
+SLOTS = 2  # one frame being encoded by the server while the next renders; more would only add latency
+MAX_WIDTH, MAX_HEIGHT = 3840, 2160
+SLOT_BYTES = MAX_WIDTH * MAX_HEIGHT * 3
+"""Room for the largest frame a client may ask for. The memfd is sparse: only the pages frames touch take memory."""
 _CALLS = ("add_model", "remove", "set_transform", "set_override", "set_cut_planes", "resize", "set_over_limit")
 _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError}
 RENDER_PROCESS_FAILED = 70  # the render server's exit status when its render process dies (EX_SOFTWARE)
@@ -55,27 +59,26 @@ class FrameState:
     """What the next frame is for: sent by the server with every change that needs a new frame."""
 
     command_id: int
-    """The controller's last applied command (0: none); stamped on the frame."""
-    codecs: frozenset[str]
-    """Encodings wanted ("jpeg", "h264", "webrtc" for the raw picture); empty: nobody watches, render nothing."""
+    """The controller's last applied command (0: none new); stamped on the frame."""
+    watched: bool
+    """Someone is connected; if not, nothing is rendered."""
     max_fps: float
-    quality: int
-    keyframe: bool
-    """An H.264 client needs a keyframe."""
 
 
 @dataclass(frozen=True)
 class RenderedFrame:
+    """A frame waiting in shared memory slot `slot`; the server reads it with `RenderProcess.picture` and gives
+    the slot back with `release`."""
+
     frame_no: int
     command_id: int
     started: float
     """time.perf_counter() when rendering began (CLOCK_MONOTONIC: the same clock in both processes)."""
     render_ms: float
-    encode_ms: float
     triangles: int
-    encoded: dict[str, tuple[bytes, bool]]
-    """Per codec: payload and whether it is a keyframe."""
-    raw: np.ndarray | None
+    slot: int
+    width: int
+    height: int
 
 
 # --- the parent's side ---------------------------------------------------------------------------------------
@@ -86,11 +89,16 @@ class RenderProcess:
     comes back as ValueError/KeyError); camera and frame-state updates are fire-and-forget and ordered."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        proc: subprocess.Popen[bytes],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        frames: mmap.mmap,
     ) -> None:
         self._proc = proc
         self._reader = reader
         self._writer = writer
+        self._frames = frames
         self._seq = 0
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._on_frame: Callable[[RenderedFrame], None] = lambda _frame: None
@@ -103,18 +111,24 @@ class RenderProcess:
         cls, width: int, height: int, on_frame: Callable[[RenderedFrame], None], label: str = ""
     ) -> RenderProcess:
         """`label` only shows in the process's command line (ps, and the tests' orphan checks)."""
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fd = str(child_sock.fileno())
+        memfd = os.memfd_create("openrr-frames", os.MFD_CLOEXEC)
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "openrr.render.frame_process", fd, str(width), str(height), label],
-                pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
+            os.ftruncate(memfd, SLOTS * SLOT_BYTES)
+            frames = mmap.mmap(memfd, SLOTS * SLOT_BYTES)
+            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            fds = (child_sock.fileno(), memfd)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "openrr.render.frame_process", *map(str, (*fds, width, height)), label],
+                    pass_fds=fds,
+                    stdin=subprocess.DEVNULL,
+                )
+            finally:
+                child_sock.close()
         finally:
-            child_sock.close()
+            os.close(memfd)  # the mapping keeps the memory; the child has its own descriptor
         reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
-        self = cls(proc, reader, writer)
+        self = cls(proc, reader, writer, frames)
         try:
             ready = await self._read()
         except (asyncio.IncompleteReadError, ConnectionError) as e:
@@ -135,7 +149,7 @@ class RenderProcess:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[self._seq] = future
         self._writer.write(_frame(("call", self._seq, method, args, kwargs)))
-        await self._writer.drain()  # a large model: let the pipe take it rather than buffering it all
+        await self._writer.drain()  # a large model: let the socket take it rather than buffering it all
         await future
 
     def set_camera(self, camera: Any) -> None:
@@ -146,6 +160,14 @@ class RenderProcess:
 
     def request_frame(self, state: FrameState) -> None:
         self._writer.write(_frame(("frame", state)))
+
+    def picture(self, frame: RenderedFrame) -> np.ndarray:
+        """The frame's pixels, in place in shared memory: valid until `release(frame)`."""
+        return _slot_view(self._frames, frame.slot, frame.width, frame.height)
+
+    def release(self, frame: RenderedFrame) -> None:
+        with contextlib.suppress(RuntimeError):  # closing
+            self._writer.write(_frame(("release", frame.slot)))
 
     @property
     def pid(self) -> int:
@@ -164,6 +186,7 @@ class RenderProcess:
         if self._read_task is not None:
             self._read_task.cancel()
             await asyncio.gather(self._read_task, return_exceptions=True)
+        # Views handed out by picture() may outlive the process; the mapping goes when the last one does.
 
     async def _read(self) -> tuple[Any, ...]:
         length = int.from_bytes(await self._reader.readexactly(_LENGTH), "little")
@@ -198,6 +221,12 @@ class RenderProcess:
             logger.critical("the render process died (status %s); the render server exits", status)
             logging.shutdown()
             os._exit(RENDER_PROCESS_FAILED)
+
+
+def _slot_view(frames: mmap.mmap, slot: int, width: int, height: int) -> np.ndarray:
+    return np.frombuffer(frames, dtype=np.uint8, count=width * height * 3, offset=slot * SLOT_BYTES).reshape(
+        height, width, 3
+    )
 
 
 # --- the child's side ----------------------------------------------------------------------------------------
@@ -241,44 +270,38 @@ class _Messages:
 
 
 class _Worker:
-    def __init__(self, sock: socket.socket, width: int, height: int) -> None:
-        # Imported here: the parent imports this module too, and needs neither GL nor the encoders.
+    def __init__(self, sock: socket.socket, frames: mmap.mmap, width: int, height: int) -> None:
+        # Imported here: the parent imports this module too, and does not need GL.
         from openrr.render.renderer import Renderer
 
         self._sock = sock
-        self._send_lock = threading.Lock()
+        self._frames = frames
         self._messages = _Messages(sock)
         self.renderer = Renderer(width, height)
-        self._state = FrameState(0, frozenset(), 30.0, 80, False)
+        self._state = FrameState(0, False, 30.0)
         self._dirty = False
+        self._free = set(range(SLOTS))
         self._frame_no = 0
         self._last_start = 0.0
-        # One frame may wait for the encoder while the next renders; a third would only add latency.
-        self._to_encode: queue.Queue[tuple[RenderedFrame, np.ndarray, FrameState] | None] = queue.Queue(maxsize=1)
-        self._encoder = threading.Thread(target=self._encode_loop, name="encoder", daemon=True)
 
     def send(self, message: tuple[Any, ...]) -> None:
-        data = _frame(message)
-        with self._send_lock:
-            self._sock.sendall(data)
+        self._sock.sendall(_frame(message))
 
     def run(self) -> None:
         self.send(("ready", self.renderer.gl_renderer))
-        self._encoder.start()
         try:
             while True:
                 wait: float | None = None
-                if self._dirty and self._state.codecs:
-                    wait = max(0.0, self._last_start + 1.0 / self._state.max_fps - time.perf_counter())
+                due = self._last_start + 1.0 / self._state.max_fps
+                if self._dirty and self._state.watched and self._free:
+                    wait = max(0.0, due - time.perf_counter())
                 for message in self._messages.receive(wait):
                     if not self._apply(message):
                         return
                 due = self._last_start + 1.0 / self._state.max_fps
-                if self._dirty and self._state.codecs and time.perf_counter() >= due:
+                if self._dirty and self._state.watched and self._free and time.perf_counter() >= due:
                     self._render()
         finally:
-            self._to_encode.put(None)
-            self._encoder.join(timeout=2)
             self.renderer.release()
 
     def _apply(self, message: tuple[Any, ...]) -> bool:
@@ -287,20 +310,19 @@ class _Worker:
             self.renderer.set_camera(message[1])
         elif kind == "frame":
             state: FrameState = message[1]
-            # Command ids only grow (0 says "no new command"), and a keyframe request stands until a frame
-            # carries it out.
-            self._state = dataclasses.replace(
-                state,
-                command_id=max(state.command_id, self._state.command_id),
-                keyframe=state.keyframe or self._state.keyframe,
-            )
+            # Command ids only grow (0 says "no new command").
+            self._state = dataclasses.replace(state, command_id=max(state.command_id, self._state.command_id))
             self._dirty = True
+        elif kind == "release":
+            self._free.add(message[1])
         elif kind == "new_controller":
             self._state = dataclasses.replace(self._state, command_id=0)  # its command ids start again
         elif kind == "call":
             _, seq, method, args, kwargs = message
             assert method in _CALLS, method
             try:
+                if method == "resize" and not (args[0] <= MAX_WIDTH and args[1] <= MAX_HEIGHT):
+                    raise ValueError(f"frame size must be at most {MAX_WIDTH}x{MAX_HEIGHT}, got {args[0]}x{args[1]}")
                 getattr(self.renderer, method)(*args, **kwargs)
             except Exception as e:  # answered to the caller, who raises it
                 self.send(("reply", seq, type(e).__name__, str(e.args[0]) if e.args else str(e)))
@@ -313,53 +335,28 @@ class _Worker:
     def _render(self) -> None:
         state = self._state
         self._dirty = False
-        self._state = dataclasses.replace(state, keyframe=False)
+        slot = min(self._free)
+        self._free.discard(slot)
         started = time.perf_counter()
         self._last_start = started
-        picture, stats = self.renderer.render()
+        r = self.renderer
+        _, stats = r.render(into=_slot_view(self._frames, slot, r.width, r.height))
         self._frame_no += 1
-        rendered = RenderedFrame(
-            self._frame_no, state.command_id, started, stats.render_ms, 0.0, stats.triangles_drawn, {}, None
+        self.send(
+            (
+                "frame",
+                RenderedFrame(
+                    self._frame_no,
+                    state.command_id,
+                    started,
+                    stats.render_ms,
+                    stats.triangles_drawn,
+                    slot,
+                    r.width,
+                    r.height,
+                ),
+            )
         )
-        self._to_encode.put((rendered, picture, state))
-
-    def _encode_loop(self) -> None:
-        import simplejpeg
-
-        from openrr.render.h264 import H264Encoder
-
-        h264: H264Encoder | None = None
-        while (job := self._to_encode.get()) is not None:
-            rendered, picture, state = job
-            t0 = time.perf_counter()
-            encoded: dict[str, tuple[bytes, bool]] = {}
-            if "jpeg" in state.codecs:
-                encoded["jpeg"] = (simplejpeg.encode_jpeg(picture, quality=state.quality, colorspace="RGB"), True)
-            if "h264" in state.codecs:
-                height, width = picture.shape[:2]
-                keyframe = state.keyframe
-                if h264 is None or (h264.width, h264.height) != (width - width % 2, height - height % 2):
-                    h264 = H264Encoder(width, height, state.max_fps)
-                    keyframe = True
-                encoded["h264"] = h264.encode(picture, keyframe)
-            raw = picture if "webrtc" in state.codecs else None
-            encode_ms = (time.perf_counter() - t0) * 1000
-            with contextlib.suppress(OSError):  # the server went away: the main loop sees it and ends
-                self.send(
-                    (
-                        "frame",
-                        RenderedFrame(
-                            rendered.frame_no,
-                            rendered.command_id,
-                            rendered.started,
-                            rendered.render_ms,
-                            encode_ms,
-                            rendered.triangles,
-                            encoded,
-                            raw,
-                        ),
-                    )
-                )
 
 
 def _die_with_parent() -> None:
@@ -370,7 +367,7 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    fd, width, height = int(argv[0]), int(argv[1]), int(argv[2])
+    fd, memfd, width, height = (int(a) for a in argv[:4])
     # The server stops this process by closing the socket (or dies, see _die_with_parent); a SIGTERM to the
     # whole process group, the control plane's stop, must not pull the picture from under a graceful shutdown.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -380,8 +377,10 @@ def main(argv: list[str]) -> int:
         return 0  # the server died before the death signal was armed
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = socket.socket(fileno=fd)
+    frames = mmap.mmap(memfd, SLOTS * SLOT_BYTES)
+    os.close(memfd)
     try:
-        worker = _Worker(sock, width, height)
+        worker = _Worker(sock, frames, width, height)
     except Exception as e:
         logger.exception("GL failed to start")
         with contextlib.suppress(OSError):

@@ -578,8 +578,9 @@ class Renderer:
 
     # -- frame ----------------------------------------------------------------------------------------------
 
-    def render(self) -> tuple[npt.NDArray[np.uint8], FrameStats]:
-        """One frame as (height, width, 3) uint8 RGB, top row first."""
+    def render(self, into: npt.NDArray[np.uint8] | None = None) -> tuple[npt.NDArray[np.uint8], FrameStats]:
+        """One frame as (height, width, 3) uint8 RGB, top row first; read back into `into` if given (a writable,
+        C-contiguous array of that shape: the render process reads straight into shared memory)."""
         start = time.perf_counter()
         ctx, fbo = self.ctx, self._fbo
         assert fbo is not None, "renderer released"
@@ -591,7 +592,9 @@ class Renderer:
             self._checker_vao.render(moderngl.TRIANGLES, vertices=3)
         else:
             triangles, points = self._draw_scene(fbo)
-        frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        frame = np.empty((self.height, self.width, 3), dtype=np.uint8) if into is None else into
+        if frame.shape != (self.height, self.width, 3) or not frame.flags.c_contiguous:
+            raise ValueError(f"need a contiguous {self.height}x{self.width}x3 array to read into, got {frame.shape}")
         fbo.read_into(frame, components=3, alignment=1)
         return frame, FrameStats((time.perf_counter() - start) * 1000.0, triangles, points)
 
