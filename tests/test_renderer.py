@@ -14,7 +14,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from openrr.render.renderer import Camera, Renderer
+from openrr.render.renderer import PER_PIXEL_BELOW, Camera, Renderer
 from openrr.render.scene import MeshData, ModelData
 
 W, H = 256, 192
@@ -370,3 +370,45 @@ def test_a_textured_glb_from_the_loader_renders_right_side_up(renderer: Renderer
     top, bottom = frame[H // 2 - 20, W // 2], frame[H // 2 + 20, W // 2]
     assert top[0] > top[2] + 50, f"top of the quad should be red, got {top}"
     assert bottom[2] > bottom[0] + 50, f"bottom of the quad should be blue, got {bottom}"
+
+
+def test_dense_meshes_lit_per_vertex_look_like_coarse_ones_lit_per_pixel(renderer: Renderer) -> None:
+    """Dense meshes are lit per vertex (cheaper on llvmpipe), coarse ones per pixel: the same sphere must look the
+    same either way, pixel for pixel within a few levels."""
+    coarse, dense = sphere(subdivisions=4), sphere(subdivisions=6)  # 5,120 and 81,920 triangles
+    assert coarse.triangles < PER_PIXEL_BELOW <= dense.triangles
+    renderer.add_model(1, coarse)
+    per_pixel = renderer.render()[0].astype(np.int16)
+    renderer.add_model(1, dense)
+    per_vertex = renderer.render()[0].astype(np.int16)
+    both = object_mask(per_pixel.astype(np.uint8)) & object_mask(per_vertex.astype(np.uint8))
+    assert both.sum() > 2000
+    diff = np.abs(per_pixel[both] - per_vertex[both])
+    assert np.median(diff) <= 2 and np.percentile(diff, 99) <= 12
+
+
+def test_unlit_meshes_show_their_own_colour(renderer: Renderer) -> None:
+    model = sphere(subdivisions=3, color=(0.5, 0.25, 0.75, 1.0))
+    model.meshes[0].unlit = True
+    renderer.add_model(1, model)
+    frame = renderer.render()[0]
+    inside = frame[object_mask(frame)].astype(np.int16)
+    assert len(inside) > 2000
+    assert (np.abs(inside - [128, 64, 191]) <= 1).all(), "every pixel in the mesh's colour, unshaded"
+
+
+def test_single_sided_meshes_hide_their_back(renderer: Renderer) -> None:
+    quad = trimesh.Trimesh(
+        vertices=[(-1, -1, 0), (1, -1, 0), (1, 1, 0), (-1, 1, 0)], faces=[(0, 1, 2), (0, 2, 3)], process=False
+    )  # counter-clockwise seen from +z: its front faces the default camera at (0, 0, 5)
+    model = model_of(mesh_data(quad))
+    renderer.add_model(1, model)
+    renderer.set_camera(Camera(position=(0, 0, -5)))
+    assert object_mask(renderer.render()[0]).mean() > 0.05, "double-sided (the default): the back shows"
+    model.meshes[0].double_sided = False
+    renderer.add_model(1, model)
+    assert not object_mask(renderer.render()[0]).any(), "single-sided: the back is culled"
+    renderer.set_camera(Camera(position=(0, 0, 5)))
+    assert object_mask(renderer.render()[0]).mean() > 0.05, "single-sided: the front still shows"
+    renderer.set_override(1, see_through=True)
+    assert object_mask(renderer.render()[0]).mean() > 0.05, "and see-through"

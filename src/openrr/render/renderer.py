@@ -52,9 +52,13 @@ uniform vec3 u_camera_position;
 uniform vec3 u_key_light;
 uniform vec4 u_tint;
 uniform float u_alpha;
+uniform float u_unlit;
 
 // (diffuse factor, specular term) of a surface with unit normal n seen from unit direction v.
 vec2 shade(vec3 n, vec3 v) {
+    if (u_unlit > 0.5) {
+        return vec2(1.0, 0.0);
+    }
     float head = max(dot(n, v), 0.0);
     float key = max(dot(n, u_key_light), 0.0);
     float spec = pow(max(dot(n, normalize(v + u_key_light)), 0.0), 32.0);
@@ -254,6 +258,10 @@ class MeshLike(Protocol):
     indices: np.ndarray | None
     uvs: np.ndarray | None
     texture: np.ndarray | None
+    double_sided: bool
+    """False: back faces are culled (a converted asset's opaqueMaterialDefaultSidedness=SingleSided)."""
+    unlit: bool
+    """Shown in its own colours, without lighting (a converted asset's unlitMaterials)."""
 
 
 class ModelLike(Protocol):
@@ -371,6 +379,8 @@ class _GpuMesh:
     vbo: moderngl.Buffer
     ibo: moderngl.Buffer | None
     texture: moderngl.Texture | None
+    double_sided: bool
+    unlit: bool
     per_pixel: bool
     """Lit per pixel: a coarse mesh (see PER_PIXEL_BELOW)."""
     vaos: dict[bool, moderngl.VertexArray]
@@ -642,24 +652,36 @@ class Renderer:
             ctx.enable(moderngl.CULL_FACE)
             for entity in clear:
                 ctx.cull_face = "front"
-                self._draw_entity(entity, SEE_THROUGH_ALPHA)
+                self._draw_entity(entity, SEE_THROUGH_ALPHA, "front")
                 ctx.cull_face = "back"
-                self._draw_entity(entity, SEE_THROUGH_ALPHA)
+                self._draw_entity(entity, SEE_THROUGH_ALPHA, "back")
             ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
             fbo.depth_mask = True
         return sum(e.triangles for e in visible), sum(e.points for e in visible)
 
-    def _draw_entity(self, entity: _Entity, alpha: float) -> None:
+    def _draw_entity(self, entity: _Entity, alpha: float, culled: str | None = None) -> None:
+        """`culled`: the faces this pass culls ("front" or "back"), None if it draws both."""
+        ctx = self.ctx
         tint, alpha_bytes = _f32(*entity.tint), _f32(alpha)
         for mesh in entity.meshes:
+            if not mesh.double_sided and culled == "front":
+                continue  # a pass for back faces: a single-sided mesh has none to show
             shader = self._shaded[(mesh.texture is not None, mesh.per_pixel, self._clipped)]
             shader.set("u_model", entity.model_bytes)
             shader.set("u_normal_matrix", entity.normal_bytes)
             shader.set("u_tint", tint)
             shader.set("u_alpha", alpha_bytes)
+            shader.set("u_unlit", _f32(float(mesh.unlit)))
             if mesh.texture is not None:
                 mesh.texture.use(0)
+            single_sided = not mesh.double_sided and culled is None
+            if single_sided:
+                ctx.enable(moderngl.CULL_FACE)
+                ctx.cull_face = "back"
             mesh.vaos[self._clipped].render(mesh.mode)
+            if single_sided:
+                ctx.disable(moderngl.CULL_FACE)
+                ctx.cull_face = "front"
 
     def _draw_outline(self, entity: _Entity) -> None:
         """A highlight rim: triangles as an inflated back-face hull, points as larger dots behind the real ones."""
@@ -713,6 +735,8 @@ class Renderer:
             vbo,
             ibo,
             texture,
+            mesh.double_sided,
+            mesh.unlit,
             per_pixel,
             {c: self._shaded[(textured, per_pixel, c)].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
             {c: self._outline[c].vertex_array(self.ctx, vbo, ibo) for c in (False, True)},
