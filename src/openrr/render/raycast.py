@@ -4,11 +4,13 @@ Each model's triangles are sorted along a Morton curve once, when the model is a
 fixed-size chunks with their own bounding boxes. A cast moves the ray into each entity's model space
 (moving one ray is cheaper than moving a million triangles), drops entities whose box it misses, tests
 the chunk boxes it enters nearest-first, and runs Möller–Trumbore only on the triangles of those chunks,
-stopping once no remaining chunk can hold a nearer hit.
+stopping once no remaining chunk can hold a nearer hit. The converter stores the same chunks in an .arrAsset
+(`ModelData.collision`), so adding a converted model costs nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,40 +40,93 @@ class RayHit:
     """World units from the ray origin."""
 
 
-class _Triangles:
-    """One model's triangles in chunk order: (chunks, CHUNK, 3) corners and edges, and each chunk's box."""
+@dataclass(frozen=True, eq=False)
+class TriangleChunks:
+    """One model's triangles in Morton order, cut into chunks of CHUNK with a bounding box each.
 
-    def __init__(self, model: ModelData) -> None:
-        parts = [_sorted_corners(m.positions, m.indices) for m in model.meshes if m.indices is not None]
-        corners = np.concatenate([p for p in parts if len(p)] or [np.zeros((0, 3, 3), dtype=np.float32)])
-        self.count = len(corners)
+    Triangles are vertex indices into `positions`, not copied corners: a converted .arrAsset stores its index
+    buffer in this order, so the renderer's mesh and the ray caster share one array (and one copy in memory).
+    Chunk k holds triangles k*CHUNK up to (k+1)*CHUNK; the last one is short, and the missing places count as
+    degenerate triangles, which no ray hits. A `count` of 0 means there is nothing to hit: a model without
+    triangles, or an asset converted without a collision mesh.
+    """
+
+    count: int
+    positions: F32
+    """(V, 3) vertex positions."""
+    corners: npt.NDArray[np.uint32]
+    """(count, 3) indices into positions, chunk after chunk."""
+    box_min: F32
+    """(3, chunks): see _slab."""
+    box_max: F32
+
+    @classmethod
+    def empty(cls) -> TriangleChunks:
+        no_boxes = np.zeros((3, 0), dtype=np.float32)
+        return cls(0, np.zeros((0, 3), dtype=np.float32), np.zeros((0, 3), dtype=np.uint32), no_boxes, no_boxes)
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.count // CHUNK)
+
+    @functools.cached_property
+    def bounds(self) -> tuple[F64, F64]:
         if self.count == 0:
-            self.v0 = self.e1 = self.e2 = np.zeros((0, CHUNK, 3), dtype=np.float32)
-            self.box_min = self.box_max = np.zeros((3, 0), dtype=np.float32)
-            self.bounds = (np.zeros(3, dtype=np.float64), np.zeros(3, dtype=np.float64))
-            return
-        # pad to whole chunks with degenerate triangles, which no ray hits (their determinant is 0)
-        pad = -self.count % CHUNK
-        if pad:
-            corners = np.concatenate([corners, np.repeat(corners[-1:, :1], 3, axis=1).repeat(pad, axis=0)])
-        a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-        self.v0 = a.reshape(-1, CHUNK, 3)
-        self.e1 = (b - a).reshape(-1, CHUNK, 3)
-        self.e2 = (c - a).reshape(-1, CHUNK, 3)
-        # (3, chunks): see _slab
-        self.box_min = np.ascontiguousarray(np.minimum(np.minimum(a, b), c).reshape(-1, CHUNK, 3).min(axis=1).T)
-        self.box_max = np.ascontiguousarray(np.maximum(np.maximum(a, b), c).reshape(-1, CHUNK, 3).max(axis=1).T)
-        self.bounds = (self.box_min.min(axis=1).astype(np.float64), self.box_max.max(axis=1).astype(np.float64))
+            return np.zeros(3, dtype=np.float64), np.zeros(3, dtype=np.float64)
+        return self.box_min.min(axis=1).astype(np.float64), self.box_max.max(axis=1).astype(np.float64)
+
+    def corner_positions(self, chunks: npt.NDArray[np.intp]) -> F32:
+        """(k, CHUNK, 3, 3) corners of the given chunks' triangles; past `count`, a degenerate triangle."""
+        rows = chunks[:, None] * CHUNK + np.arange(CHUNK)
+        past = rows >= self.count
+        # np.take is ~3x faster than fancy indexing for gathering rows
+        indices = np.take(self.corners, np.minimum(rows, self.count - 1), axis=0)
+        if past.any():
+            indices[past] = self.corners[self.count - 1, 0]
+        gathered: F32 = np.take(self.positions, indices, axis=0)
+        return gathered
 
 
-def _sorted_corners(positions: F32, indices: npt.NDArray[np.uint32]) -> F32:
-    """(M, 3, 3) triangle corners, ordered along a Morton curve so that each chunk's box is tight.
+def triangle_chunks(model: ModelData) -> TriangleChunks:
+    """Sort `model`'s triangles (points are ignored) along a Morton curve and cut them into chunks."""
+    meshes = [m for m in model.meshes if m.indices is not None and len(m.indices)]
+    if not meshes:
+        return TriangleChunks.empty()
+    if len(meshes) == 1:
+        positions = np.asarray(meshes[0].positions, dtype=np.float32)  # the mesh's own array when it is float32
+        corners = _morton_sorted(positions, np.asarray(meshes[0].indices, dtype=np.uint32))
+    else:
+        # one vertex space for all meshes: each is sorted on its own, then they follow one another
+        positions = np.concatenate([np.asarray(m.positions, dtype=np.float32) for m in meshes])
+        starts = np.cumsum([0] + [len(m.positions) for m in meshes[:-1]])
+        corners = np.concatenate(
+            [
+                _morton_sorted(np.asarray(m.positions, dtype=np.float32), np.asarray(m.indices, dtype=np.uint32))
+                + np.uint32(start)
+                for m, start in zip(meshes, starts, strict=True)
+            ]
+        )
+    count = len(corners)
+    # pad to whole chunks with degenerate triangles (the last triangle's first corner, thrice) to take the boxes
+    flat = corners.astype(np.intp)
+    pad = -count % CHUNK
+    if pad:
+        flat = np.concatenate([flat, np.full((pad, 3), flat[-1, 0], dtype=np.intp)])
+    a, b, c = (np.take(positions, flat[:, k], axis=0) for k in range(3))
+    return TriangleChunks(
+        count=count,
+        positions=positions,
+        corners=corners,
+        box_min=np.ascontiguousarray(np.minimum(np.minimum(a, b), c).reshape(-1, CHUNK, 3).min(axis=1).T),
+        box_max=np.ascontiguousarray(np.maximum(np.maximum(a, b), c).reshape(-1, CHUNK, 3).max(axis=1).T),
+    )
+
+
+def _morton_sorted(points: F32, indices: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """`indices` (M, 3) reordered along a Morton curve, so that each chunk's box is tight.
 
     Keyed by each triangle's first vertex: as good as its centroid for ordering, and a third of the work.
     """
-    if not len(indices):
-        return np.zeros((0, 3, 3), dtype=np.float32)
-    points = np.asarray(positions, dtype=np.float32)
     low, high = points.min(axis=0), points.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
     cells = ((points - low) / span * 1023).astype(np.uint32)
@@ -83,10 +138,8 @@ def _sorted_corners(positions: F32, indices: npt.NDArray[np.uint32]) -> F32:
         spread = (spread | (spread << 4)) & 0x030C30C3
         spread = (spread | (spread << 2)) & 0x09249249
         code |= spread << axis
-    flat = indices.astype(np.intp)
-    order = np.argsort(code[flat[:, 0]], kind="stable")
-    # np.take is ~3x faster than fancy indexing for gathering rows
-    return np.take(points, np.take(flat, order, axis=0), axis=0)
+    order = np.argsort(code[indices[:, 0]], kind="stable")
+    return np.take(indices, order, axis=0)
 
 
 def _slab(origin: F64, direction: F64, low: F32 | F64, high: F32 | F64) -> tuple[F64, F64]:
@@ -111,16 +164,20 @@ def _slab(origin: F64, direction: F64, low: F32 | F64, high: F32 | F64) -> tuple
 
 class RayCaster:
     def __init__(self) -> None:
-        self._entities: dict[int, _Triangles] = {}
+        self._entities: dict[int, TriangleChunks] = {}
         # an instanced model is prepared once: id(model) → (model kept alive so the id stays its own, data, users)
-        self._shared: dict[int, tuple[ModelData, _Triangles, set[int]]] = {}
+        self._shared: dict[int, tuple[ModelData, TriangleChunks, set[int]]] = {}
         self._lock = threading.Lock()
 
     def add(self, entity_id: int, model: ModelData) -> None:
         """Prepare `model`'s triangles for casts (points are ignored); replaces what the entity had."""
         with self._lock:
             shared = self._shared.get(id(model))
-        triangles = shared[1] if shared is not None and shared[0] is model else _Triangles(model)
+        if shared is not None and shared[0] is model:
+            triangles = shared[1]
+        else:
+            # an .arrAsset carries its chunks ready-made: no sorting at load time
+            triangles = model.collision if model.collision is not None else triangle_chunks(model)
         with self._lock:
             self._remove(entity_id)
             entry = self._shared.setdefault(id(model), (model, triangles, set()))
@@ -157,7 +214,7 @@ class RayCaster:
         with self._lock:
             entities = list(self._entities.items())
 
-        candidates: list[tuple[float, int, _Triangles, F64, F64, F64]] = []
+        candidates: list[tuple[float, int, TriangleChunks, F64, F64, F64]] = []
         for entity_id, triangles in entities:
             matrix = transforms.get(entity_id)
             if triangles.count == 0 or matrix is None or entity_id in hidden:
@@ -198,7 +255,7 @@ class RayCaster:
         )
 
 
-def _cast_model(triangles: _Triangles, o: F64, d: F64, limit: float) -> tuple[float, F64] | None:
+def _cast_model(triangles: TriangleChunks, o: F64, d: F64, limit: float) -> tuple[float, F64] | None:
     """Nearest (t, geometric normal) in model space with t <= limit, or None."""
     near, far = _slab(o, d, triangles.box_min, triangles.box_max)
     entered = np.flatnonzero((far >= np.maximum(near, 0.0)) & (near <= limit))
@@ -211,7 +268,9 @@ def _cast_model(triangles: _Triangles, o: F64, d: F64, limit: float) -> tuple[fl
         if near[entered[start]] > best_t:
             break  # every remaining chunk starts beyond the hit already found
         chunks = entered[start : start + BATCH]
-        t = _moller_trumbore(triangles.v0[chunks], triangles.e1[chunks], triangles.e2[chunks], o, d)
+        corners = triangles.corner_positions(chunks)
+        a = corners[..., 0, :]
+        t = _moller_trumbore(a, corners[..., 1, :] - a, corners[..., 2, :] - a, o, d)
         t[t > best_t] = np.inf
         flat = int(np.argmin(t))
         if np.isfinite(t.flat[flat]):
@@ -221,9 +280,9 @@ def _cast_model(triangles: _Triangles, o: F64, d: F64, limit: float) -> tuple[fl
     if best_index is None:
         return None
     chunk, column = best_index
-    v0 = triangles.v0[chunk, column].astype(np.float64)
-    e1 = triangles.e1[chunk, column].astype(np.float64)
-    e2 = triangles.e2[chunk, column].astype(np.float64)
+    a, b, c = triangles.corner_positions(np.array([chunk], dtype=np.intp))[0, column]
+    # edges in float32 first, exactly as the chunk test computed them
+    v0, e1, e2 = a.astype(np.float64), (b - a).astype(np.float64), (c - a).astype(np.float64)
     normal = np.cross(e1, e2)
     denominator = float(normal @ d)
     t_exact = float(normal @ (v0 - o)) / denominator if denominator else best_t

@@ -1,8 +1,10 @@
-"""Model loading: a local path or an http(s) URL (SAS URLs included) → GPU-ready numpy arrays.
+"""Model loading: a local path or an http(s) URL (SAS URLs, and plain blob URLs of linked storage) → GPU-ready
+numpy arrays.
 
 trimesh parses (glTF/GLB, OBJ, PLY, STL); this module fetches the bytes, flattens trimesh's scene graph
 into one `MeshData` per placed geometry, and turns every failure into a `ModelLoadError` whose message
-says what went wrong without ever repeating a URL's query string (it holds SAS signatures).
+says what went wrong without ever repeating a URL's query string (it holds SAS signatures). A converted
+`.arrAsset` (see docs/arrasset.md) skips trimesh: its arrays are views into the fetched bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
@@ -29,6 +31,11 @@ from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
+from openrr.storage.session_access import SESSION_STORAGE, SessionStorage
+
+if TYPE_CHECKING:
+    from openrr.render.raycast import TriangleChunks
+
 logger = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
@@ -39,6 +46,7 @@ Progress = Callable[[float], None]
 # file extension → trimesh file type
 FORMATS = {".glb": "glb", ".gltf": "gltf", ".obj": "obj", ".ply": "ply", ".stl": "stl"}
 FORMAT_NAMES = {"glb": "GLB", "gltf": "glTF", "obj": "OBJ", "ply": "PLY", "stl": "STL"}
+ASSET_SUFFIX = ".arrasset"  # compared lower-case: ARR writes `.arrAsset`
 # share of the progress bar given to fetching the bytes; parsing and flattening take the rest
 FETCH_SHARE = 0.9
 CHUNK = 1 << 20
@@ -63,6 +71,10 @@ class MeshData:
     """(N, 2) texture coordinates in glTF's convention: (0, 0) is the top-left texel, row 0 of `texture`."""
     texture: UInt8Array | None
     """(H, W, 4) RGBA base-colour texture, first row at the top of the image."""
+    double_sided: bool = True
+    """False when the material asks for back faces to be culled (an .arrAsset's opaqueMaterialDefaultSidedness)."""
+    unlit: bool = False
+    """True when the material is to be shown without lighting (an .arrAsset's unlitMaterials)."""
 
 
 @dataclass
@@ -77,6 +89,8 @@ class ModelData:
     triangles: int
     points: int
     """Total points of point-cloud meshes."""
+    collision: TriangleChunks | None = None
+    """Ray-cast structure stored in an .arrAsset; None: a RayCaster builds it when the model is added."""
 
     @property
     def primitives(self) -> int:
@@ -89,8 +103,13 @@ def load_model(
     *,
     timeout_s: float = 60.0,
     max_bytes: int = 2 * 1024**3,
+    storage: SessionStorage = SESSION_STORAGE,
 ) -> ModelData:
-    """Load a model from a local path, a file:// URL or an http(s):// URL.
+    """Load a model or an .arrAsset from a local path, a file:// URL or an http(s):// URL.
+
+    A blob URL without a query string is signed with the read token of the linked storage account that covers
+    it (`storage`: what the control plane granted this render server); when a blob service refuses a URL without
+    its own SAS, the error says whether its storage account is linked.
 
     `timeout_s` bounds each network wait (connecting, and each read while downloading), not the whole
     download, so a large model on a slow but live link still arrives. `max_bytes` bounds everything fetched
@@ -104,17 +123,24 @@ def load_model(
     if scheme in ("http", "https"):
         display = safe_url(source)
         name = PurePosixPath(unquote(parts.path)).name
-        file_type = _file_type(name, display)
-        with _HttpFetcher(source, display, timeout_s, max_bytes) as fetcher:
+        asset = _is_asset(name)
+        file_type = "" if asset else _file_type(name, display)
+        fetcher = _HttpFetcher(storage.authorize(source), display, timeout_s, max_bytes, storage.denied_hint(source))
+        with fetcher:
             data = fetcher.fetch_main(lambda f: report(f * FETCH_SHARE))
+            if asset:
+                return _asset(data, name, display, started, report)
             scene = _parse(data, file_type, source, display, fetcher.resolver())
     else:
         path = Path(url2pathname(parts.path)) if scheme == "file" else Path(source)  # url2pathname unquotes
         display = str(path)
         name = path.name
-        file_type = _file_type(name, display)
+        asset = _is_asset(name)
+        file_type = "" if asset else _file_type(name, display)
         data = _read_local(path, max_bytes)
         report(FETCH_SHARE)
+        if asset:
+            return _asset(data, name, display, started, report)
         scene = _parse(data, file_type, source, display, FilePathResolver(str(path)))
     del data
     try:
@@ -132,6 +158,56 @@ def load_model(
         "loaded %s: %d meshes, %d triangles, %d points in %.3f s",
         display,
         len(meshes),
+        model.triangles,
+        model.points,
+        time.perf_counter() - started,
+    )
+    return model
+
+
+def read_scene(
+    path: Path, display: str, max_bytes: int = 2 * 1024**3, resolver: Resolver | None = None
+) -> trimesh.Scene:
+    """Parse a local model file with trimesh, the files it references resolved beside it (the converter's entry).
+
+    `display` names the file in error messages, e.g. its path in the input container rather than a work directory.
+    """
+    file_type = _file_type(path.name, display)
+    data = _read_local(path, max_bytes, display)
+    return _parse(data, file_type, display, display, resolver or FilePathResolver(str(path)))
+
+
+def model_of_scene(name: str, scene: trimesh.Scene, display: str) -> ModelData:
+    """Flatten a parsed trimesh scene into one `MeshData` per placed geometry, as `load_model` does."""
+    try:
+        meshes = list(_flatten(scene))
+    except Exception as e:
+        logger.exception("flattening %s failed", display)
+        raise ModelLoadError(f"cannot read the geometry of {display}: {type(e).__name__}: {e}"[:400]) from e
+    if not meshes:
+        raise ModelLoadError(f"{display} contains no geometry (no triangles or points)")
+    return _model(name, meshes)
+
+
+def _is_asset(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() == ASSET_SUFFIX
+
+
+def _asset(data: bytes, name: str, display: str, started: float, report: _Monotonic) -> ModelData:
+    # imported here: the conversions package builds on this module
+    from openrr.conversions.arrasset import AssetFormatError, read_asset
+
+    if not data:
+        raise ModelLoadError(f"{display} is empty (0 bytes)")
+    try:
+        model = read_asset(data, name)
+    except AssetFormatError as e:
+        raise ModelLoadError(f"cannot read {display} as an .arrAsset: {e}") from None
+    report(1.0)
+    logger.info(
+        "loaded asset %s: %d meshes, %d triangles, %d points in %.3f s",
+        display,
+        len(model.meshes),
         model.triangles,
         model.points,
         time.perf_counter() - started,
@@ -165,24 +241,27 @@ def _file_type(name: str, display: str) -> str:
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in FORMATS:
         shown = f"'{suffix}'" if suffix else "(no extension)"
-        raise ModelLoadError(f"unsupported model format {shown} for {display}: supported are {', '.join(FORMATS)}")
+        raise ModelLoadError(
+            f"unsupported model format {shown} for {display}: supported are {', '.join(FORMATS)} and .arrAsset"
+        )
     return FORMATS[suffix]
 
 
-def _read_local(path: Path, max_bytes: int) -> bytes:
+def _read_local(path: Path, max_bytes: int, display: str | None = None) -> bytes:
+    shown = str(path) if display is None else display
     try:
         size = path.stat().st_size
         if path.is_dir():
-            raise ModelLoadError(f"{path} is a directory, not a model file")
+            raise ModelLoadError(f"{shown} is a directory, not a model file")
         if size > max_bytes:
-            raise ModelLoadError(f"{path} is {size} bytes, over the limit of {max_bytes} bytes")
+            raise ModelLoadError(f"{shown} is {size} bytes, over the limit of {max_bytes} bytes")
         return path.read_bytes()
     except FileNotFoundError:
-        raise ModelLoadError(f"file not found: {path}") from None
+        raise ModelLoadError(f"file not found: {shown}") from None
     except PermissionError:
-        raise ModelLoadError(f"permission denied reading {path}") from None
+        raise ModelLoadError(f"permission denied reading {shown}") from None
     except OSError as e:
-        raise ModelLoadError(f"cannot read {path}: {e.strerror or e}") from None
+        raise ModelLoadError(f"cannot read {shown}: {e.strerror or e}") from None
 
 
 class _Monotonic:
@@ -202,9 +281,13 @@ class _Monotonic:
 class _HttpFetcher:
     """One httpx client for the model and whatever it references (glTF buffers, OBJ materials, textures)."""
 
-    def __init__(self, url: str, display: str, timeout_s: float, max_bytes: int) -> None:
+    def __init__(
+        self, url: str, display: str, timeout_s: float, max_bytes: int, denied_hint: str | None = None
+    ) -> None:
         self.url = url
         self.display = display
+        self.denied_hint = denied_hint
+        """Added to a blob service's refusal (it sends x-ms-error-code) of the model itself: linked or not."""
         self.timeout_s = timeout_s
         self.remaining = max_bytes
         self.max_bytes = max_bytes
@@ -228,8 +311,11 @@ class _HttpFetcher:
                     # the body is not shown: an auth failure's body quotes the string that was signed
                     code = response.headers.get("x-ms-error-code")
                     detail = f", {code}" if code else ""
+                    hint = ""
+                    if code and self.denied_hint and url == self.url and response.status_code in (401, 403, 404, 409):
+                        hint = f": {self.denied_hint}"
                     raise ModelLoadError(
-                        f"HTTP {response.status_code} {response.reason_phrase}{detail} fetching {shown}"
+                        f"HTTP {response.status_code} {response.reason_phrase}{detail} fetching {shown}{hint}"
                     )
                 total = _content_length(response)
                 if total is not None and total > self.remaining:

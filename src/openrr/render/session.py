@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import itertools
 import logging
 import time
@@ -188,7 +189,8 @@ class SceneSession:
         model = await asyncio.to_thread(load_model, source, progress)
         total = sum(e.model.primitives for e in self.entities.values()) + model.primitives
         entity = Entity(next(self._ids), source, model)
-        await self.process.call("add_model", entity.entity_id, model)
+        # The ray-cast structure stays here, with the RayCaster: the render process only draws.
+        await self.process.call("add_model", entity.entity_id, dataclasses.replace(model, collision=None))
         await asyncio.to_thread(self.raycaster.add, entity.entity_id, model)  # ~0.25 s per million triangles
         self.entities[entity.entity_id] = entity
         over = self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT
