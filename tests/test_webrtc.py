@@ -105,9 +105,19 @@ def test_webrtc_h264_controller_and_watcher(
             await watcher.close()
             await _until(lambda: _no_peers(controller), 10, "the watcher's peer connection to close")
             await seen.pc.close()
-            log = httpx.get(f"{inspector}/api/status", verify=service.tls, timeout=5).json()["log"]
-            assert any("WebRTC peer opened for a controller: H264, x264 ultrafast" in line for line in log)
-            assert sum("WebRTC peer of a watcher closed" in line for line in log) == 1
+
+            def log() -> list[str]:
+                lines: list[str] = httpx.get(f"{inspector}/api/status", verify=service.tls, timeout=5).json()["log"]
+                return lines
+
+            async def watcher_closed_logged() -> bool:
+                # The peer leaves the count before its connection has finished closing and says so.
+                return any("WebRTC peer of a watcher closed" in line for line in await asyncio.to_thread(log))
+
+            await _until(watcher_closed_logged, 10, "the server to log the watcher's closed peer")
+            lines = log()
+            assert any("WebRTC peer opened for a controller: H264, x264 ultrafast" in line for line in lines)
+            assert sum("WebRTC peer of a watcher closed" in line for line in lines) == 1
         finally:
             if video is not None:
                 await video.close()
