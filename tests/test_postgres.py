@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from azure.mixedreality.remoterendering import RenderingSessionStatus
+from azure.mixedreality.remoterendering import (
+    AssetConversionInputSettings,
+    AssetConversionOutputSettings,
+    AssetConversionStatus,
+    RenderingSessionStatus,
+)
 
 from tests.harness import Service, free_port, openrr, render_server_pids, wait_for
+from tests.models import write_models
 from tests.postgres import postgres_available, postgres_server
 
 # CI installs PostgreSQL (.ci/run); skipping is only for a developer machine without it, and says why.
@@ -54,8 +60,46 @@ def test_service_on_postgres_through_the_sdk(pg_url: str, base_dir: Path) -> Non
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT status, max_lease_minutes FROM sessions WHERE id = 'on-pg'")).one()
         assert tuple(row) == ("Stopped", 9)
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == _head_revision()
         assert conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar() == 1
+    engine.dispose()
+
+
+def _head_revision() -> str:
+    versions = Path(__file__).resolve().parent.parent / "src" / "openrr" / "store" / "migrations" / "versions"
+    return max(p.name.split("_")[0] for p in versions.glob("[0-9]*.py"))
+
+
+def test_conversion_on_postgres(pg_url: str, base_dir: Path) -> None:
+    """A conversion job claimed and run through PostgreSQL (row locks with SKIP LOCKED), file:// containers."""
+    data = base_dir / "pg-conversion"
+    account = json.loads(openrr("account", "create", "--json", "--database-url", pg_url, data_dir=data).stdout)
+    source, target = data / "containers" / "in", data / "containers" / "out"
+    target.mkdir(parents=True)
+    write_models(source)
+    args = ["--database-url", pg_url, "--warm-pool", "Standard=0", "--conversion-workers", "1"]
+    svc = Service(data, free_port(), args, account_id=account["accountId"], key=account["primaryKey"]).start()
+    try:
+        done = (
+            svc.sdk()
+            .begin_asset_conversion(
+                conversion_id="on-pg",
+                input_settings=AssetConversionInputSettings(
+                    storage_container_uri=source.as_uri(), relative_input_asset_path="sphere.glb"
+                ),
+                output_settings=AssetConversionOutputSettings(storage_container_uri=target.as_uri()),
+            )
+            .result(60)
+        )
+        assert done.status == AssetConversionStatus.SUCCEEDED, done.error
+        assert done.output.asset_uri == f"{target.as_uri()}/sphere.arrAsset"
+        assert (target / "sphere.arrAsset").is_file()
+    finally:
+        assert svc.stop() == 0
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT status, attempts, owner FROM conversions WHERE id = 'on-pg'")).one()
+        assert tuple(row) == ("Succeeded", 1, None)
     engine.dispose()
 
 

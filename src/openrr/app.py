@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openrr import __version__
 from openrr.accounts import api_sts
+from openrr.conversions import api_2021 as conversions_2021
+from openrr.conversions import api_v1 as conversions_v1
 from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
 from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
 from openrr.http.responses import ArrJSONResponse
@@ -49,11 +51,16 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runner = services.conversion_runner if manage_lifecycle else None
         if manage_lifecycle:
             await services.reconciler.start()
+        if runner is not None:
+            await runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
             if manage_lifecycle:
                 await services.reconciler.stop()
                 await services.reconciler.shutdown_sessions(
@@ -69,6 +76,8 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     app.include_router(api_sts.router)
     app.include_router(api_2021.router)
     app.include_router(api_v1.router)
+    app.include_router(conversions_2021.router)
+    app.include_router(conversions_v1.router)
 
     @app.get("/")
     async def index() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The `openrr` command: serve, account, session, render-server."""
+"""The `openrr` command: serve, account, session, convert, render-server."""
 
 from __future__ import annotations
 
@@ -41,12 +41,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "rate_limit_burst",
         "reconcile_interval_s",
         "stop_grace_s",
+        "conversion_workers",
+        "conversion_lease_s",
     ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
     if getattr(args, "no_tls", False):
         overrides["tls"] = False
+    if getattr(args, "local_storage_root", None):
+        overrides["local_storage_roots"] = args.local_storage_root
     defaults = Settings(**overrides)
     for name in ("warm_pool", "capacity"):
         value = getattr(args, name, None)
@@ -76,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit-burst", type=int, help="burst size of the per-account limit")
     serve.add_argument("--reconcile-interval-s", type=float, help=argparse.SUPPRESS)
     serve.add_argument("--stop-grace-s", type=float, help="seconds between SIGTERM and SIGKILL")
+    serve.add_argument("--conversion-workers", type=int, help="conversions run at once (0: none in this process)")
+    serve.add_argument(
+        "--local-storage-root",
+        type=Path,
+        action="append",
+        help="directory under which file:// containers may lie (repeatable; default DATA_DIR/containers)",
+    )
+    serve.add_argument("--conversion-lease-s", type=float, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info")
 
     account = sub.add_parser("account", help="manage accounts")
@@ -96,10 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--domain", default="localhost", help="account domain reported to clients")
         if name == "rotate-key":
             p.add_argument("--key", choices=["primary", "secondary"], default="primary")
+    from openrr.storage import link_cli
+
+    link_cli.add_parsers(asub, _add_data_dir)
 
     from openrr.client import session_cli
 
     session_cli.add_parser(sub)
+
+    from openrr.client import convert_cli
+
+    convert_cli.add_parser(sub)
 
     rs = sub.add_parser("render-server", help="run one render server (started by the service)")
     from openrr.render.server import add_arguments
@@ -128,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         from openrr.client import session_cli
 
         return session_cli.run(args)
+    if args.command == "convert":
+        from openrr.client import convert_cli
+
+        return convert_cli.run(args)
     if args.command == "render-server":
         from openrr.render.server import run
 
@@ -138,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
 def _account(args: argparse.Namespace) -> int:
     from openrr.accounts.service import AccountNotFound, AccountService
     from openrr.services import open_database
+    from openrr.storage import link_cli
+
+    if args.action in link_cli.ACTIONS:
+        return link_cli.run(args)
 
     logging.basicConfig(level=logging.WARNING)
     db = open_database(settings_from(args))

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     stop_grace_s: float = 5.0
     max_body_bytes: int = 64 * 1024
 
+    conversion_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    """Conversions run at once by this control plane, each in its own worker process (0: run none here)."""
+    conversion_attempts: int = 2
+    """Tries per conversion: a worker that dies (crash, kill -9, lost control plane) is retried once."""
+    conversion_lease_s: float = 30.0
+    """A Running conversion whose control plane has not reported for this long is taken over by another."""
+    conversion_nice: int = 10
+    """Niceness of worker processes, so that conversions yield the CPU to the API and render servers."""
+    conversion_max_input_bytes: int = 16 * 1024**3
+    conversion_timeout_s: float = 6 * 3600
+    """A conversion still running after this long is stopped and fails."""
+    local_storage_roots: list[Path] = Field(default_factory=list)
+    """Directories under which `file://` containers may lie; empty means DATA_DIR/containers."""
+    secrets_key: str | None = None
+    """Fernet key that encrypts storage credentials at rest; None means the key file DATA_DIR/secrets.key.
+    Replicas sharing one database must share this key."""
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "openrr.db"
@@ -77,6 +94,19 @@ class Settings(BaseSettings):
     @property
     def hosts_dir(self) -> Path:
         return self.data_dir / "hosts"
+
+    @property
+    def conversions_dir(self) -> Path:
+        """Scratch space of conversion workers (inputs downloaded, outputs before upload)."""
+        return self.data_dir / "conversions"
+
+    @property
+    def effective_local_storage_roots(self) -> list[Path]:
+        return self.local_storage_roots or [self.data_dir / "containers"]
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.data_dir / "secrets.key"
 
     @property
     def public_render_hostname(self) -> str:

@@ -9,11 +9,16 @@ from fastapi import Request
 from openrr.accounts.service import AccountService
 from openrr.accounts.sts import TokenService
 from openrr.config import Settings
+from openrr.conversions.runner import ConversionRunner, RunnerConfig
+from openrr.conversions.service import ConversionService
 from openrr.hosting.factory import build_backend
 from openrr.http.auth import Authenticator
 from openrr.sessions.reconciler import ClosableBackend, Reconciler
 from openrr.sessions.service import SessionService
+from openrr.storage.links import StorageLinks
+from openrr.storage.session_access import StorageGrants
 from openrr.store.db import Database
+from openrr.store.secretbox import SecretBox
 
 
 @dataclass
@@ -26,6 +31,10 @@ class Services:
     backend: ClosableBackend
     reconciler: Reconciler
     auth: Authenticator
+    links: StorageLinks
+    conversions: ConversionService
+    conversion_runner: ConversionRunner | None
+    """None where this control plane runs no conversions (conversion_workers = 0)."""
 
 
 def open_database(settings: Settings) -> Database:
@@ -42,7 +51,9 @@ def build_services(settings: Settings) -> Services:
     tokens.write_public_key(settings.sts_public_key_path)
     kick: list[Reconciler] = []
     sessions = SessionService(db, settings.capacity, on_change=lambda: kick[0].kick() if kick else None)
-    backend = build_backend(settings)
+    links = StorageLinks(db, secret_box(settings))
+    # Sessions read the blobs of their account's linked storage with tokens the backend hands their servers.
+    backend = build_backend(settings, StorageGrants(links))
     reconciler = Reconciler(
         sessions,
         backend,
@@ -51,7 +62,48 @@ def build_services(settings: Settings) -> Services:
         retention_days=settings.retention_days,
     )
     kick.append(reconciler)
-    return Services(settings, db, accounts, tokens, sessions, backend, reconciler, Authenticator(tokens, accounts))
+    runners: list[ConversionRunner] = []
+    conversions = ConversionService(
+        db,
+        links.box,
+        links,
+        settings.effective_local_storage_roots,
+        on_change=lambda: runners[0].kick() if runners else None,
+    )
+    if settings.conversion_workers > 0:
+        runners.append(ConversionRunner(conversions, runner_config(settings)))
+    return Services(
+        settings,
+        db,
+        accounts,
+        tokens,
+        sessions,
+        backend,
+        reconciler,
+        Authenticator(tokens, accounts),
+        links=links,
+        conversions=conversions,
+        conversion_runner=runners[0] if runners else None,
+    )
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    return SecretBox.from_settings(settings.secrets_key, settings.secrets_key_path)
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    return RunnerConfig(
+        workers=settings.conversion_workers,
+        attempts=settings.conversion_attempts,
+        lease_s=settings.conversion_lease_s,
+        nice=settings.conversion_nice,
+        work_root=settings.conversions_dir / "work",
+        local_roots=settings.effective_local_storage_roots,
+        max_input_bytes=settings.conversion_max_input_bytes,
+        interval_s=settings.reconcile_interval_s,
+        retention_days=settings.retention_days,
+        timeout_s=settings.conversion_timeout_s,
+    )
 
 
 def services_of(request: Request) -> Services:

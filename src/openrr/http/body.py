@@ -50,7 +50,10 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
 
 
 async def parse_body(request: Request, model: type[M], max_bytes: int) -> M:
-    data = await read_json_object(request, max_bytes)
+    return validate_body(model, await read_json_object(request, max_bytes))
+
+
+def validate_body(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:

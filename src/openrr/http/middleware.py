@@ -48,8 +48,8 @@ def canonical_path(path: str) -> str:
     else:
         if len(segs) > 3 and segs[3].lower() in _RESOURCES:
             segs[3] = segs[3].lower()
-        if len(segs) > 5 and segs[5].lower() == ":stop":
-            segs[5] = ":stop"
+        if len(segs) > 5 and segs[5].lower() in (":stop", ":cancel"):
+            segs[5] = segs[5].lower()
     return "/".join(segs)
 
 

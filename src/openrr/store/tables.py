@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from openrr.store.types import UTCDateTime
@@ -61,3 +61,44 @@ class SessionRow(Base):
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it as is)
     __table_args__ = (Index("ix_sessions_account_created", "account_id", "creation_time", "id"),)
+
+
+class ConversionRow(Base):
+    __tablename__ = "conversions"
+
+    account_id: Mapped[str] = mapped_column(String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    settings_json: Mapped[str] = mapped_column(Text)
+    """The normalised settings as the API echoes them (never a SAS token)."""
+    access: Mapped[str] = mapped_column(String(32))
+    """How each container is reached, `input/output` of sas|linked|local: part of what a retried create compares."""
+    secrets: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The SAS tokens, encrypted; dropped once the conversion has ended."""
+    creation_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    start_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The control plane running it; another takes over once `heartbeat` is older than the lease."""
+    heartbeat: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    warnings_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_conversions_account_created", "account_id", "creation_time", "id"),)
+
+
+class StorageLinkRow(Base):
+    """Credentials of a blob storage account linked to an openrr account (ARR's "linked storage")."""
+
+    __tablename__ = "storage_links"
+
+    account_id: Mapped[str] = mapped_column(String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    blob_endpoint: Mapped[str] = mapped_column(String(512), primary_key=True)
+    """e.g. https://name.blob.core.windows.net, no trailing slash."""
+    storage_account: Mapped[str] = mapped_column(String(64))
+    account_key: Mapped[bytes] = mapped_column(LargeBinary)
+    """Encrypted; never returned by any API."""
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,111 @@
+"""The 2021-01-01 (and 2021-01-01-preview) conversion API, plus openrr's `:cancel` extension."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from openrr.conversions.body import CreateConversionBody
+from openrr.conversions.codes import LINK_MISSING, LINK_MISSING_MESSAGE
+from openrr.conversions.request import ConversionRequest, InvalidSetting, build_request
+from openrr.conversions.serialize import conversion_json
+from openrr.conversions.service import AccountGone, ConversionConflict, ConversionNotFound, LinkedStorageMissing
+from openrr.http.body import parse_body
+from openrr.http.errors import ArrError, account_gone, bad_request, not_found
+from openrr.http.responses import ArrJSONResponse
+from openrr.http.validation import check_api_version, check_resource_id
+from openrr.services import Services, services_of
+from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
+
+router = APIRouter()
+BASE = "/accounts/{account_id}/conversions"
+
+
+def _authorize(request: Request, account_id: str, conversion_id: str | None = None) -> tuple[Services, str]:
+    services = services_of(request)
+    account = services.auth.account_for(request, account_id)
+    check_api_version(request.query_params.get("api-version"))
+    if conversion_id is not None:
+        check_resource_id("conversion", conversion_id)
+    return services, account
+
+
+def request_of(body: CreateConversionBody) -> ConversionRequest:
+    inp, out = body.settings.inputLocation, body.settings.outputLocation
+    try:
+        return build_request(
+            inp.model_dump(), out.model_dump(), inp.storageContainerReadListSas, out.storageContainerWriteSas
+        )
+    except InvalidSetting as e:
+        raise bad_request(e.message, e.target) from e
+
+
+def link_missing(e: LinkedStorageMissing) -> ArrError:
+    detail = (
+        f" (openrr: no storage account is linked to this account for {e.endpoint}; give a SAS token for the "
+        f"{e.location}, or link the storage account with `openrr account link-storage`.)"
+    )
+    return ArrError(403, LINK_MISSING, LINK_MISSING_MESSAGE + detail, f"settings.{e.location}.storageContainerUri")
+
+
+async def create(
+    services: Services, account: str, conversion_id: str, req: ConversionRequest
+) -> tuple[dict[str, object], bool]:
+    """Shared by both API generations: the create, with its refusals as ArrErrors."""
+    try:
+        view, created = await run_in_threadpool(services.conversions.create, account, conversion_id, req)
+    except ConversionConflict as e:
+        raise ArrError(409, "Conflict", "A resource already exists under the given ID.", "conversionId") from e
+    except LinkedStorageMissing as e:
+        raise link_missing(e) from e
+    except InvalidSetting as e:
+        raise bad_request(e.message, e.target) from e
+    except AccountGone as e:
+        raise account_gone() from e
+    return conversion_json(view), created
+
+
+@router.put(BASE + "/{conversion_id}")
+async def create_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
+    services, account = _authorize(request, account_id, conversion_id)
+    body = await parse_body(request, CreateConversionBody, services.settings.max_body_bytes)
+    doc, created = await create(services, account, conversion_id, request_of(body))
+    return ArrJSONResponse(doc, status_code=201 if created else 200)
+
+
+@router.get(BASE + "/{conversion_id}")
+async def get_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
+    services, account = _authorize(request, account_id, conversion_id)
+    try:
+        view = await services.db.read_async(services.conversions.get, account, conversion_id)
+    except ConversionNotFound as e:
+        raise not_found("conversion", conversion_id) from e
+    return ArrJSONResponse(conversion_json(view))
+
+
+@router.post(BASE + "/{conversion_id}/:cancel")
+async def cancel_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
+    """openrr's extension: ARR had no cancel operation (though its RBAC had `convert/delete`)."""
+    services, account = _authorize(request, account_id, conversion_id)
+    try:
+        view = await run_in_threadpool(services.conversions.cancel, account, conversion_id)
+    except ConversionNotFound as e:
+        raise not_found("conversion", conversion_id) from e
+    return ArrJSONResponse(conversion_json(view))
+
+
+@router.get(BASE)
+async def list_conversions(request: Request, account_id: str) -> Response:
+    services, account = _authorize(request, account_id)
+    token = request.query_params.get("skiptoken")
+    after = decode_skiptoken(token) if token else None
+    page = await services.db.read_async(
+        services.conversions.list_page, account, services.settings.list_page_size, after
+    )
+    next_link = None
+    if page.next_after is not None:
+        # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.
+        next_link = str(request.url.include_query_params(skiptoken=encode_skiptoken(page.next_after)))
+    # ARR sent an explicit null on the last page.
+    return ArrJSONResponse({"conversions": [conversion_json(v) for v in page.items], "@nextLink": next_link})

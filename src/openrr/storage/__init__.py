@@ -1,0 +1,2 @@
+"""Where conversions read models and write assets: Azure blob containers (SAS or linked credentials) and local
+directories that stand in for containers."""

@@ -1,0 +1,104 @@
+"""Azure Blob containers through azure-storage-blob, with a container SAS or a linked account's shared key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import ContainerClient, ContentSettings, LinearRetry
+
+from openrr.storage.container import BlobEntry, ContainerAccess
+from openrr.storage.errors import StorageError, redact
+from openrr.storage.uri import ContainerUri
+
+# The library's default retry waits 15 s and more between tries; an unreachable container should fail in seconds.
+_RETRY = LinearRetry(backoff=1, retry_total=2, random_jitter_range=0)
+_CONTENT_TYPES = {".json": "application/json", ".arrAsset": "application/octet-stream"}
+
+
+class BlobContainer:
+    def __init__(self, uri: ContainerUri, access: ContainerAccess) -> None:
+        self.uri = uri
+        credential: Any = None
+        if access.sas:
+            credential = access.sas.lstrip("?")
+        elif access.account_key:
+            credential = {
+                "account_name": access.storage_account or uri.storage_account,
+                "account_key": access.account_key,
+            }
+        self._client = ContainerClient(
+            account_url=uri.endpoint,
+            container_name=uri.container,
+            credential=credential,
+            retry_policy=_RETRY,
+            connection_timeout=10,
+            read_timeout=60,
+        )
+
+    @property
+    def display(self) -> str:
+        return self.uri.uri
+
+    def list(self, prefix: str) -> Iterator[BlobEntry]:
+        try:
+            for blob in self._client.list_blobs(name_starts_with=prefix or None):
+                yield BlobEntry(blob.name, int(blob.size or 0))
+        except AzureError as e:
+            raise _storage_error(e, f"listing the blobs of {self.display}") from None
+
+    def download(self, name: str, dest: Path) -> None:
+        try:
+            with open(dest, "wb") as f:
+                self._client.download_blob(name, max_concurrency=4).readinto(f)
+        except AzureError as e:
+            raise _storage_error(e, f"reading '{name}' from {self.display}") from None
+
+    def upload(self, name: str, src: Path) -> None:
+        settings = ContentSettings(content_type=_CONTENT_TYPES.get(src.suffix, "application/octet-stream"))
+        try:
+            with open(src, "rb") as f:
+                self._client.upload_blob(name, f, overwrite=True, content_settings=settings, max_concurrency=4)
+        except AzureError as e:
+            raise _storage_error(e, f"writing '{name}' to {self.display}") from None
+
+    def url_of(self, name: str) -> str:
+        return f"{self.uri.uri}/{name}"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _storage_error(e: AzureError, action: str) -> StorageError:
+    if isinstance(e, ServiceRequestError | ServiceResponseError):
+        return StorageError(
+            "unreachable", redact(f"{action} failed: the blob service could not be reached ({e.message}).")
+        )
+    if isinstance(e, HttpResponseError):
+        raw = getattr(e, "error_code", None)
+        code = str(getattr(raw, "value", raw) or "")  # an enum member when the library knows the code
+        status = e.status_code
+        why = f"{status} {code}".strip() + f": {_summary(e)}"
+        if isinstance(e, ClientAuthenticationError) or status in (401, 403):
+            return StorageError("denied", redact(f"{action} was refused ({why})."))
+        if isinstance(e, ResourceNotFoundError) or status == 404:
+            what = "the container does not exist" if code == "ContainerNotFound" else "it does not exist"
+            return StorageError("not_found", redact(f"{action} failed: {what} ({why})."))
+        return StorageError("failed", redact(f"{action} failed ({why})."))
+    return StorageError("failed", redact(f"{action} failed: {type(e).__name__}: {e}"))
+
+
+def _summary(e: HttpResponseError) -> str:
+    """The service's first sentence plus its authentication detail: the rest (request ids, times) is noise."""
+    lines = [ln.strip() for ln in str(e.message or e.reason or "").splitlines() if ln.strip()]
+    keep = lines[:1] + [ln for ln in lines if ln.lower().startswith("authenticationerrordetail")]
+    return " ".join(keep)[:400] or (e.reason or "no detail")
