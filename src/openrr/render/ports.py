@@ -15,6 +15,9 @@ def bind_in_range(host: str, attempts: int = 200) -> socket.socket:
         port = random.randint(*PORT_RANGE)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Inherited by accepted connections: a frame must leave at once, not wait (Nagle) for the client to
+        # acknowledge the small result message sent before it, which a delayed ACK holds back for milliseconds.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((host, port))
         except OSError as e:
