@@ -15,8 +15,8 @@ following, --duration seconds each (at least 6 frames, 3 from 2M triangles, afte
     frames per second. Measured with the server's default frame cap (60 fps) and with the highest
     (`setStream fps=120`).
 (d) END TO END, pipelined: the camera moves without waiting for frames (a new setCamera as soon as the last
-    one is acknowledged, at most --command-hz a second); fps = frames received (and decoded) per second, at
-    both caps: the frame rate of a moving camera.
+    one is acknowledged, at most --command-hz a second: 60 by default, one per display refresh as the web viewer
+    sends them); fps = frames received (and decoded) per second, at both caps: the frame rate of a moving camera.
 
 Each figure is printed with its ratio to (a) of the same round; the summary gives median fps and the median of
 those ratios (so that bursts of other load on a shared machine hit a round, not one column). The server's own
@@ -409,7 +409,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=1.5, help="seconds per measurement (default 1.5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size (default 3)")
     parser.add_argument("--sizes", default="100k,1M,5M", help="comma-separated, of 100k, 1M, 5M")
-    parser.add_argument("--command-hz", type=float, default=240.0, help="most setCamera/s in (d) (default 240)")
+    parser.add_argument(
+        "--command-hz", type=float, default=60.0, help="most setCamera/s in (d) (default 60, as the web viewer)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, models)")
     args = parser.parse_args()
 
