@@ -66,6 +66,12 @@ def test_session_loads_a_model_by_sas_url(service: Service, blob: Azurite, tmp_p
             asyncio.run(_load(service, doc, good, forged))
         finally:
             api.post(f"/accounts/{service.account_id}/sessions/{sid}/:stop", params=API)
+    # The SAS URL went to the render server; its signature must not come back out through a log (httpx logs
+    # every request's URL at INFO).
+    render_logs = sorted((service.data_dir / "logs").glob("render-*.log"))
+    assert render_logs
+    for log in render_logs:
+        assert "sig=" not in log.read_text(errors="replace"), f"a SAS signature in {log}"
 
 
 async def _load(service: Service, doc: dict[str, Any], good: str, forged: str) -> None:

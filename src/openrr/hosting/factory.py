@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from openrr.config import Settings
 from openrr.hosting.local import LocalBackend, LocalBackendOptions
+from openrr.storage.session_access import GrantSource
 
 
-def build_backend(settings: Settings) -> LocalBackend:
+def build_backend(settings: Settings, storage_grants: GrantSource | None = None) -> LocalBackend:
     return LocalBackend(
         LocalBackendOptions(
             hosts_dir=settings.hosts_dir,
@@ -18,5 +19,6 @@ def build_backend(settings: Settings) -> LocalBackend:
             keyfile=settings.key_path if settings.tls else None,
             stop_grace_s=settings.stop_grace_s,
             sts_public_key=settings.sts_public_key_path,
+            storage_grants=storage_grants,
         )
     )

@@ -7,6 +7,7 @@ server itself once it has bound its sockets.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -29,8 +30,10 @@ from openrr.hosting.backend import HostGone, Placement, SessionKey
 from openrr.hosting.health import fetch_health
 from openrr.render.frame_process import RENDER_PROCESS_FAILED
 from openrr.render.server import CONTROL_HEADER, CONTROL_SECRET_ENV
+from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
 
 logger = logging.getLogger(__name__)
+GRANT_RETRY_S = 5.0
 
 
 @dataclass
@@ -53,6 +56,8 @@ class _Host:
     popen: subprocess.Popen[bytes] | None = None
     """Set for servers this process started (so they can be reaped); None for adopted ones."""
     ports: tuple[int, int] | None = field(default=None)
+    grants_due: float = 0.0
+    """time.monotonic() when the server's linked-storage tokens are next pushed (0: never pushed yet)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class LocalBackendOptions:
     keyfile: Path | None
     stop_grace_s: float = 5.0
     sts_public_key: Path | None = None
+    storage_grants: GrantSource | None = None
+    """Read tokens for the linked storage of a session's account, pushed to its server (storage/session_access.py)."""
 
 
 class LocalBackend:
@@ -114,6 +121,8 @@ class LocalBackend:
             return None
         if (doc.get("sessionId"), doc.get("accountId")) != (key.session_id, key.account_id):
             raise HostGone(f"The process on port {ports[0]} answers for another session ({doc.get('sessionId')}).")
+        # Before the first Placement, so that a Ready session can already load from linked storage.
+        await self._push_grants(host, ports[0], key)
         return Placement(self.opts.public_hostname, ports[0], ports[1])
 
     def release(self, host_ref: str) -> None:
@@ -159,6 +168,28 @@ class LocalBackend:
         return host.record.pid if host else None
 
     # --- internals -------------------------------------------------------------------------------------
+
+    async def _push_grants(self, host: _Host, port: int, key: SessionKey) -> None:
+        source = self.opts.storage_grants
+        now = time.monotonic()
+        if source is None or self._client is None or now < host.grants_due:
+            return
+        # Ready sessions are probed every reconcile pass: after a failure, retry soon but not on every pass.
+        host.grants_due = now + GRANT_RETRY_S
+        try:
+            grants = await asyncio.to_thread(source, key.account_id)
+            r = await self._client.post(
+                f"{self._base}:{port}/control/storage",
+                json={"accountId": key.account_id, "grants": [g.to_json() for g in grants]},
+                headers={CONTROL_HEADER: host.record.secret},
+                timeout=5,
+            )
+            r.raise_for_status()
+        except Exception as e:
+            # Whatever failed (store, key, server), the session itself still works: only linked loads wait for it.
+            logger.warning("could not hand render server %s its linked-storage tokens: %s", host.record.host_id, e)
+            return
+        host.grants_due = now + GRANT_REFRESH_S
 
     def _spawn(self, size: str, key: SessionKey | None) -> _Host:
         host_id = uuid.uuid4().hex[:16]

@@ -31,6 +31,7 @@ from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.ports import bind_in_range
 from openrr.render.session import SceneSession
 from openrr.render.stream import StreamEndpoint
+from openrr.storage.session_access import SESSION_STORAGE, BlobGrant, SessionStorage
 
 logger = logging.getLogger("openrr.render")
 CONTROL_SECRET_ENV = "OPENRR_RENDER_CONTROL_SECRET"
@@ -46,8 +47,10 @@ class RenderServer:
         log: RingBufferHandler,
         scene: SceneSession,
         stream: StreamEndpoint,
+        storage: SessionStorage = SESSION_STORAGE,
     ) -> None:
         self.identity = identity
+        self.storage = storage
         self.control_secret = control_secret
         self.log = log
         self.scene = scene
@@ -58,6 +61,7 @@ class RenderServer:
             routes=[
                 Route("/health", self.health),
                 Route("/control/assign", self.assign, methods=["POST"]),
+                Route("/control/storage", self.grant_storage, methods=["POST"]),
                 WebSocketRoute("/stream", stream.handle),
             ]
         )
@@ -95,6 +99,23 @@ class RenderServer:
         logger.info("assigned to session %s", body["sessionId"])
         return JSONResponse(self._identity_doc())
 
+    async def grant_storage(self, request: Request) -> Response:
+        """The control plane's read tokens for the session account's linked storage (storage/session_access.py)."""
+        given = request.headers.get(CONTROL_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.control_secret.encode()):
+            return JSONResponse({"error": "bad control secret"}, status_code=403)
+        body = await request.json()
+        if self.identity.account_id is None or str(body.get("accountId")) != self.identity.account_id:
+            return JSONResponse({"error": "these grants are for another account's session"}, status_code=409)
+        grants = [BlobGrant.from_json(g) for g in body.get("grants") or []]
+        changed = sorted(g.storage_account for g in grants) != sorted(self.storage.storage_accounts)
+        self.storage.replace(grants)
+        if changed:
+            # Names only: the tokens themselves never reach a log.
+            names = ", ".join(sorted(g.storage_account for g in grants)) or "none"
+            logger.info("linked storage accounts readable by this session: %s", names)
+        return JSONResponse({"storageAccounts": self.storage.storage_accounts})
+
     async def inspector_page(self, _request: Request) -> Response:
         return HTMLResponse(INSPECTOR_PAGE.read_text())
 
@@ -107,6 +128,7 @@ class RenderServer:
                 **self._identity_doc(),
                 "stats": {"rssBytes": mem, "cpuPercent": cpu, "requests": self.requests, **self.scene.describe_stats()},
                 "models": [e.describe() for e in self.scene.entities.values()],
+                "linkedStorage": self.storage.storage_accounts,
                 "log": list(self.log.lines),
             }
         )
@@ -137,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
     ring = RingBufferHandler()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().addHandler(ring)
+    # httpx logs every request's full URL at INFO: a model's SAS URL (sig= included) would land in the log.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     secret = os.environ.pop(CONTROL_SECRET_ENV, "")
     if not secret:
         print(f"{CONTROL_SECRET_ENV} must be set", file=sys.stderr)
