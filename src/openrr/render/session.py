@@ -172,7 +172,7 @@ class SceneSession:
             self.controller = None
 
     def command_received(self, command_id: int) -> None:
-        """Start the command's latency clock on arrival, so time spent waiting for the GL thread counts too."""
+        """Start the command's latency clock on arrival: waiting for the frame being rendered counts too."""
         self._command_times[command_id] = time.perf_counter()
 
     def mark_dirty(self, command_id: int) -> None:
