@@ -41,6 +41,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "rate_limit_burst",
         "reconcile_interval_s",
         "stop_grace_s",
+        "standard_primitive_limit",
         "conversion_workers",
         "conversion_lease_s",
     ):
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit-burst", type=int, help="burst size of the per-account limit")
     serve.add_argument("--reconcile-interval-s", type=float, help=argparse.SUPPRESS)
     serve.add_argument("--stop-grace-s", type=float, help="seconds between SIGTERM and SIGKILL")
+    serve.add_argument(
+        "--standard-primitive-limit", type=int, help="primitives a Standard session renders (ARR's 20 million)"
+    )
     serve.add_argument("--conversion-workers", type=int, help="conversions run at once (0: none in this process)")
     serve.add_argument(
         "--local-storage-root",

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     start_timeout_s: float = 60.0
     stop_grace_s: float = 5.0
     max_body_bytes: int = 64 * 1024
+    standard_primitive_limit: int = 20_000_000
+    """Primitives a Standard session renders before it shows a checkerboard instead (ARR's limit; lower it to try)."""
 
     conversion_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
     """Conversions run at once by this control plane, each in its own worker process (0: run none here)."""

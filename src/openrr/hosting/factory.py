@@ -18,6 +18,7 @@ def build_backend(settings: Settings, storage_grants: GrantSource | None = None)
             certfile=settings.cert_path if settings.tls else None,
             keyfile=settings.key_path if settings.tls else None,
             stop_grace_s=settings.stop_grace_s,
+            standard_primitive_limit=settings.standard_primitive_limit,
             sts_public_key=settings.sts_public_key_path,
             storage_grants=storage_grants,
         )

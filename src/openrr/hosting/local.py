@@ -71,6 +71,7 @@ class LocalBackendOptions:
     keyfile: Path | None
     stop_grace_s: float = 5.0
     sts_public_key: Path | None = None
+    standard_primitive_limit: int = 20_000_000
     storage_grants: GrantSource | None = None
     """Read tokens for the linked storage of a session's account, pushed to its server (storage/session_access.py)."""
 
@@ -207,6 +208,8 @@ class LocalBackend:
             self.opts.bind_host,
             "--state-file",
             str(self._ports_path(host_id)),
+            "--standard-primitive-limit",
+            str(self.opts.standard_primitive_limit),
         ]
         if key is not None:
             cmd += ["--session-id", key.session_id, "--account-id", key.account_id]

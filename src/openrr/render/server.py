@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from openrr.render.identity import ServerIdentity
 from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.ports import bind_in_range
-from openrr.render.session import SceneSession
+from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
 from openrr.storage.session_access import SESSION_STORAGE, BlobGrant, SessionStorage
 
@@ -151,6 +151,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyfile", type=Path)
     p.add_argument("--sts-public-key", type=Path, help="PEM public key that signs clients' STS tokens")
     p.add_argument(
+        "--standard-primitive-limit", type=int, default=STANDARD_PRIMITIVE_LIMIT, help="a Standard session's limit"
+    )
+    p.add_argument(
         "--reconnect-grace-s", type=float, default=60.0, help="how long a dropped controller's scene is kept"
     )
 
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     identity = ServerIdentity(host_id=args.host_id, size=args.size)
     if args.session_id and args.account_id:
         identity.assign(args.session_id, args.account_id)
-    scene = SceneSession(args.size, label=f"--for={args.state_file}")
+    scene = SceneSession(args.size, label=f"--for={args.state_file}", primitive_limit=args.standard_primitive_limit)
     stream = StreamEndpoint(identity, scene, args.sts_public_key, args.reconnect_grace_s)
     server_app = RenderServer(identity, secret, ring, scene, stream)
 

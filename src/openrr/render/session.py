@@ -110,9 +110,12 @@ class SceneSession:
         fps: float = DEFAULT_FPS,
         quality: int = 80,
         label: str = "",
+        primitive_limit: int = STANDARD_PRIMITIVE_LIMIT,
     ) -> None:
         self.size = size
         self.label = label
+        self.primitive_limit = primitive_limit
+        """For Standard sessions; Premium has no fixed cap, as in ARR."""
         self.width, self.height = width, height
         self.max_fps = fps
         self.quality = quality
@@ -129,6 +132,7 @@ class SceneSession:
         self._command_times: dict[int, float] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self.warnings: list[str] = []
+        """About the scene as the last load left it (e.g. past the primitive limit); answered with that load."""
         self._rendered: asyncio.Queue[RenderedFrame] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         # One thread, so that H.264 frames go through their encoder in order.
@@ -193,12 +197,13 @@ class SceneSession:
         await self.process.call("add_model", entity.entity_id, dataclasses.replace(model, collision=None))
         await asyncio.to_thread(self.raycaster.add, entity.entity_id, model)  # ~0.25 s per million triangles
         self.entities[entity.entity_id] = entity
-        over = self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT
+        over = self.size == "Standard" and total > self.primitive_limit
         await self.process.call("set_over_limit", over)
+        self.warnings = []
         if over:
             self.warnings.append(
                 f"The scene has {total:,} primitives, more than a Standard session renders "
-                f"({STANDARD_PRIMITIVE_LIMIT:,}): a checkerboard is shown instead. Use a Premium session."
+                f"({self.primitive_limit:,}): a checkerboard is shown instead. Use a Premium session."
             )
         logger.info(
             "loaded %s as entity %d: %d triangles, %d points",
@@ -215,7 +220,7 @@ class SceneSession:
         self.raycaster.remove(entity_id)
         del self.entities[entity.entity_id]
         total = sum(e.model.primitives for e in self.entities.values())
-        await self.process.call("set_over_limit", self.size == "Standard" and total > STANDARD_PRIMITIVE_LIMIT)
+        await self.process.call("set_over_limit", self.size == "Standard" and total > self.primitive_limit)
 
     def entity(self, entity_id: int) -> Entity:
         try:
