@@ -51,7 +51,7 @@ from openrr.conversions.settings import (
     parse_settings_file,
 )
 from openrr.render.raycast import TriangleChunks, triangle_chunks
-from openrr.render.scene import MeshData, ModelData
+from openrr.render.scene import MeshData, ModelData, MonotonicProgress
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def convert(
     progress: Callable[[float], None] | None = None,
 ) -> ConversionOutcome:
     """Convert `input_dir/relative_input` into `output_dir/output_asset_name` (e.g. "model.arrAsset")."""
-    report = _Monotonic(progress)
+    report = MonotonicProgress(progress)
     report(0.0)
     started = time.perf_counter()
     warnings: list[ConversionWarning] = []
@@ -147,7 +147,7 @@ def _convert(
     asset_name: str,
     base: str,
     warnings: list[ConversionWarning],
-    report: _Monotonic,
+    report: MonotonicProgress,
 ) -> list[str]:
     _check_relative(asset_name, "the output asset name")
     if not asset_name.lower().endswith(ASSET_SUFFIX.lower()):
@@ -379,17 +379,3 @@ def _title(code: str) -> str:
 
 def _triple(values: np.ndarray) -> tuple[float, float, float]:
     return float(values[0]), float(values[1]), float(values[2])
-
-
-class _Monotonic:
-    """Progress that never goes backwards and stays in 0..1."""
-
-    def __init__(self, callback: Callable[[float], None] | None) -> None:
-        self.callback = callback
-        self.last = 0.0
-
-    def __call__(self, value: float) -> None:
-        value = min(1.0, max(self.last, value))
-        self.last = value
-        if self.callback is not None:
-            self.callback(value)

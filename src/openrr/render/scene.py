@@ -115,7 +115,7 @@ def load_model(
     download, so a large model on a slow but live link still arrives. `max_bytes` bounds everything fetched
     for the model (its file plus external buffers, materials and textures).
     """
-    report = _Monotonic(progress)
+    report = MonotonicProgress(progress)
     report(0.0)
     started = time.perf_counter()
     parts = urlsplit(source)
@@ -143,21 +143,12 @@ def load_model(
             return _asset(data, name, display, started, report)
         scene = _parse(data, file_type, source, display, FilePathResolver(str(path)))
     del data
-    try:
-        meshes = list(_flatten(scene))
-    except Exception as e:
-        # trimesh hands back shapes and encodings its parsers let through; a surprise here is still this
-        # file's problem, but keep the traceback in the log in case it is ours
-        logger.exception("flattening %s failed", display)
-        raise ModelLoadError(f"cannot read the geometry of {display}: {type(e).__name__}: {e}"[:400]) from e
-    if not meshes:
-        raise ModelLoadError(f"{display} contains no geometry (no triangles or points)")
-    model = _model(name, meshes)
+    model = model_of_scene(name, scene, display)
     report(1.0)
     logger.info(
         "loaded %s: %d meshes, %d triangles, %d points in %.3f s",
         display,
-        len(meshes),
+        len(model.meshes),
         model.triangles,
         model.points,
         time.perf_counter() - started,
@@ -182,6 +173,8 @@ def model_of_scene(name: str, scene: trimesh.Scene, display: str) -> ModelData:
     try:
         meshes = list(_flatten(scene))
     except Exception as e:
+        # trimesh hands back shapes and encodings its parsers let through; a surprise here is still this
+        # file's problem, but keep the traceback in the log in case it is ours
         logger.exception("flattening %s failed", display)
         raise ModelLoadError(f"cannot read the geometry of {display}: {type(e).__name__}: {e}"[:400]) from e
     if not meshes:
@@ -193,7 +186,7 @@ def _is_asset(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() == ASSET_SUFFIX
 
 
-def _asset(data: bytes, name: str, display: str, started: float, report: _Monotonic) -> ModelData:
+def _asset(data: bytes, name: str, display: str, started: float, report: MonotonicProgress) -> ModelData:
     # imported here: the conversions package builds on this module
     from openrr.conversions.arrasset import AssetFormatError, read_asset
 
@@ -264,8 +257,8 @@ def _read_local(path: Path, max_bytes: int, display: str | None = None) -> bytes
         raise ModelLoadError(f"cannot read {shown}: {e.strerror or e}") from None
 
 
-class _Monotonic:
-    """Progress reports never go backwards, whatever stage reports them."""
+class MonotonicProgress:
+    """Progress reports never go backwards and stay in 0..1, whatever stage reports them."""
 
     def __init__(self, callback: Progress | None) -> None:
         self.callback = callback
