@@ -43,6 +43,7 @@ from openrr.client.convert_settings import (
     flag_dest,
     resolve_plan,
 )
+from openrr.client.exit_codes import run_command
 from openrr.client.progress import StatusLine
 from openrr.client.rest import ArrConnectionError, ArrHttpError, tls_context
 
@@ -164,18 +165,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"{_PROG}: {problem}", file=sys.stderr)
-        return 2
-    except (ArrHttpError, ArrConnectionError, StorageFailure) as e:
-        print(f"{_PROG}: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
+    return run_command(_PROG, lambda: _run(args), (ArrHttpError, ArrConnectionError, StorageFailure))
 
 
 def _run(args: argparse.Namespace) -> int:

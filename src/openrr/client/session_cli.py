@@ -29,6 +29,7 @@ from openrr.client.arrconfig import (
     resolve_lease,
     resolve_size,
 )
+from openrr.client.exit_codes import run_command
 from openrr.client.progress import StatusLine
 from openrr.client.rest import ArrConnectionError, ArrHttpError, RestClient, tls_context
 
@@ -135,18 +136,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"openrr session: {problem}", file=sys.stderr)
-        return 2
-    except (ArrHttpError, ArrConnectionError) as e:
-        print(f"openrr session: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
+    return run_command("openrr session", lambda: _run(args), (ArrHttpError, ArrConnectionError))
 
 
 def _run(args: argparse.Namespace) -> int:
