@@ -65,6 +65,19 @@ def stop_service(svc: Service, data_dir: Path) -> None:
             psutil.Process(pid).kill()
 
 
+@contextmanager
+def bench_service(data_dir: Path, args: list[str]) -> Iterator[Service]:
+    """`openrr serve` (HTTPS, SQLite) with `args` in a subprocess; stopped however the run ends (stop_service)."""
+    from tests.harness import Service, free_port
+
+    svc = Service(data_dir, free_port(), args)
+    try:
+        svc.start()
+        yield svc
+    finally:
+        stop_service(svc, data_dir)
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (0..100), linear between closest ranks."""
     if not values:

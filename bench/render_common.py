@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import numpy as np
 import trimesh
-from tests.harness import Service, free_port, wait_status
+from tests.harness import Service, wait_status
 
-from bench.common import stop_service
+from bench.common import bench_service
 
 API = {"api-version": "2021-01-01"}
 WIDTH, HEIGHT = 1280, 720
@@ -79,17 +79,12 @@ def orbit(step: int) -> tuple[tuple[float, float, float], tuple[float, float, fl
 @contextmanager
 def render_service(data_dir: Path) -> Iterator[Service]:
     """`openrr serve` (HTTPS, SQLite) in a subprocess; stopped, and any render server it left killed, on exit."""
-    svc = Service(
+    with bench_service(
         data_dir,
-        free_port(),
         ["--warm-pool", "Standard=0", "--capacity", "Standard=2", "--rate-limit-per-s", "0",
          "--stop-grace-s", "2", "--log-level", "warning"],
-    )  # fmt: skip
-    try:
-        svc.start()
+    ) as svc:  # fmt: skip
         yield svc
-    finally:
-        stop_service(svc, data_dir)
 
 
 @contextmanager

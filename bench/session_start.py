@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness import Service, free_port, render_server_pids, wait_for  # noqa: E402
+from tests.harness import Service, render_server_pids, wait_for  # noqa: E402
 
-from bench.common import load_average, pct, print_header, stop_service  # noqa: E402
+from bench.common import bench_service, load_average, pct, print_header  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 TERMINAL = {"Error", "Stopped", "Expired"}
@@ -63,17 +63,12 @@ def summary(name: str, values: list[float]) -> str:
 
 @contextmanager
 def service(data_dir: Path, warm: int, stop_grace_s: float) -> Iterator[Service]:
-    svc = Service(
+    with bench_service(
         data_dir,
-        free_port(),
         ["--warm-pool", f"Standard={warm}", "--capacity", "Standard=4", "--rate-limit-per-s", "0",
          "--stop-grace-s", f"{stop_grace_s:g}", "--log-level", "warning"],
-    )  # fmt: skip
-    try:
-        svc.start()
+    ) as svc:  # fmt: skip
         yield svc
-    finally:
-        stop_service(svc, data_dir)
 
 
 def kill_pids(pids: list[int]) -> None:
