@@ -6,7 +6,8 @@ For each size (a grid of icospheres saved as GLB, see bench/render_common.py), -
 following, --duration seconds each (at least 6 frames, 3 from 2M triangles, after 1-2 warm-up frames):
 
 (a) BASELINE  bare moderngl in this process: EGL, a minimal shader (position + normal, one light), the same
-    vertices and triangles, the same resolution and camera orbit; clear, draw, `np.frombuffer(fbo.read())`.
+    vertices and triangles, back faces culled (the GLB has no material: single-sided by glTF's rules, as openrr
+    draws it), the same resolution and camera orbit; clear, draw, `np.frombuffer(fbo.read())`.
 (b) openrr's `Renderer` alone, in this process: the model loaded with `openrr.render.scene.load_model`, then
     `set_camera` + `render()` (render + readback to an RGB numpy array) in a loop.
 (c) END TO END, closed loop: a real `openrr serve` (through tests.harness), a Standard session created through
@@ -145,7 +146,9 @@ def bare_fps(model: BenchModel, duration: float, min_frames: int) -> Measure:
             depth_attachment=ctx.depth_renderbuffer((WIDTH, HEIGHT)),
         )
         fbo.use()
-        ctx.enable(moderngl.DEPTH_TEST)
+        # The model is a glTF without a material, single-sided by glTF's rules, so openrr culls its back faces:
+        # the bare loop does the same work.
+        ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         mvp = prog["u_mvp"]
         assert isinstance(mvp, moderngl.Uniform)
         last: list[np.ndarray] = []

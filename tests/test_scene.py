@@ -218,6 +218,25 @@ def test_textured_glb_brings_texture_and_uvs(kind: str, models: Path, server: st
     assert model.triangles == 12
 
 
+def test_gltf_materials_say_which_meshes_are_single_sided(tmp_path: Path) -> None:
+    """glTF's materials are single-sided unless they say `doubleSided: true`, and so is a mesh without a material
+    (glTF's default material); formats that carry no such flag load double-sided, as ARR's default sidedness."""
+    plain = trimesh.creation.box()
+    two_sided = trimesh.creation.box()
+    two_sided.visual = trimesh.visual.TextureVisuals(material=PBRMaterial(doubleSided=True))  # type: ignore[no-untyped-call]
+    one_sided = trimesh.creation.box()
+    one_sided.visual = trimesh.visual.TextureVisuals(material=PBRMaterial(doubleSided=False))  # type: ignore[no-untyped-call]
+    scene = trimesh.Scene({"plain": plain, "two": two_sided, "one": one_sided})
+    scene.export(tmp_path / "sides.glb")
+    loaded = load_model(str(tmp_path / "sides.glb"))
+    sides = sorted(mesh.double_sided for mesh in loaded.meshes)
+    assert sides == [False, False, True], "only the doubleSided material's mesh is double-sided"
+    plain.export(tmp_path / "box.stl")
+    plain.export(tmp_path / "box.ply")
+    for name in ("box.stl", "box.ply"):
+        assert all(mesh.double_sided for mesh in load_model(str(tmp_path / name)).meshes), name
+
+
 def test_vertex_colours_multiply_the_base_colour(models: Path) -> None:
     (mesh,) = load_model(str(models / "tinted.glb")).meshes
     assert mesh.texture is not None and mesh.uvs is not None

@@ -72,7 +72,8 @@ class MeshData:
     texture: UInt8Array | None
     """(H, W, 4) RGBA base-colour texture, first row at the top of the image."""
     double_sided: bool = True
-    """False when the material asks for back faces to be culled (an .arrAsset's opaqueMaterialDefaultSidedness)."""
+    """False when back faces are culled: a glTF material without `doubleSided: true` (glTF's default, also for a mesh
+    with no material), or an .arrAsset's opaqueMaterialDefaultSidedness. Formats with no such flag stay double-sided."""
     unlit: bool = False
     """True when the material is to be shown without lighting (an .arrAsset's unlitMaterials)."""
 
@@ -143,7 +144,7 @@ def load_model(
             return _asset(data, name, display, started, report)
         scene = _parse(data, file_type, source, display, FilePathResolver(str(path)))
     del data
-    model = model_of_scene(name, scene, display)
+    model = model_of_scene(name, scene, display, gltf_sidedness=file_type in ("glb", "gltf"))
     report(1.0)
     logger.info(
         "loaded %s: %d meshes, %d triangles, %d points in %.3f s",
@@ -168,10 +169,14 @@ def read_scene(
     return _parse(data, file_type, display, display, resolver or FilePathResolver(str(path)))
 
 
-def model_of_scene(name: str, scene: trimesh.Scene, display: str) -> ModelData:
-    """Flatten a parsed trimesh scene into one `MeshData` per placed geometry, as `load_model` does."""
+def model_of_scene(name: str, scene: trimesh.Scene, display: str, *, gltf_sidedness: bool = False) -> ModelData:
+    """Flatten a parsed trimesh scene into one `MeshData` per placed geometry, as `load_model` does.
+
+    `gltf_sidedness`: the scene came from glTF, whose materials are single-sided unless they say `doubleSided`
+    (culling their back faces halves llvmpipe's triangle work on closed meshes); otherwise every mesh is double-sided.
+    """
     try:
-        meshes = list(_flatten(scene))
+        meshes = list(_flatten(scene, gltf_sidedness))
     except Exception as e:
         # trimesh hands back shapes and encodings its parsers let through; a surprise here is still this
         # file's problem, but keep the traceback in the log in case it is ours
@@ -428,25 +433,31 @@ class _Local:
     indices: UInt32Array | None
     uvs: Float32Array | None
     texture: UInt8Array | None
+    double_sided: bool = True
 
 
-def _flatten(scene: trimesh.Scene) -> Iterator[MeshData]:
+def _flatten(scene: trimesh.Scene, gltf_sidedness: bool) -> Iterator[MeshData]:
     local: dict[str, _Local | None] = {}
     for node in scene.graph.nodes_geometry:
         matrix, geometry_name = scene.graph[node]
         key = str(geometry_name)
         if key not in local:
-            local[key] = _local(scene.geometry.get(key))
+            local[key] = _local(scene.geometry.get(key), gltf_sidedness)
         arrays = local[key]
         if arrays is not None:
             yield _place(arrays, np.asarray(matrix, dtype=np.float64))
 
 
-def _local(geometry: object) -> _Local | None:
+def _local(geometry: object, gltf_sidedness: bool) -> _Local | None:
     if isinstance(geometry, trimesh.Trimesh) and len(geometry.vertices):
         if len(geometry.faces) == 0:
             return _points(np.asarray(geometry.vertices), _vertex_colors(geometry.visual, len(geometry.vertices)))
-        return _mesh(geometry)
+        local = _mesh(geometry)
+        if gltf_sidedness:
+            # trimesh keeps a glTF material as a PBRMaterial; a mesh without one has glTF's default material
+            material = getattr(geometry.visual, "material", None)
+            local.double_sided = isinstance(material, PBRMaterial) and bool(material.doubleSided)
+        return local
     if isinstance(geometry, trimesh.PointCloud) and len(geometry.vertices):
         return _point_cloud(geometry)
     # paths (lines) and empty geometry: nothing a triangle/point renderer draws
@@ -632,7 +643,7 @@ def _place(local: _Local, matrix: npt.NDArray[np.float64]) -> MeshData:
         if indices is not None and np.linalg.det(linear) < 0:
             # a mirroring transform turns counter-clockwise triangles clockwise: swap two corners back
             indices = np.ascontiguousarray(indices[:, [0, 2, 1]])
-    return MeshData(positions, normals, local.colors, indices, local.uvs, local.texture)
+    return MeshData(positions, normals, local.colors, indices, local.uvs, local.texture, local.double_sided)
 
 
 def _model(name: str, meshes: list[MeshData]) -> ModelData:
