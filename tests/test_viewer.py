@@ -376,6 +376,9 @@ def test_viewer_shows_the_model_over_h264_and_webrtc(
         assert stats["bytesReceived"] > 10_000, stats
         if transport == "webrtc":
             assert stats["webrtc"]["codec"] == "video/H264", stats
+            # Chromium offers RTP's playout-delay extension and the server answers it (set to 0 in every packet).
+            detail = page.evaluate("() => window.openrrViewer.transportDetail")
+            assert "jitter buffer target 0" in detail and "playout delay 0" in detail, detail
         print(f"viewer {transport}: {meters['fps']} fps, latency median {meters['medianLatencyMs']} ms")
         wait_js(page, "window.openrrViewer.idle()")
 

@@ -11,10 +11,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket, unpack_header_extensions
 
 from openrr.client.render_session import RenderSessionClient
 from openrr.client.webrtc import WebRTCVideo, open_webrtc
 from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp
+from openrr.render.webrtc import PLAYOUT_DELAY_URI, _ZeroPlayoutDelayMap
 from tests.harness import Service
 
 API = {"api-version": "2021-01-01"}
@@ -51,6 +54,50 @@ def test_stamp_round_trip() -> None:
         write_stamp(image, value)
         assert read_stamp(image) == value
     assert read_stamp(np.zeros((8, STAMP_WIDTH - 1, 3), dtype=np.uint8)) is None
+
+
+def test_packets_carry_a_zero_playout_delay_when_it_was_negotiated() -> None:
+    """The extension writer the server puts into its RTP sender: aiortc's own packet serializer and parser (no
+    network needed; Chromium's side of the negotiation is checked in test_viewer.py)."""
+    negotiated = RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(id=5, uri=PLAYOUT_DELAY_URI),
+        ]
+    )
+    writer = _ZeroPlayoutDelayMap()
+    writer.configure(negotiated)
+    packet = RtpPacket(payload_type=102, sequence_number=7, timestamp=90_000, payload=b"\x65" * 100)
+    packet.extensions.mid = "0"
+    data = packet.serialize(writer)
+    reader = _RawExtensions()
+    reader.configure(negotiated)
+    parsed = RtpPacket.parse(data, reader)
+    assert parsed.payload == packet.payload and parsed.extensions.mid == "0"
+    assert reader.raw == [
+        (9, b"0"),
+        (5, b"\x00\x00\x00"),  # 12-bit minimum and maximum delay, both 0
+    ]
+    # Not negotiated (a client that did not offer it): packets are aiortc's, unchanged.
+    plain = _ZeroPlayoutDelayMap()
+    plain.configure(RTCRtpParameters(headerExtensions=negotiated.headerExtensions[:1]))
+    assert packet.serialize(plain) == packet.serialize(_aiortc_map(negotiated))
+
+
+class _RawExtensions(HeaderExtensionsMap):
+    """aiortc's reader, also keeping every extension as (id, bytes): it drops those it does not know."""
+
+    raw: list[tuple[int, bytes]] | None = None
+
+    def get(self, extension_profile: int, extension_value: bytes) -> HeaderExtensions:
+        self.raw = unpack_header_extensions(extension_profile, extension_value)
+        return super().get(extension_profile, extension_value)
+
+
+def _aiortc_map(parameters: RTCRtpParameters) -> HeaderExtensionsMap:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(parameters)
+    return extensions
 
 
 def test_webrtc_h264_controller_and_watcher(

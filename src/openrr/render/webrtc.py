@@ -9,7 +9,10 @@ Tuning, from render-stack-notes.md:
 - no ICE servers at all (aiortc's default configuration would contact a public STUN server): host candidates only;
 - H.264 preferred (VP8 as fallback), encoded by LowLatencyH264Encoder: x264's `ultrafast` preset with `zerolatency`
   (aiortc's default preset is 3.5x slower) at a pinned bitrate: aiortc follows the receiver's bitrate estimates
-  and restarts its encoder, with a keyframe burst, on every change over 10 %; that grows browsers' jitter buffers.
+  and restarts its encoder, with a keyframe burst, on every change over 10 %; that grows browsers' jitter buffers;
+- a zero playout delay (RTP's playout-delay extension, min = max = 0) when the browser offers it: Chromium then shows
+  each picture as soon as it is decoded. In Chromium on 2 cores this cut "last packet received -> presented" from
+  ~20 to ~5 ms and its jitter buffer from ~9 to ~1.3 ms (bench/RESULTS.md, section 5).
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
     VideoStreamTrack,
+    rtp,
+    sdp,
 )
 from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from av.video.frame import PictureType
 
 from openrr.render.rtcsdp import negotiated_video_codec, preferred_video_codecs
@@ -97,6 +103,50 @@ class LowLatencyH264Encoder(AiortcH264Encoder):
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
         if data:
             yield from self._split_bitstream(data)
+
+
+PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+ZERO_PLAYOUT_DELAY = b"\x00\x00\x00"
+"""The extension's 12-bit minimum and maximum delay (10 ms units), both 0: "show each picture as soon as it is
+decoded". Chromium then renders frames at once instead of holding each for its render time (WebRTC's ~10 ms render
+delay plus smoothing), as cloud-gaming streams do."""
+
+
+class _ZeroPlayoutDelayMap(rtp.HeaderExtensionsMap):
+    """aiortc's header-extension writer, plus playout-delay (which aiortc does not know) on every packet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.playout_delay_id = 0
+
+    def configure(self, parameters: RTCRtpParameters) -> None:
+        super().configure(parameters)
+        for extension in parameters.headerExtensions:
+            if extension.uri == PLAYOUT_DELAY_URI:
+                self.playout_delay_id = extension.id
+
+    def set(self, values: rtp.HeaderExtensions) -> tuple[int, bytes]:
+        profile, packed = super().set(values)
+        if not self.playout_delay_id:
+            return profile, packed
+        extensions = rtp.unpack_header_extensions(profile, packed) if packed else []
+        return rtp.pack_header_extensions([*extensions, (self.playout_delay_id, ZERO_PLAYOUT_DELAY)])
+
+
+def _ask_for_zero_playout_delay(transceiver: RTCRtpTransceiver, offer: str) -> bool:
+    """If the offer has playout-delay (Chromium's does), answer with it and write it into every packet. aiortc
+    answers only the extensions it knows and offers no way to add one: this reaches into the transceiver's
+    negotiated extensions and the sender's extension writer. Returns False, and nothing changes, if aiortc no
+    longer has them."""
+    offered = (x for media in sdp.SessionDescription.parse(offer).media for x in media.rtp.headerExtensions)
+    remote = next((x for x in offered if x.uri == PLAYOUT_DELAY_URI), None)
+    attribute = "_RTCRtpSender__rtp_header_extensions_map"
+    extensions = getattr(transceiver, "_headerExtensions", None)
+    if remote is None or not isinstance(extensions, list) or not hasattr(transceiver.sender, attribute):
+        return False
+    extensions.append(RTCRtpHeaderExtensionParameters(id=remote.id, uri=PLAYOUT_DELAY_URI))
+    setattr(transceiver.sender, attribute, _ZeroPlayoutDelayMap())
+    return True
 
 
 def _install_low_latency_encoder(sender: RTCRtpSender) -> bool:
@@ -201,6 +251,7 @@ class WebRTCPeers:
         transceiver.setCodecPreferences(preferred_video_codecs())
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            zero_delay = _ask_for_zero_playout_delay(transceiver, sdp)
             await pc.setLocalDescription(await pc.createAnswer())  # returns once ICE gathering is complete
         except Exception as e:
             await pc.close()
@@ -220,10 +271,11 @@ class WebRTCPeers:
         client.codec, client.send_raw, client.needs_keyframe = RAW_CODEC, track.push, False
         self.scene.mark_dirty(0)  # a first picture for the new track
         logger.info(
-            "WebRTC peer opened for a %s: %s%s (%d peers)",
+            "WebRTC peer opened for a %s: %s%s%s (%d peers)",
             client.role,
             codec,
             f", x264 ultrafast/zerolatency at {H264_BITRATE // 1_000_000} Mbit/s" if tuned else "",
+            ", zero playout delay" if zero_delay else "",
             len(self.peers),
         )
         return {"sdp": answer.sdp, "sdpType": answer.type, "codec": codec}

@@ -207,6 +207,7 @@ export class WebRTCVideo {
     this.receiver = null;
     this.codec = null; // negotiated: "H264" or "VP8"
     this.jitterBufferTarget = null; // what the receiver accepted, if it has the setting
+    this.zeroPlayoutDelay = false; // whether the answer agreed to RTP's playout-delay extension (set to 0 by the server)
     this.closed = false;
     this.framesPresented = 0;
     this.receiveToPresentMs = []; // per picture: its last packet received -> presented (the last 120)
@@ -242,6 +243,8 @@ export class WebRTCVideo {
     if (this.closed) throw new Error("closed");
     await pc.setRemoteDescription({ type: reply.sdpType, sdp: reply.sdp });
     this.codec = reply.codec || null;
+    // The server answers playout-delay (min = max = 0) when offered: pictures are shown as soon as decoded.
+    this.zeroPlayoutDelay = reply.sdp.includes("/rtp-hdrext/playout-delay");
     this._lowLatency(); // again: some browsers reset receiver settings on negotiation
     this.frameCallback = this.video.requestVideoFrameCallback((now, meta) => this._presented(now, meta));
     return reply;

@@ -382,7 +382,9 @@ async function startWebRTC(c) {
     await receiver.start(c);
     if (rtc !== receiver) return;
     state.transportDetail =
-      `${receiver.codec || "?"}` + (receiver.jitterBufferTarget === 0 ? ", jitter buffer target 0" : "");
+      `${receiver.codec || "?"}` +
+      (receiver.jitterBufferTarget === 0 ? ", jitter buffer target 0" : "") +
+      (receiver.zeroPlayoutDelay ? ", playout delay 0" : "");
     clearInterval(rtcStatsTimer);
     rtcStatsTimer = setInterval(refreshTransportStats, WEBRTC_STATS_MS);
   } catch (err) {
