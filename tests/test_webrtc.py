@@ -17,7 +17,7 @@ from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket, unpack_
 from openrr.client.render_session import RenderSessionClient
 from openrr.client.webrtc import WebRTCVideo, open_webrtc
 from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp
-from openrr.render.webrtc import PLAYOUT_DELAY_URI, _ZeroPlayoutDelayMap
+from openrr.render.webrtc import PLAYOUT_DELAY_URI, REPEAT_AFTER_S, RenderTrack, _ZeroPlayoutDelayMap
 from tests.harness import Service
 
 API = {"api-version": "2021-01-01"}
@@ -54,6 +54,31 @@ def test_stamp_round_trip() -> None:
         write_stamp(image, value)
         assert read_stamp(image) == value
     assert read_stamp(np.zeros((8, STAMP_WIDTH - 1, 3), dtype=np.uint8)) is None
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_the_last_picture_is_repeated_soon_only_for_receivers_that_ask(flush: bool) -> None:
+    """A receiver that decodes a picture only when the next one starts (aiortc: `flush`) gets the last picture again
+    about FLUSH_AFTER_S after it; any other receiver (browsers) only after REPEAT_AFTER_S."""
+
+    async def scenario() -> None:
+        track = RenderTrack(flush=flush)
+        picture = np.zeros((64, 64, 3), dtype=np.uint8)
+        track.push(picture, 1)
+        first_pts = (await asyncio.wait_for(track.recv(), 5)).pts  # a repeat is the same frame, re-timed
+        started = time.monotonic()
+        try:
+            repeat = await asyncio.wait_for(track.recv(), REPEAT_AFTER_S / 2)
+        except TimeoutError:
+            repeat = None
+        if flush:
+            assert repeat is not None and repeat.pts is not None and first_pts is not None and repeat.pts > first_pts
+            assert time.monotonic() - started < REPEAT_AFTER_S / 2
+        else:
+            assert repeat is None, "a browser needs no repeat right after each picture"
+        track.stop()
+
+    asyncio.run(scenario())
 
 
 def test_packets_carry_a_zero_playout_delay_when_it_was_negotiated() -> None:
@@ -184,6 +209,8 @@ def test_webrtc_offer_is_validated(service: Service, session: dict[str, Any]) ->
                 await client.command("webrtcOffer", sdp="", sdpType="offer")
             with pytest.raises(Exception, match="BadRequest"):
                 await client.command("webrtcOffer", sdp="v=0\r\nnot sdp", sdpType="offer")
+            with pytest.raises(Exception, match="'flush' must be true or false, not 'yes'"):
+                await client.command("webrtcOffer", sdp="v=0\r\n", sdpType="offer", flush="yes")
             assert (await client.stats())["webrtcPeers"] == 0
             await client.command("webrtcClose")  # nothing open: a no-op
 

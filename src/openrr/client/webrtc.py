@@ -115,7 +115,8 @@ async def open_webrtc(
         await pc.setLocalDescription(await pc.createOffer())  # returns once ICE gathering is complete
         offer = pc.localDescription
         async with asyncio.timeout(timeout):
-            reply = await client.command("webrtcOffer", sdp=offer.sdp, sdpType=offer.type)
+            # flush: aiortc's receiver decodes a picture only once the next one starts arriving (render/webrtc.py)
+            reply = await client.command("webrtcOffer", sdp=offer.sdp, sdpType=offer.type, flush=True)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["sdpType"]))
     except BaseException:
         await pc.close()

@@ -55,10 +55,12 @@ REPEAT_AFTER_S = 1.0
 """With nothing new to show, the track repeats its last picture this often: a keyframe the receiver asked for
 (after a loss, or when it starts late) then still arrives on a still scene."""
 FLUSH_AFTER_S = 0.012
-"""...and once, this soon after a new picture: aiortc's receiver (the Python client) hands a frame to its decoder
-only when the first packet of the next frame arrives (it ignores RTP's marker bit), so without this repeat the last
-picture of a camera move would show up a whole REPEAT_AFTER_S late. The repeat is a P-frame of skipped macroblocks
-(a few hundred bytes); browsers, which use the marker bit, simply show the same picture again."""
+"""...and, for a receiver that asked for it (`webrtcOffer` with `flush: true`), once this soon after a new picture:
+aiortc's receiver (the Python client) hands a frame to its decoder only when the first packet of the next frame
+arrives (it ignores RTP's marker bit), so without this repeat the last picture of a camera move would show up a whole
+REPEAT_AFTER_S late. The repeat is a P-frame of skipped macroblocks (a few hundred bytes). Browsers use the marker bit
+and are not sent it: there it cost an encode, a decode and a redraw of the same picture, and delayed the next new
+picture that arrived while it was being encoded."""
 
 
 class LowLatencyH264Encoder(AiortcH264Encoder):
@@ -176,8 +178,10 @@ class RenderTrack(VideoStreamTrack):
 
     kind = "video"
 
-    def __init__(self) -> None:
+    def __init__(self, flush: bool = False) -> None:
         super().__init__()
+        self.flush = flush
+        """Repeat the last picture FLUSH_AFTER_S after each new one (see FLUSH_AFTER_S)."""
         self._latest: tuple[np.ndarray, int] | None = None
         self._new = asyncio.Event()
         self._last_frame: av.VideoFrame | None = None
@@ -199,7 +203,7 @@ class RenderTrack(VideoStreamTrack):
             await self._new.wait()
         elif not self._new.is_set():
             try:
-                async with asyncio.timeout(REPEAT_AFTER_S if self._flushed else FLUSH_AFTER_S):
+                async with asyncio.timeout(FLUSH_AFTER_S if self.flush and not self._flushed else REPEAT_AFTER_S):
                     await self._new.wait()
             except TimeoutError:
                 self._flushed = True  # nothing new: send the last picture again
@@ -241,12 +245,15 @@ class WebRTCPeers:
         sdp, sdp_type = message.get("sdp"), message.get("sdpType", "offer")
         if not isinstance(sdp, str) or not sdp or sdp_type != "offer":
             raise ValueError("webrtcOffer needs 'sdp' (a string) and 'sdpType': 'offer'.")
-        return await self.offer(client, sdp)
+        flush = message.get("flush", False)
+        if not isinstance(flush, bool):
+            raise ValueError(f"webrtcOffer's 'flush' must be true or false, not {flush!r}.")
+        return await self.offer(client, sdp, flush)
 
-    async def offer(self, client: Client, sdp: str) -> dict[str, Any]:
+    async def offer(self, client: Client, sdp: str, flush: bool = False) -> dict[str, Any]:
         await self.close(client)  # a new offer starts over
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server: host candidates only
-        track = RenderTrack()
+        track = RenderTrack(flush)
         transceiver: RTCRtpTransceiver = pc.addTransceiver(track, direction="sendonly")
         transceiver.setCodecPreferences(preferred_video_codecs())
         try:
