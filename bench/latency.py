@@ -22,9 +22,9 @@ in TRANSPORTS; it must stamp `received_at` once a frame is decoded, and count by
 
   client         openrr's Python client (`RenderSessionClient`) as shipped; it does not expose message sizes.
   raw            a minimal WebSocket + JPEG reader written here with `websockets`, following docs/render-protocol.md
-                 and negotiating the same extensions as the client (permessage-deflate). It counts message bytes
-                 (16-byte header + JPEG) and wire bytes (WebSocket frames as received after TLS, i.e. deflated).
-  raw-nodeflate  the same without permessage-deflate (a diagnostic: what the compression costs and saves).
+                 and offering the same extensions as the client (permessage-deflate, which the render server
+                 declines). It counts message bytes (16-byte header + JPEG) and wire bytes (WebSocket frames as
+                 received after TLS).
   client-h264    (not run by default) the Python client with `codec=h264` (frames decoded with PyAV); it counts
                  message bytes through the client's `bytes_received`.
 
@@ -210,7 +210,7 @@ class RawTransport(Transport):
 
     name = "raw"
     counts_bytes = True
-    compression: str | None = "deflate"  # what the Python client negotiates (websockets' default)
+    compression: str | None = "deflate"  # what the Python client offers (websockets' default)
 
     def __init__(self, ws: _CountingConnection) -> None:
         super().__init__()
@@ -273,15 +273,8 @@ class RawTransport(Transport):
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-class RawNoDeflateTransport(RawTransport):
-    name = "raw-nodeflate"
-    compression = None
-
-
-TRANSPORTS: dict[str, type[Transport]] = {
-    t.name: t for t in (ClientTransport, RawTransport, RawNoDeflateTransport, ClientH264Transport)
-}
-DEFAULT_TRANSPORTS = ("client", "raw", "raw-nodeflate")
+TRANSPORTS: dict[str, type[Transport]] = {t.name: t for t in (ClientTransport, RawTransport, ClientH264Transport)}
+DEFAULT_TRANSPORTS = ("client", "raw")
 
 
 async def open_transport(kind: type[Transport], endpoint: Endpoint) -> Transport:

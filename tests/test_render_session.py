@@ -221,6 +221,8 @@ def test_h264_transport_beside_jpeg(service: Service, session: dict[str, Any], m
         watcher = await _connect(service, session, role="watcher")
         try:
             assert controller.welcome["codec"] == "h264" and watcher.welcome["codec"] == "jpeg"
+            # websockets offers permessage-deflate; the render server declines it (frames are compressed already)
+            assert controller.ws.protocol.extensions == [] and watcher.ws.protocol.extensions == []
             await controller.load_model(model_url["sphere"])
             h264_frames: list[Frame] = []
             for step in range(8):

@@ -188,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         ssl_cert_reqs=ssl.CERT_NONE,
         # Idle kept-alive clients (the service's health probes) must not hold a stop for uvicorn's 30 s default.
         timeout_graceful_shutdown=1,
+        # No permessage-deflate: frames are JPEG or H.264 already. Deflate still shrank JPEG frames of a flat
+        # background by a third, but cost ~1 ms per frame and per client on this event loop plus the client's
+        # inflate; on 2 cores that was 10-15 % of the end-to-end frame rate at 100k triangles (bench/RESULTS.md).
+        ws_per_message_deflate=False,
     )
     server = uvicorn.Server(config)
     _write_state(
