@@ -247,6 +247,17 @@ def test_over_limit_draws_a_checkerboard_instead_of_the_scene(renderer: Renderer
     assert np.array_equal(renderer.render()[0], scene)
 
 
+def test_rgba_readback_matches_rgb(renderer: Renderer) -> None:
+    """The render process reads RGBA (faster on llvmpipe): the same picture, opaque."""
+    renderer.add_model(1, sphere())
+    rgb = renderer.render()[0]
+    rgba = np.empty((H, W, 4), dtype=np.uint8)
+    assert renderer.render(into=rgba)[0] is rgba
+    assert np.array_equal(rgba[..., :3], rgb) and (rgba[..., 3] == 255).all()
+    with pytest.raises(ValueError, match="x3 or x4"):
+        renderer.render(into=np.empty((H, W, 2), dtype=np.uint8))
+
+
 def test_resize_changes_the_frame_shape(renderer: Renderer) -> None:
     renderer.add_model(1, sphere())
     renderer.resize(200, 100)

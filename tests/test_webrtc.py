@@ -63,7 +63,7 @@ def test_the_last_picture_is_repeated_soon_only_for_receivers_that_ask(flush: bo
 
     async def scenario() -> None:
         track = RenderTrack(flush=flush)
-        picture = np.zeros((64, 64, 3), dtype=np.uint8)
+        picture = np.zeros((64, 64, 4), dtype=np.uint8)  # RGBA, as the render process makes them
         track.push(picture, 1)
         first_pts = (await asyncio.wait_for(track.recv(), 5)).pts  # a repeat is the same frame, re-timed
         started = time.monotonic()

@@ -37,10 +37,11 @@ class H264Encoder:
         self._pts = 0
 
     def encode(self, rgb: np.ndarray, keyframe: bool) -> tuple[bytes, bool]:
-        """Annex-B bytes of one frame, and whether it is a keyframe."""
+        """Annex-B bytes of one frame (RGB or RGBA), and whether it is a keyframe."""
         if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
             rgb = rgb[: self.height, : self.width]
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        pixels = "rgba" if rgb.shape[2] == 4 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=pixels).reformat(format="yuv420p")
         frame.pts = self._pts
         self._pts += 33
         if keyframe:

@@ -589,8 +589,9 @@ class Renderer:
     # -- frame ----------------------------------------------------------------------------------------------
 
     def render(self, into: npt.NDArray[np.uint8] | None = None) -> tuple[npt.NDArray[np.uint8], FrameStats]:
-        """One frame as (height, width, 3) uint8 RGB, top row first; read back into `into` if given (a writable,
-        C-contiguous array of that shape: the render process reads straight into shared memory)."""
+        """One frame as (height, width, 3) uint8 RGB, top row first; read back into `into` if given: a writable,
+        C-contiguous array of that shape, or of (height, width, 4) for RGBA with alpha 255 (the render process reads
+        RGBA straight into shared memory; llvmpipe reads RGBA back faster than RGB)."""
         start = time.perf_counter()
         ctx, fbo = self.ctx, self._fbo
         assert fbo is not None, "renderer released"
@@ -603,9 +604,12 @@ class Renderer:
         else:
             triangles, points = self._draw_scene(fbo)
         frame = np.empty((self.height, self.width, 3), dtype=np.uint8) if into is None else into
-        if frame.shape != (self.height, self.width, 3) or not frame.flags.c_contiguous:
-            raise ValueError(f"need a contiguous {self.height}x{self.width}x3 array to read into, got {frame.shape}")
-        fbo.read_into(frame, components=3, alignment=1)
+        shapes = ((self.height, self.width, 3), (self.height, self.width, 4))
+        if frame.shape not in shapes or not frame.flags.c_contiguous:
+            raise ValueError(
+                f"need a contiguous {self.height}x{self.width}x3 or x4 array to read into, got {frame.shape}"
+            )
+        fbo.read_into(frame, components=frame.shape[2], alignment=1)
         return frame, FrameStats((time.perf_counter() - start) * 1000.0, triangles, points)
 
     def _draw_scene(self, fbo: moderngl.Framebuffer) -> tuple[int, int]:

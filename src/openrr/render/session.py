@@ -36,7 +36,7 @@ DEFAULT_FPS = 60.0
 costs nothing whatever the cap; a moving camera gets as many frames as the renderer can make, up to this."""
 CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264}
 RAW_CODEC = "webrtc"
-"""A client whose own transport encodes (WebRTC, see webrtc.py): it is handed the rendered RGB picture itself."""
+"""A client whose own transport encodes (WebRTC, see webrtc.py): it is handed the rendered RGBA picture itself."""
 MAX_CUT_PLANES = 8
 
 
@@ -80,7 +80,7 @@ class Client:
         self.needs_keyframe = codec == "h264"
         """An H.264 client can only start, or resume after a dropped frame, at a keyframe."""
         self.send_raw: Callable[[np.ndarray, int], None] | None = None
-        """Set while codec is RAW_CODEC: takes each rendered RGB picture and the last applied command id."""
+        """Set while codec is RAW_CODEC: takes each rendered RGBA picture and the last applied command id."""
 
 
 @dataclass
@@ -308,7 +308,8 @@ class SceneSession:
         out: dict[str, tuple[bytes, bool]] = {}
         if "jpeg" in codecs:
             # 4:2:0, as video codecs do: measured at 720p, a third of 4:4:4's encode time and 0.65x its size.
-            jpeg = simplejpeg.encode_jpeg(picture, quality=self.quality, colorspace="RGB", colorsubsampling="420")
+            colorspace = "RGBX" if picture.shape[2] == 4 else "RGB"
+            jpeg = simplejpeg.encode_jpeg(picture, quality=self.quality, colorspace=colorspace, colorsubsampling="420")
             out["jpeg"] = (jpeg, True)
         if "h264" in codecs:
             height, width = picture.shape[:2]

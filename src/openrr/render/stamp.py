@@ -23,7 +23,8 @@ def _bits(value: int) -> npt.NDArray[np.bool_]:
 
 
 def write_stamp(rgb: npt.NDArray[np.uint8], command_id: int) -> None:
-    """Draw `command_id` (0 … 2³²-1) into the top-left STAMP_WIDTH × STAMP_BLOCK_H pixels of `rgb`, in place."""
+    """Draw `command_id` (0 … 2³²-1) into the top-left STAMP_WIDTH × STAMP_BLOCK_H pixels of `rgb` (RGB or RGBA),
+    in place."""
     height, width = rgb.shape[:2]
     if width < STAMP_WIDTH or height < STAMP_BLOCK_H:
         return

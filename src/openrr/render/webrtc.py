@@ -164,12 +164,12 @@ def _install_low_latency_encoder(sender: RTCRtpSender) -> bool:
     return True
 
 
-def _picture(rgb: np.ndarray, command_id: int) -> av.VideoFrame:
-    """The rendered picture with its command stamp, as the yuv420p frame encoders take. Runs on a worker thread."""
-    height, width = rgb.shape[:2]
-    stamped = rgb[: height - height % 2, : width - width % 2].copy()  # 4:2:0 needs even dimensions
+def _picture(rgba: np.ndarray, command_id: int) -> av.VideoFrame:
+    """The rendered RGBA picture with its command stamp, as the yuv420p frame encoders take. On a worker thread."""
+    height, width = rgba.shape[:2]
+    stamped = rgba[: height - height % 2, : width - width % 2].copy()  # 4:2:0 needs even dimensions
     write_stamp(stamped, command_id)
-    return av.VideoFrame.from_ndarray(stamped, format="rgb24").reformat(format="yuv420p")
+    return av.VideoFrame.from_ndarray(stamped, format="rgba").reformat(format="yuv420p")
 
 
 class RenderTrack(VideoStreamTrack):
