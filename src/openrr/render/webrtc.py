@@ -34,11 +34,11 @@ from aiortc import (
     RTCSessionDescription,
     VideoStreamTrack,
     rtp,
-    sdp,
 )
 from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.sdp import SessionDescription
 from av.video.frame import PictureType
 
 from openrr.render.rtcsdp import negotiated_video_codec, preferred_video_codecs
@@ -140,7 +140,7 @@ def _ask_for_zero_playout_delay(transceiver: RTCRtpTransceiver, offer: str) -> b
     answers only the extensions it knows and offers no way to add one: this reaches into the transceiver's
     negotiated extensions and the sender's extension writer. Returns False, and nothing changes, if aiortc no
     longer has them."""
-    offered = (x for media in sdp.SessionDescription.parse(offer).media for x in media.rtp.headerExtensions)
+    offered = (x for media in SessionDescription.parse(offer).media for x in media.rtp.headerExtensions)
     remote = next((x for x in offered if x.uri == PLAYOUT_DELAY_URI), None)
     attribute = "_RTCRtpSender__rtp_header_extensions_map"
     extensions = getattr(transceiver, "_headerExtensions", None)
@@ -152,10 +152,10 @@ def _ask_for_zero_playout_delay(transceiver: RTCRtpTransceiver, offer: str) -> b
 
 
 def _install_low_latency_encoder(sender: RTCRtpSender) -> bool:
-    """The one place that reaches into aiortc: RTCRtpSender makes its encoder lazily, on the first frame, only if
-    it has none yet (`_next_encoded_frame`), and offers no public way to choose or configure it. We give this one
-    sender (not aiortc process-wide) our encoder before its first frame. Returns False, and aiortc's defaults stay,
-    if a later aiortc no longer has that attribute."""
+    """One of the two places that reach into aiortc (the other is _ask_for_zero_playout_delay): RTCRtpSender makes
+    its encoder lazily, on the first frame, only if it has none yet (`_next_encoded_frame`), and offers no public way
+    to choose or configure it. We give this one sender (not aiortc process-wide) our encoder before its first frame.
+    Returns False, and aiortc's defaults stay, if a later aiortc no longer has that attribute."""
     attribute = "_RTCRtpSender__encoder"
     if not hasattr(sender, attribute) or getattr(sender, attribute) is not None:
         logger.warning("aiortc's RTCRtpSender changed: WebRTC H.264 runs with aiortc's default encoder settings")
