@@ -350,6 +350,10 @@ def test_viewer_shows_the_model_over_h264_and_webrtc(
         if transport == "webrtc":
             # Pictures over the peer connection (the WebSocket shows JPEG until it is up), with readable stamps.
             wait_js(page, "window.openrrViewer.lastFrame?.webrtc && window.openrrViewer.lastFrame.commandId > 0")
+            # Chromium lets the page read the decoded picture's corner: the <video> is shown itself, not redrawn
+            # into the canvas, and a small canvas hides the stamp (checked with the corners below).
+            assert page.evaluate("() => document.getElementById('viewport').classList.contains('direct-video')")
+            assert page.locator("#stamp-cover").is_visible()
         wait_js(page, "window.openrrViewer.idle() && window.openrrViewer.framesDisplayed > 0")
         # The HUD refreshes four times a second: wait for it rather than read it once.
         wait_js(page, f"document.querySelector('#transport-label').dataset.value === '{transport}'")

@@ -3,8 +3,9 @@
 // - H264Stream: WebSocket + H.264 (Annex B frames in the ordinary binary messages), decoded by WebCodecs'
 //   VideoDecoder; every decoded VideoFrame goes to `onFrame(videoFrame, header)`, which must close it.
 // - WebRTCVideo: a receive-only RTCPeerConnection negotiated over the session's WebSocket (`webrtcOffer`); each
-//   picture the <video> element presents goes to `onFrame(video, {commandId, width, height})`, with the command
-//   id read back from the stamp the server draws into the picture's top-left 256×16 pixels.
+//   picture the <video> element presents goes to `onFrame(video, {commandId, width, height, coverRow})`, with the
+//   command id read back from the stamp the server draws into the picture's top-left 256×16 pixels, and (where the
+//   browser can read the decoded picture's corner) `coverRow`, the RGBA row just below the stamp, to hide it with.
 
 export const H264_DEFAULT_CODEC = "avc1.42E01F"; // Constrained Baseline, level 3.1 (720p30)
 
@@ -164,6 +165,53 @@ export function readStamp(ctx) {
   return value;
 }
 
+export const STAMP_COVER_H = STAMP_BLOCK_H + 4; // H.264's deblocking blurs the stamp into the rows just under it
+const LUMA_FIRST = new Set(["I420", "NV12"]); // VideoFrame formats read below: 8-bit luma plane, then 4:2:0 chroma
+
+/** readStamp for a luma plane (`plane`: its offset and stride in `bytes`). White blocks are ~235, black ~16. */
+function readStampLuma(bytes, plane) {
+  let value = 0;
+  for (let bit = 0; bit < STAMP_BITS; bit++) {
+    let sum = 0;
+    let n = 0;
+    for (let y = 2; y < STAMP_BLOCK_H - 2; y++) {
+      const row = plane.offset + y * plane.stride;
+      for (let x = bit * STAMP_BLOCK_W + 2; x < (bit + 1) * STAMP_BLOCK_W - 2; x++) {
+        sum += bytes[row + x];
+        n += 1;
+      }
+    }
+    value = value * 2 + (sum / n > 127.5 ? 1 : 0);
+  }
+  return value;
+}
+
+/** Row `y` of a copied I420 or NV12 rectangle as RGBA ImageData (BT.601, limited range, as x264 codes it). */
+function rgbRow(bytes, layout, format, y) {
+  const out = new ImageData(STAMP_WIDTH, 1);
+  const luma = layout[0];
+  for (let x = 0; x < STAMP_WIDTH; x++) {
+    const c = x >> 1;
+    const cy = y >> 1;
+    let u;
+    let v;
+    if (format === "NV12") {
+      const i = layout[1].offset + cy * layout[1].stride + 2 * c;
+      u = bytes[i];
+      v = bytes[i + 1];
+    } else {
+      u = bytes[layout[1].offset + cy * layout[1].stride + c];
+      v = bytes[layout[2].offset + cy * layout[2].stride + c];
+    }
+    const l = 1.164 * (bytes[luma.offset + y * luma.stride + x] - 16);
+    out.data[4 * x] = l + 1.596 * (v - 128);
+    out.data[4 * x + 1] = l - 0.392 * (u - 128) - 0.813 * (v - 128);
+    out.data[4 * x + 2] = l + 2.017 * (u - 128);
+    out.data[4 * x + 3] = 255;
+  }
+  return out;
+}
+
 /** Put H.264 first in a transceiver's codec preferences (packetization-mode 1, constrained baseline first). */
 function preferH264(transceiver) {
   if (typeof transceiver.setCodecPreferences !== "function" || !RTCRtpReceiver.getCapabilities) return false;
@@ -267,23 +315,52 @@ export class WebRTCVideo {
     }
   }
 
-  _presented(now, meta) {
+  async _presented(now, meta) {
     if (this.closed) return;
     this.frameCallback = this.video.requestVideoFrameCallback((n, m) => this._presented(n, m));
     const width = meta.width || this.video.videoWidth;
     const height = meta.height || this.video.videoHeight;
     let commandId = null;
+    let coverRow = null;
     if (width >= STAMP_WIDTH && height >= STAMP_BLOCK_H) {
-      // The picture's own pixels (the video's intrinsic size), not the scaled element.
-      this.stampCtx.drawImage(this.video, 0, 0, STAMP_WIDTH, STAMP_BLOCK_H, 0, 0, STAMP_WIDTH, STAMP_BLOCK_H);
-      commandId = readStamp(this.stampCtx);
+      const read = height >= STAMP_COVER_H + 2 ? await this._readCorner() : null;
+      if (this.closed) return;
+      if (read) {
+        ({ commandId, coverRow } = read);
+      } else {
+        // The picture's own pixels (the video's intrinsic size), not the scaled element.
+        this.stampCtx.drawImage(this.video, 0, 0, STAMP_WIDTH, STAMP_BLOCK_H, 0, 0, STAMP_WIDTH, STAMP_BLOCK_H);
+        commandId = readStamp(this.stampCtx);
+      }
     }
     this.framesPresented += 1;
     if (meta.receiveTime) {
       this.receiveToPresentMs.push(now - meta.receiveTime);
       if (this.receiveToPresentMs.length > 120) this.receiveToPresentMs.shift();
     }
-    this.onFrame(this.video, { commandId, width, height, presentedAt: now, meta });
+    this.onFrame(this.video, { commandId, width, height, presentedAt: now, meta, coverRow });
+  }
+
+  /**
+   * The stamp and the row just below what it blurs (to cover it with), read from the decoded picture's top-left
+   * corner alone (VideoFrame.copyTo): drawing the <video> into a canvas would convert the whole picture to RGB
+   * first, ~7 ms a picture in Chromium on 2 cores. Null where the browser cannot (the caller falls back to that).
+   */
+  async _readCorner() {
+    if (typeof VideoFrame !== "function") return null;
+    let frame = null;
+    try {
+      frame = new VideoFrame(this.video);
+      if (!LUMA_FIRST.has(frame.format)) return null;
+      const rect = { x: 0, y: 0, width: STAMP_WIDTH, height: STAMP_COVER_H + 2 };
+      const buffer = new Uint8Array(frame.allocationSize({ rect }));
+      const layout = await frame.copyTo(buffer, { rect });
+      return { commandId: readStampLuma(buffer, layout[0]), coverRow: rgbRow(buffer, layout, frame.format, STAMP_COVER_H) };
+    } catch {
+      return null;
+    } finally {
+      frame?.close();
+    }
   }
 
   /** The receiver's inbound-rtp figures: bytesReceived, framesDecoded, jitter buffer, decoder. */

@@ -11,7 +11,7 @@
 import { ApiError, accountFromToken, fetchToken, waitForReady } from "./api.js";
 import { OrbitCamera, add, scale, worldBounds } from "./camera.js";
 import { CODEC_H264, CODEC_JPEG, ProtocolError, RenderConnection } from "./protocol.js";
-import { H264Stream, STAMP_BLOCK_H, STAMP_WIDTH, WebRTCVideo, h264Support } from "./video.js";
+import { H264Stream, STAMP_COVER_H, STAMP_WIDTH, WebRTCVideo, h264Support } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view");
@@ -25,7 +25,6 @@ const BACKDROP = "rgb(31 31 36)"; // the render server's clear colour (0.12, 0.1
 const TRANSPORTS = ["jpeg", "h264", "webrtc"];
 const TRANSPORT_NAMES = { jpeg: "WS+JPEG", h264: "WS+H.264", webrtc: "WebRTC" };
 const WEBRTC_STATS_MS = 1000;
-const STAMP_COVER_H = STAMP_BLOCK_H + 4; // H.264's deblocking blurs the stamp into the rows just under it
 
 // --- state -------------------------------------------------------------------------------------------------
 
@@ -71,6 +70,11 @@ let h264 = null; // H264Stream while the transport is "h264"
 let rtc = null; // WebRTCVideo while the transport is "webrtc"
 let rtcStatsTimer = 0;
 const rtcVideo = $("rtc-video");
+const viewport = $("viewport");
+const stampCover = $("stamp-cover"); // over the <video> shown directly: hides the command stamp
+stampCover.width = STAMP_WIDTH;
+stampCover.height = STAMP_COVER_H;
+const coverCtx = stampCover.getContext("2d");
 let drawRect = null; // where the last frame lies on the canvas, in canvas pixels
 const displayTimes = [];
 const pendingCameraCommands = new Map(); // setCamera id -> performance.now() when sent
@@ -360,10 +364,11 @@ function startH264() {
 
 async function startWebRTC(c) {
   const receiver = new WebRTCVideo(rtcVideo, {
-    onFrame: (video, { commandId, width, height }) => {
+    onFrame: (video, { commandId, width, height, coverRow }) => {
       if (rtc !== receiver || !conn) return;
       const repeat = state.lastFrame && state.lastFrame.webrtc && commandId === state.lastFrame.commandId;
-      show(video, width, height);
+      if (coverRow) showVideo(width, height, coverRow);
+      else show(video, width, height);
       if (repeat) {
         state.framesRepeated += 1; // the server's flush/keep-alive repeat of the same picture
         return;
@@ -415,7 +420,37 @@ async function refreshTransportStats() {
   return { bytesReceived: state.bytesReceived, webrtc: state.webrtc };
 }
 
+/**
+ * WebRTC pictures the browser lets us read the corner of are not drawn into the canvas: the <video> is shown over
+ * it (it lets pointer events through), so that no picture is converted to RGB on the page's thread (~7 ms each in
+ * Chromium on 2 cores), and a small canvas over the stamp repeats the row below it, as drawPicture does.
+ */
+function showVideo(width, height, coverRow) {
+  if (!viewport.classList.contains("direct-video")) {
+    if (lastPicture && lastPicture.source !== rtcVideo) lastPicture.source.close?.();
+    lastPicture = null;
+    ctx.fillStyle = BACKDROP; // what shows beside a letterboxed picture
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    viewport.classList.add("direct-video");
+  }
+  // Where the <video> (object-fit: contain) puts the picture: in canvas pixels for picking, in CSS pixels for the
+  // cover.
+  const s = Math.min(canvas.width / width, canvas.height / height);
+  const w = Math.round(width * s);
+  const h = Math.round(height * s);
+  drawRect = { x: Math.floor((canvas.width - w) / 2), y: Math.floor((canvas.height - h) / 2), w, h, aspect: width / height };
+  const k = Math.min(rtcVideo.clientWidth / width, rtcVideo.clientHeight / height);
+  stampCover.style.left = `${(rtcVideo.clientWidth - width * k) / 2}px`;
+  stampCover.style.top = `${(rtcVideo.clientHeight - height * k) / 2}px`;
+  stampCover.style.width = `${STAMP_WIDTH * k}px`;
+  stampCover.style.height = `${STAMP_COVER_H * k}px`;
+  for (let y = 0; y < STAMP_COVER_H; y++) coverCtx.putImageData(coverRow, 0, y);
+  stampCover.hidden = false;
+}
+
 function stopVideo() {
+  viewport.classList.remove("direct-video");
+  stampCover.hidden = true;
   clearInterval(rtcStatsTimer);
   rtcStatsTimer = 0;
   h264?.close();
