@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -16,8 +17,9 @@ from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket, unpack_
 
 from openrr.client.render_session import RenderSessionClient
 from openrr.client.webrtc import WebRTCVideo, open_webrtc
-from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp
+from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp, write_stamp_i420
 from openrr.render.webrtc import PLAYOUT_DELAY_URI, REPEAT_AFTER_S, RenderTrack, _ZeroPlayoutDelayMap
+from openrr.render.yuv import to_i420
 from tests.harness import Service
 
 API = {"api-version": "2021-01-01"}
@@ -56,6 +58,23 @@ def test_stamp_round_trip() -> None:
     assert read_stamp(np.zeros((8, STAMP_WIDTH - 1, 3), dtype=np.uint8)) is None
 
 
+def test_stamp_written_into_i420_reads_back_from_rgb() -> None:
+    """WebRTC pictures are stamped after their conversion to I420; receivers read the stamp from decoded RGB."""
+    rgba = np.full((64, 320, 4), 200, dtype=np.uint8)
+    rgba[..., 0] = 20  # a coloured background: the stamp's chroma must be neutral, or its blocks turn colour
+    for value in (0, 1, 77, 2**31 + 12345, 2**32 - 1):
+        i420 = to_i420(rgba)
+        write_stamp_i420(i420, value)
+        rgb = av.VideoFrame.from_ndarray(i420, format="yuv420p").to_ndarray(format="rgb24")
+        assert read_stamp(rgb) == value
+        corner = rgb[:STAMP_BLOCK_H, :STAMP_WIDTH].astype(int)
+        assert np.all((corner <= 8) | (corner >= 247)), "black and white blocks"
+        assert np.array_equal(
+            rgb[STAMP_BLOCK_H:],
+            av.VideoFrame.from_ndarray(to_i420(rgba), format="yuv420p").to_ndarray(format="rgb24")[STAMP_BLOCK_H:],
+        ), "nothing below the stamp changes"
+
+
 @pytest.mark.parametrize("flush", [True, False])
 def test_the_last_picture_is_repeated_soon_only_for_receivers_that_ask(flush: bool) -> None:
     """A receiver that decodes a picture only when the next one starts (aiortc: `flush`) gets the last picture again
@@ -63,8 +82,7 @@ def test_the_last_picture_is_repeated_soon_only_for_receivers_that_ask(flush: bo
 
     async def scenario() -> None:
         track = RenderTrack(flush=flush)
-        picture = np.zeros((64, 64, 4), dtype=np.uint8)  # RGBA, as the render process makes them
-        track.push(picture, 1)
+        track.push(to_i420(np.zeros((64, 64, 4), dtype=np.uint8)))  # I420, as the server's encoder thread makes them
         first_pts = (await asyncio.wait_for(track.recv(), 5)).pts  # a repeat is the same frame, re-timed
         started = time.monotonic()
         try:

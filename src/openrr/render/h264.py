@@ -9,14 +9,14 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
-import numpy as np
 from av.video.frame import PictureType
+
+from openrr.render.yuv import I420, even_size
 
 
 class H264Encoder:
     def __init__(self, width: int, height: int, fps: float = 30.0) -> None:
-        # 4:2:0 needs even dimensions.
-        self.width, self.height = width - width % 2, height - height % 2
+        self.height, self.width = even_size(height, width)
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, "yuv420p"
         ctx.time_base = Fraction(1, 1000)
@@ -36,12 +36,9 @@ class H264Encoder:
         self._ctx = ctx
         self._pts = 0
 
-    def encode(self, rgb: np.ndarray, keyframe: bool) -> tuple[bytes, bool]:
-        """Annex-B bytes of one frame (RGB or RGBA), and whether it is a keyframe."""
-        if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
-            rgb = rgb[: self.height, : self.width]
-        pixels = "rgba" if rgb.shape[2] == 4 else "rgb24"
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=pixels).reformat(format="yuv420p")
+    def encode(self, i420: I420, keyframe: bool) -> tuple[bytes, bool]:
+        """Annex-B bytes of one I420 picture of this encoder's size (yuv.to_i420), and whether it is a keyframe."""
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
         frame.pts = self._pts
         self._pts += 33
         if keyframe:

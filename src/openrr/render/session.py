@@ -27,6 +27,8 @@ from openrr.render.protocol import CODEC_H264, CODEC_JPEG, FrameHeader, pack_fra
 from openrr.render.raycast import RayCaster, RayHit
 from openrr.render.renderer import Camera
 from openrr.render.scene import ModelData, load_model
+from openrr.render.stamp import write_stamp_i420
+from openrr.render.yuv import I420, even_size, to_i420
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ DEFAULT_FPS = 60.0
 costs nothing whatever the cap; a moving camera gets as many frames as the renderer can make, up to this."""
 CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264}
 RAW_CODEC = "webrtc"
-"""A client whose own transport encodes (WebRTC, see webrtc.py): it is handed the rendered RGBA picture itself."""
+"""A client whose own transport encodes (WebRTC, see webrtc.py): it is handed each picture as I420 (yuv.py), with
+its command id stamped into it (stamp.py)."""
 MAX_CUT_PLANES = 8
 
 
@@ -79,8 +82,8 @@ class Client:
         self.busy = False  # a frame is still being sent: drop rather than queue (latency over completeness)
         self.needs_keyframe = codec == "h264"
         """An H.264 client can only start, or resume after a dropped frame, at a keyframe."""
-        self.send_raw: Callable[[np.ndarray, int], None] | None = None
-        """Set while codec is RAW_CODEC: takes each rendered RGBA picture and the last applied command id."""
+        self.send_raw: Callable[[I420], None] | None = None
+        """Set while codec is RAW_CODEC: takes each picture, as I420 stamped with the last applied command id."""
 
 
 @dataclass
@@ -293,17 +296,17 @@ class SceneSession:
             keyframe = any(c.needs_keyframe for c in clients)
             try:
                 encoded, raw, encode_ms = await loop.run_in_executor(
-                    self._encoder, self._encode, self.process.picture(frame), codecs, keyframe
+                    self._encoder, self._encode, self.process.picture(frame), frame.command_id, codecs, keyframe
                 )
             finally:
                 self.process.release(frame)
             self._send_frame(frame, clients, encoded, raw, encode_ms)
 
     def _encode(
-        self, picture: np.ndarray, codecs: set[str], keyframe: bool
-    ) -> tuple[dict[str, tuple[bytes, bool]], np.ndarray | None, float]:
-        """Once per codec in use, and a copy of the picture for WebRTC tracks (the slot is reused). Runs on the
-        encoder thread."""
+        self, picture: np.ndarray, command_id: int, codecs: set[str], keyframe: bool
+    ) -> tuple[dict[str, tuple[bytes, bool]], I420 | None, float]:
+        """Once per codec in use, and for WebRTC tracks a stamped I420 picture of their own (the slot is reused).
+        Runs on the encoder thread."""
         t0 = time.perf_counter()
         out: dict[str, tuple[bytes, bool]] = {}
         if "jpeg" in codecs:
@@ -311,13 +314,19 @@ class SceneSession:
             colorspace = "RGBX" if picture.shape[2] == 4 else "RGB"
             jpeg = simplejpeg.encode_jpeg(picture, quality=self.quality, colorspace=colorspace, colorsubsampling="420")
             out["jpeg"] = (jpeg, True)
+        i420 = to_i420(picture) if "h264" in codecs or RAW_CODEC in codecs else None
         if "h264" in codecs:
-            height, width = picture.shape[:2]
-            if self._h264 is None or (self._h264.width, self._h264.height) != (width - width % 2, height - height % 2):
+            assert i420 is not None
+            height, width = even_size(*picture.shape[:2])
+            if self._h264 is None or (self._h264.width, self._h264.height) != (width, height):
                 self._h264 = H264Encoder(width, height, self.max_fps)
                 keyframe = True
-            out["h264"] = self._h264.encode(picture, keyframe)
-        raw = picture.copy() if RAW_CODEC in codecs else None
+            out["h264"] = self._h264.encode(i420, keyframe)
+        raw = None
+        if RAW_CODEC in codecs:
+            assert i420 is not None
+            write_stamp_i420(i420, command_id)  # after the WebSocket's H.264, whose frame headers carry the id
+            raw = i420
         return out, raw, (time.perf_counter() - t0) * 1000
 
     def _send_frame(
@@ -325,14 +334,14 @@ class SceneSession:
         frame: RenderedFrame,
         clients: list[Client],
         encoded: dict[str, tuple[bytes, bool]],
-        raw: np.ndarray | None,
+        raw: I420 | None,
         encode_ms: float,
     ) -> None:
-        """To each client in its codec, the picture itself to WebRTC tracks."""
+        """To each client in its codec, the stamped I420 picture to WebRTC tracks."""
         if raw is not None:
             for client in clients:
                 if client.codec == RAW_CODEC and client.send_raw is not None:
-                    client.send_raw(raw, frame.command_id)
+                    client.send_raw(raw)
         for codec, (payload, is_key) in encoded.items():
             header = FrameHeader(frame.frame_no, frame.command_id, CODECS[codec], is_key)
             self._broadcast(pack_frame(header, payload), [c for c in clients if c.codec == codec], is_key)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from openrr.render.yuv import I420, planes
+
 STAMP_BITS = 32
 STAMP_BLOCK_W = 8
 STAMP_BLOCK_H = 16
@@ -30,6 +32,18 @@ def write_stamp(rgb: npt.NDArray[np.uint8], command_id: int) -> None:
         return
     row = np.repeat(_bits(command_id & 0xFFFFFFFF).astype(np.uint8) * 255, STAMP_BLOCK_W)
     rgb[:STAMP_BLOCK_H, :STAMP_WIDTH, :] = row[None, :, None]
+
+
+def write_stamp_i420(i420: I420, command_id: int) -> None:
+    """write_stamp for an I420 picture (yuv.py), in place: the blocks white (Y 235) or black (Y 16), as an RGB
+    stamp comes out of BT.601's limited range, with neutral chroma."""
+    luma, u, v = planes(i420)
+    if luma.shape[1] < STAMP_WIDTH or luma.shape[0] < STAMP_BLOCK_H:
+        return
+    row = np.where(np.repeat(_bits(command_id & 0xFFFFFFFF), STAMP_BLOCK_W), 235, 16).astype(np.uint8)
+    luma[:STAMP_BLOCK_H, :STAMP_WIDTH] = row
+    u[: STAMP_BLOCK_H // 2, : STAMP_WIDTH // 2] = 128
+    v[: STAMP_BLOCK_H // 2, : STAMP_WIDTH // 2] = 128
 
 
 def read_stamp(rgb: npt.NDArray[np.uint8]) -> int | None:
