@@ -493,3 +493,22 @@ def test_unreachable_endpoint(tmp_path: Path, service: Service) -> None:
         cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 1 and "cannot reach https://127.0.0.1:1/" in r.stderr
+
+
+def test_the_cli_does_not_load_the_render_stack() -> None:
+    """`openrr session|convert|account` start in a fraction of a second: building the CLI's parser used to import
+    the render server (GL, OpenCV, aiortc, trimesh), ~1.7 s before the command did anything. The render server's
+    own options stay behind `openrr render-server --help`."""
+    heavy = ["openrr.render.server", "openrr.render.session", "moderngl", "cv2", "aiortc", "trimesh"]
+    probe = (
+        "import sys\n"
+        "from openrr.cli import build_parser\n"
+        "build_parser().parse_args(['session', 'list'])\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "openrr", "render-server", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert usage.returncode == 0 and "--state-file" in usage.stdout and "--standard-primitive-limit" in usage.stdout

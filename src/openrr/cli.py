@@ -124,10 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert_cli.add_parser(sub)
 
-    rs = sub.add_parser("render-server", help="run one render server (started by the service)")
-    from openrr.render.server import add_arguments
-
-    add_arguments(rs)
+    # Listed for --help only: main() hands `openrr render-server ...` to the render server's own parser before this
+    # one is built, so that the other commands never import the render stack (GL, OpenCV, aiortc: ~1.5 s).
+    sub.add_parser("render-server", help="run one render server (started by the service)", add_help=False)
     return parser
 
 
@@ -155,10 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         from openrr.client import convert_cli
 
         return convert_cli.run(args)
-    if args.command == "render-server":
-        from openrr.render.server import run
-
-        return run(args)
     return 2
 
 
