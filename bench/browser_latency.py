@@ -12,8 +12,9 @@ previous one is acknowledged). After a 2 s warm-up, for --seconds seconds:
 
   latency   setCamera sent -> the first picture drawn on the canvas that shows it, as the viewer measures it
             (its `latencyLog`): JPEG once decoded and drawn, H.264 once WebCodecs has output the frame and it is drawn,
-            WebRTC when the <video> presents a picture (requestVideoFrameCallback) whose stamp, read back from its
-            pixels, is >= the command's id, and it is drawn.
+            WebRTC when the <video> presents a picture (requestVideoFrameCallback) whose stamp is >= the command's
+            id: read from the decoded picture's corner (VideoFrame.copyTo) while the <video> itself is shown, or
+            where the browser cannot, from its pixels once drawn into the canvas.
   fps       pictures displayed per second (for WebRTC, the server's repeats of an unchanged picture are not counted).
   bytes/s   video bytes received: WebSocket binary messages (header + payload, after permessage-deflate if the
             browser negotiated it), or WebRTC's inbound-rtp `bytesReceived` (RTP payload) from getStats().
