@@ -27,9 +27,13 @@ in TRANSPORTS; it must stamp `received_at` once a frame is decoded, and count by
                  received after TLS).
   client-h264    (not run by default) the Python client with `codec=h264` (frames decoded with PyAV); it counts
                  message bytes through the client's `bytes_received`.
+  client-webrtc  (not run by default) the Python client's WebRTC video (`openrr.client.webrtc`: aiortc, H.264,
+                 decoded with PyAV); the command id is read from each picture's stamp, and a frame is logged when
+                 `next_frame` hands it out. It counts no bytes.
 
 Goal (issue): p50 <= 50 ms over WebSocket on loopback with 100k triangles (graded on A, Python client, default
-cap). Every process it starts is stopped at the end, also on error or Ctrl-C.
+cap), and p50 <= 80 ms over WebRTC (graded the same way on client-webrtc, when it is run). Every process it
+starts is stopped at the end, also on error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -61,11 +65,13 @@ from tests.models import serve_directory  # noqa: E402
 from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
 from bench.render_common import FOV_Y, HEIGHT, WIDTH, orbit, ready_session, render_service, sphere_grid  # noqa: E402
 from openrr.client.render_session import RenderSessionClient, SessionError  # noqa: E402
+from openrr.client.webrtc import WebRTCVideo, open_webrtc  # noqa: E402
 from openrr.render.protocol import CODEC_JPEG, unpack_frame  # noqa: E402
 
 TRIANGLES = 100_000
 DEFAULT_CAP = 60.0  # the server's default frame cap (session.DEFAULT_FPS)
 GOAL_P50_MS = 50.0
+GOAL_WEBRTC_P50_MS = 80.0
 
 
 # --- transports ------------------------------------------------------------------------------------------------
@@ -197,6 +203,37 @@ class ClientH264Transport(ClientTransport):
         return None
 
 
+class ClientWebRTCTransport(ClientTransport):
+    """The Python client with its frames over WebRTC (openrr.client.webrtc); commands still go over its WebSocket."""
+
+    name = "client-webrtc"
+
+    def __init__(self, client: RenderSessionClient, video: WebRTCVideo) -> None:
+        self.video = video  # before ClientTransport starts _consume, which reads it
+        super().__init__(client)
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint) -> Transport:
+        client = await RenderSessionClient.connect(endpoint.host, endpoint.port, endpoint.token, ca=endpoint.ca)
+        try:
+            video = await open_webrtc(client)
+        except BaseException:
+            await client.close()
+            raise
+        return cls(client, video)
+
+    async def _consume(self) -> None:
+        for number in itertools.count(1):
+            command_id, _ = await self.video.next_frame()
+            self._add(Received(number, command_id, time.perf_counter(), None))
+
+    async def close(self) -> None:
+        self._consumer.cancel()
+        await asyncio.gather(self._consumer, return_exceptions=True)
+        await self.video.close()
+        await self.client.close()
+
+
 class _CountingConnection(ClientConnection):
     received_bytes = 0
 
@@ -273,7 +310,9 @@ class RawTransport(Transport):
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-TRANSPORTS: dict[str, type[Transport]] = {t.name: t for t in (ClientTransport, RawTransport, ClientH264Transport)}
+TRANSPORTS: dict[str, type[Transport]] = {
+    t.name: t for t in (ClientTransport, RawTransport, ClientH264Transport, ClientWebRTCTransport)
+}
 DEFAULT_TRANSPORTS = ("client", "raw")
 
 
@@ -574,6 +613,13 @@ def main() -> int:
         motion = pct(graded.motion_ms, 50)
         print(f"  Python client, default cap {DEFAULT_CAP:.0f}, in motion: p50 {motion:.1f} ms"
               f"  {'met' if motion <= GOAL_P50_MS else 'not met'} (for information)")  # fmt: skip
+    rtc = results.get(("client-webrtc", DEFAULT_CAP))
+    if rtc is not None:
+        p50 = pct(rtc.rest_ms, 50)
+        ok = ok and p50 <= GOAL_WEBRTC_P50_MS
+        print(f"  goal over WebRTC: p50 <= {GOAL_WEBRTC_P50_MS:.0f} ms; Python client, default cap {DEFAULT_CAP:.0f},"
+              f" from rest: p50 {p50:.1f} ms  {'MET' if p50 <= GOAL_WEBRTC_P50_MS else 'NOT MET'}; in motion:"
+              f" p50 {pct(rtc.motion_ms, 50):.1f} ms")  # fmt: skip
     print(f"  total run time {time.perf_counter() - started:.0f} s, load average {load_average()}")
     return 0 if ok else 1
 
