@@ -20,8 +20,11 @@ STAMP_WIDTH = STAMP_BITS * STAMP_BLOCK_W
 """256 pixels: a picture narrower than this carries no stamp."""
 
 
-def _bits(value: int) -> npt.NDArray[np.bool_]:
-    return np.array([(value >> (STAMP_BITS - 1 - i)) & 1 for i in range(STAMP_BITS)], dtype=bool)
+def _stamp_row(command_id: int) -> npt.NDArray[np.bool_]:
+    """One row of the stamp, STAMP_WIDTH pixels: True where white."""
+    value = command_id & 0xFFFFFFFF
+    bits = np.array([(value >> (STAMP_BITS - 1 - i)) & 1 for i in range(STAMP_BITS)], dtype=bool)
+    return np.repeat(bits, STAMP_BLOCK_W)
 
 
 def write_stamp(rgb: npt.NDArray[np.uint8], command_id: int) -> None:
@@ -30,8 +33,7 @@ def write_stamp(rgb: npt.NDArray[np.uint8], command_id: int) -> None:
     height, width = rgb.shape[:2]
     if width < STAMP_WIDTH or height < STAMP_BLOCK_H:
         return
-    row = np.repeat(_bits(command_id & 0xFFFFFFFF).astype(np.uint8) * 255, STAMP_BLOCK_W)
-    rgb[:STAMP_BLOCK_H, :STAMP_WIDTH, :] = row[None, :, None]
+    rgb[:STAMP_BLOCK_H, :STAMP_WIDTH, :] = _stamp_row(command_id).astype(np.uint8)[None, :, None] * 255
 
 
 def write_stamp_i420(i420: I420, command_id: int) -> None:
@@ -40,8 +42,7 @@ def write_stamp_i420(i420: I420, command_id: int) -> None:
     luma, u, v = planes(i420)
     if luma.shape[1] < STAMP_WIDTH or luma.shape[0] < STAMP_BLOCK_H:
         return
-    row = np.where(np.repeat(_bits(command_id & 0xFFFFFFFF), STAMP_BLOCK_W), 235, 16).astype(np.uint8)
-    luma[:STAMP_BLOCK_H, :STAMP_WIDTH] = row
+    luma[:STAMP_BLOCK_H, :STAMP_WIDTH] = np.where(_stamp_row(command_id), 235, 16).astype(np.uint8)
     u[: STAMP_BLOCK_H // 2, : STAMP_WIDTH // 2] = 128
     v[: STAMP_BLOCK_H // 2, : STAMP_WIDTH // 2] = 128
 

@@ -144,20 +144,18 @@ export class H264Stream {
 }
 
 /**
- * The command id stamped into a picture: `ctx` holds (at least) its top-left STAMP_WIDTH × STAMP_BLOCK_H pixels.
+ * The command id stamped into a picture, from `level(x, y)`: the brightness (0-255) of its pixel x, y.
  * 32 bits, most significant first, one 8×16 block each, white = 1; the middle of each block is thresholded.
  */
-export function readStamp(ctx) {
-  const { data } = ctx.getImageData(0, 0, STAMP_WIDTH, STAMP_BLOCK_H);
+function decodeStamp(level) {
   let value = 0;
   for (let bit = 0; bit < STAMP_BITS; bit++) {
     let sum = 0;
     let n = 0;
     for (let y = 2; y < STAMP_BLOCK_H - 2; y++) {
       for (let x = bit * STAMP_BLOCK_W + 2; x < (bit + 1) * STAMP_BLOCK_W - 2; x++) {
-        const i = (y * STAMP_WIDTH + x) * 4;
-        sum += data[i] + data[i + 1] + data[i + 2];
-        n += 3;
+        sum += level(x, y);
+        n += 1;
       }
     }
     value = value * 2 + (sum / n > 127.5 ? 1 : 0);
@@ -165,25 +163,21 @@ export function readStamp(ctx) {
   return value;
 }
 
+/** The command id stamped into a picture: `ctx` holds (at least) its top-left STAMP_WIDTH × STAMP_BLOCK_H pixels. */
+export function readStamp(ctx) {
+  const { data } = ctx.getImageData(0, 0, STAMP_WIDTH, STAMP_BLOCK_H);
+  return decodeStamp((x, y) => {
+    const i = (y * STAMP_WIDTH + x) * 4;
+    return (data[i] + data[i + 1] + data[i + 2]) / 3;
+  });
+}
+
 export const STAMP_COVER_H = STAMP_BLOCK_H + 4; // H.264's deblocking blurs the stamp into the rows just under it
 const LUMA_FIRST = new Set(["I420", "NV12"]); // VideoFrame formats read below: 8-bit luma plane, then 4:2:0 chroma
 
 /** readStamp for a luma plane (`plane`: its offset and stride in `bytes`). White blocks are ~235, black ~16. */
 function readStampLuma(bytes, plane) {
-  let value = 0;
-  for (let bit = 0; bit < STAMP_BITS; bit++) {
-    let sum = 0;
-    let n = 0;
-    for (let y = 2; y < STAMP_BLOCK_H - 2; y++) {
-      const row = plane.offset + y * plane.stride;
-      for (let x = bit * STAMP_BLOCK_W + 2; x < (bit + 1) * STAMP_BLOCK_W - 2; x++) {
-        sum += bytes[row + x];
-        n += 1;
-      }
-    }
-    value = value * 2 + (sum / n > 127.5 ? 1 : 0);
-  }
-  return value;
+  return decodeStamp((x, y) => bytes[plane.offset + y * plane.stride + x]);
 }
 
 /** Row `y` of a copied I420 or NV12 rectangle as RGBA ImageData (BT.601, limited range, as x264 codes it). */
