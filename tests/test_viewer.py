@@ -57,8 +57,10 @@ def viewer_url(service: Service, session_id: str, **extra: str) -> str:
     return f"{service.endpoint}/viewer/?{urlencode(query)}"
 
 
-def open_viewer(browser: Any, url: str, errors: list[str]) -> Any:
+def open_viewer(browser: Any, url: str, errors: list[str], init_script: str | None = None) -> Any:
     page = browser.new_page()
+    if init_script:
+        page.add_init_script(init_script)  # runs before the page's own scripts
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: CONSOLE.append(f"{msg.type}: {msg.text}"))
     page.goto(url)
@@ -391,6 +393,34 @@ def test_viewer_shows_the_model_over_h264_and_webrtc(
         wait_js(page, "window.openrrViewer.connected && window.openrrViewer.transport === 'jpeg'")
         wait_js(page, "window.openrrViewer.idle() && window.openrrViewer.entities.length > 0")
         assert not page.locator("#error").is_visible()
+        assert errors == []
+    finally:
+        close_viewer(page)
+
+
+def test_webrtc_without_videoframe_draws_into_the_canvas(
+    browser: Any, service: Service, session_id: str, model_url: dict[str, str]
+) -> None:
+    """A browser without WebCodecs' VideoFrame cannot read the decoded picture's corner: each picture is drawn into
+    the canvas, its stamp read from the canvas's pixels and covered there."""
+    errors: list[str] = []
+    url = viewer_url(service, session_id, model=model_url["sphere"], transport="webrtc")
+    page = open_viewer(browser, url, errors, init_script="delete window.VideoFrame;")
+    try:
+        missing = page.evaluate(TRANSPORT_SUPPORT_JS["webrtc"])
+        if missing:
+            pytest.skip(f"webrtc in headless Chromium here: {missing}")
+        assert page.evaluate("() => typeof VideoFrame") == "undefined"
+        wait_js(page, "window.openrrViewer?.connected && window.openrrViewer.entities.length > 0")
+        wait_js(page, "window.openrrViewer.lastFrame?.webrtc && window.openrrViewer.lastFrame.commandId > 0")
+        wait_js(page, "window.openrrViewer.idle() && window.openrrViewer.framesDisplayed > 0")
+        assert not page.evaluate("() => document.getElementById('viewport').classList.contains('direct-video')")
+        assert not page.locator("#stamp-cover").is_visible()
+        pixels = canvas_pixels(page)
+        h, w, _ = pixels.shape
+        background = np.all(np.abs(pixels - BACKGROUND) <= VIDEO_TOLERANCE, axis=-1)
+        assert not background[h // 2 - 10 : h // 2 + 10, w // 2 - 10 : w // 2 + 10].any(), "the sphere in the middle"
+        assert background[:20, :300].mean() > 0.995, "the stamp is covered"
         assert errors == []
     finally:
         close_viewer(page)
