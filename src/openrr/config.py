@@ -65,6 +65,35 @@ class Settings(BaseSettings):
     """A conversion still running after this long is stopped and fails."""
     local_storage_roots: list[Path] = Field(default_factory=list)
     """Directories under which `file://` containers may lie; empty means DATA_DIR/containers."""
+    # --- security (issue 9; see docs/security.md) ---------------------------------------------------------
+    fetch_allow: list[str] = Field(default_factory=list)
+    """Outbound fetches (render servers, conversion workers, blob clients) refuse loopback, link-local, private,
+    unique-local and unspecified addresses unless an entry here allows them: `host`, `host:port` or a CIDR."""
+    local_models: bool = True
+    """Render servers may load local files from the session account's area (`<local storage root>/<accountId>/`)."""
+    model_max_bytes: int = 2 * 1024**3
+    """Bytes a render server fetches or decodes for one model (file, buffers, textures, after decompression)."""
+    model_max_compression_ratio: float = 200.0
+    """Decoded bytes per transferred byte of a compressed (Content-Encoding) download."""
+    texture_max_dimension: int = 16384
+    texture_max_pixels: int = 64 * 1024 * 1024
+    child_user: str | None = None
+    """User that render servers and conversion workers run as when the service runs as root (default: nobody)."""
+    render_memory_limit: dict[str, int] = Field(
+        default_factory=lambda: {"Standard": 8 * 1024**3, "Premium": 16 * 1024**3}
+    )
+    """Address-space limit of one render server process, in bytes, per size."""
+    tls_cert: Path | None = None
+    """The operator's own certificate (PEM, chain included) for the control plane; None: the local CA's."""
+    tls_key: Path | None = None
+    public_url: str | None = None
+    """Base URL clients reach this service at, for links in responses (v1 Location, @nextLink); None: `endpoint`."""
+    handshake_timeout_s: float = 10.0
+    """A connection that has not completed TLS or sent a request within this long is dropped."""
+    keep_alive_timeout_s: float = 10.0
+    max_connections: int = 1000
+    """Concurrent connections served; past it requests get 503."""
+
     secrets_key: str | None = None
     """Fernet key that encrypts storage credentials at rest; None means the key file DATA_DIR/secrets.key.
     Replicas sharing one database must share this key."""

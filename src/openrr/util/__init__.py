@@ -1,0 +1,1 @@
+"""Small helpers with no openrr dependencies (a leaf of the layering)."""
