@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -16,11 +15,13 @@ import httpx
 import jwt
 import pytest
 from azure.mixedreality.authentication._utils import retrieve_jwt_expiration_timestamp
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from openrr.accounts.sts import REUSE_WINDOW_S, TokenService
 from openrr.store.db import Database
+from openrr.store.secretbox import SecretBox
 from tests.harness import Service, create_account, openrr
 
 MS_CV = re.compile(r"[A-Za-z0-9+/]{22}\.0")
@@ -73,12 +74,11 @@ def _assert_rejected(r: httpx.Response, status: int = 401) -> None:
 
 
 def _signing_public_key(service: Service) -> rsa.RSAPublicKey:
-    """The service's real signing key, read from its store: lets the test check the RS256 signature itself."""
-    with sqlite3.connect(service.data_dir / "openrr.db") as db:
-        (pem,) = db.execute("SELECT private_pem FROM signing_keys ORDER BY created_at DESC LIMIT 1").fetchone()
-    key = serialization.load_pem_private_key(pem, password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return key.public_key()
+    """The service's real verification key, as it publishes it (the private half is sealed in the store): lets
+    the test check the RS256 signature itself."""
+    key = serialization.load_pem_public_key((service.data_dir / "sts-public.pem").read_bytes())
+    assert isinstance(key, rsa.RSAPublicKey)
+    return key
 
 
 def _standard_b64_json(segment: str) -> dict[str, Any]:
@@ -189,8 +189,8 @@ def test_many_freshly_minted_tokens_decode_with_the_standard_alphabet(tmp_path: 
     """The signing code itself, on a real store: every fresh token's payload is SDK-decodable."""
     db = Database(f"sqlite:///{tmp_path / 'sts.db'}")
     db.migrate()
-    tokens = TokenService(db, DAY_S)
-    minted = {tokens.issue(str(uuid.uuid4())) for _ in range(300)}
+    tokens = TokenService(db, DAY_S, SecretBox(Fernet.generate_key()))
+    minted = {tokens.issue(str(uuid.uuid4()), "0123456789abcdef") for _ in range(300)}
     assert len(minted) == 300
     _assert_sdk_decodable(minted, time.time())
     db.dispose()

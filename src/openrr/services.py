@@ -47,7 +47,7 @@ def open_database(settings: Settings) -> Database:
 def build_services(settings: Settings) -> Services:
     db = open_database(settings)
     accounts = AccountService(db)
-    tokens = TokenService(db, settings.token_lifetime_s)
+    tokens = TokenService(db, settings.token_lifetime_s, secret_box(settings))
     tokens.write_public_key(settings.sts_public_key_path)
     kick: list[Reconciler] = []
     sessions = SessionService(db, settings.capacity, on_change=lambda: kick[0].kick() if kick else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from openrr.accounts.keys import key_id_of
 from openrr.accounts.service import normalize_account_id
 from openrr.http.responses import ArrJSONResponse
 from openrr.services import services_of
@@ -35,4 +36,4 @@ async def get_token(request: Request, account_id: str) -> Response:
     account = await services.db.read_async(services.accounts.authenticate, path_id, key)
     if account is None:
         return _rejected(401, "unknown account or wrong account key")
-    return ArrJSONResponse({"AccessToken": services.tokens.token_for(account.account_id)})
+    return ArrJSONResponse({"AccessToken": services.tokens.token_for(account.account_id, key_id_of(key))})

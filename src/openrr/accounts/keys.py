@@ -23,3 +23,14 @@ def hash_key(key: str) -> str:
 
 def key_matches(key: str, digest: str) -> bool:
     return hmac.compare_digest(hash_key(key), digest)
+
+
+def key_fingerprint(key_digest: str) -> str:
+    """The id of an account key, as tokens carry it (claim `kfp`): derived from its stored digest, so the
+    store can tell which keys are current without knowing them, and a token reveals nothing usable of the key."""
+    return hashlib.sha256(f"openrr-kfp:{key_digest}".encode()).hexdigest()[:16]
+
+
+def key_id_of(key: str) -> str:
+    """The fingerprint of a presented key (equal to key_fingerprint of its digest once it authenticated)."""
+    return key_fingerprint(hash_key(key))

@@ -10,14 +10,15 @@ from typing import Literal
 
 from sqlalchemy import bindparam, select
 
-from openrr.accounts.keys import hash_key, key_matches, new_key
+from openrr.accounts.keys import hash_key, key_fingerprint, key_matches, new_key
 from openrr.store.db import Database
 from openrr.store.tables import AccountRow
 
 KeyName = Literal["primary", "secondary"]
 DEFAULT_DOMAIN = "localhost"
 EXISTS_TTL_S = 2.0
-"""How long a deleted account's unexpired tokens may still be honoured by a replica that saw it exist."""
+"""How long a replica may answer from its cache whether an account exists and which keys are current: a deleted
+account's or a rotated key's unexpired tokens may be honoured for this long by a replica that saw them valid."""
 _ACCOUNTS = AccountRow.__table__
 _GET_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account_id"))
 
@@ -55,7 +56,7 @@ def _view(row: AccountRow) -> Account:
 class AccountService:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._exists_cache: dict[str, tuple[bool, float]] = {}
+        self._keys_cache: dict[str, tuple[frozenset[str], float]] = {}
 
     def create(self, domain: str = DEFAULT_DOMAIN, account_id: str | None = None) -> AccountWithKeys:
         aid = normalize_account_id(account_id) if account_id else str(uuid.uuid4())
@@ -89,16 +90,27 @@ class AccountService:
 
     def exists(self, account_id: str) -> bool:
         """Whether the account exists; answers from a cache for up to EXISTS_TTL_S (checked on every API call)."""
+        return bool(self.token_key_ids(account_id))
+
+    def token_key_ids(self, account_id: str) -> frozenset[str]:
+        """Fingerprints (claim `kfp`) of the account's current primary and secondary keys; empty if the account
+        does not exist. Tokens minted with any other key are revoked. Cached for up to EXISTS_TTL_S, so a rotation
+        or deletion on another replica takes effect here within that time."""
         now = time.monotonic()
-        cached = self._exists_cache.get(account_id)
+        cached = self._keys_cache.get(account_id)
         if cached is not None and now - cached[1] < EXISTS_TTL_S:
             return cached[0]
         aid = normalize_account_id(account_id)
-        found = aid is not None and self.db.fetch_one(_GET_ACCOUNT, {"account_id": aid}) is not None
-        if len(self._exists_cache) > 10_000:
-            self._exists_cache.clear()
-        self._exists_cache[account_id] = (found, now)
-        return found
+        row = self.db.fetch_one(_GET_ACCOUNT, {"account_id": aid}) if aid is not None else None
+        ids = (
+            frozenset({key_fingerprint(row.primary_key_hash), key_fingerprint(row.secondary_key_hash)})
+            if row is not None
+            else frozenset()
+        )
+        if len(self._keys_cache) > 10_000:
+            self._keys_cache.clear()
+        self._keys_cache[account_id] = (ids, now)
+        return ids
 
     def rotate_key(self, account_id: str, which: KeyName) -> str:
         """Replace one key; the old one stops working at once."""
@@ -112,6 +124,7 @@ class AccountService:
                 row.primary_key_hash = hash_key(key)
             else:
                 row.secondary_key_hash = hash_key(key)
+        self._keys_cache.clear()
         return key
 
     def delete(self, account_id: str) -> None:
@@ -121,7 +134,7 @@ class AccountService:
             if row is None:
                 raise AccountNotFound(account_id)
             s.delete(row)
-        self._exists_cache.clear()
+        self._keys_cache.clear()
 
     def authenticate(self, account_id: str, key: str) -> Account | None:
         aid = normalize_account_id(account_id)

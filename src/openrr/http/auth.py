@@ -29,6 +29,11 @@ class Authenticator:
             raise bad_request(f"The account ID '{path_account}' is not a GUID.", "accountId")
         if claims.account_id != account_id:
             raise forbidden("The access token was not issued for this account.")
-        if not self.accounts.exists(account_id):
+        # Revocation: the token is good only while the key it was minted with is one of the account's current
+        # keys (one cached read, at most EXISTS_TTL_S old, also answers whether the account still exists).
+        key_ids = self.accounts.token_key_ids(account_id)
+        if not key_ids:
             raise account_gone()
+        if claims.key_id not in key_ids:
+            raise unauthorized("The access token was revoked: the account key it was issued for has been rotated.")
         return account_id
