@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from openrr.accounts.service import AccountService
+from openrr.sessions.quotas import SessionQuotas
 from openrr.sessions.service import LeaseNotExtendable, SessionConflict, SessionService
 from openrr.sessions.state import InvalidTransition, SessionSize, SessionStatus, transition
 from openrr.store.db import Database
@@ -19,6 +20,9 @@ def store(tmp_path: Path) -> tuple[SessionService, str, Database]:
     db = Database(f"sqlite:///{tmp_path / 'openrr.db'}")
     db.migrate()
     account = AccountService(db).create().account.account_id
+    # These tests fill a size from one account: its quota lies above the capacity, so capacity is what limits
+    # (the default quota, capacity - 1, and its refusal are tested in tests/security/test_quotas.py).
+    SessionQuotas(db).set(account, SessionSize.STANDARD, 3)
     changes: list[int] = []
     return SessionService(db, {"Standard": 2, "Premium": 1}, on_change=lambda: changes.append(1)), account, db
 

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from openrr.storage import link_cli
 
     link_cli.add_parsers(asub, _add_data_dir)
+    from openrr.sessions import quota_cli
+
+    quota_cli.add_parser(asub, _add_data_dir)
 
     from openrr.client import session_cli
 
@@ -160,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
 def _account(args: argparse.Namespace) -> int:
     from openrr.accounts.service import AccountNotFound, AccountService
     from openrr.services import open_database
+    from openrr.sessions import quota_cli
     from openrr.storage import link_cli
 
     if args.action in link_cli.ACTIONS:
         return link_cli.run(args)
 
     logging.basicConfig(level=logging.WARNING)
-    db = open_database(settings_from(args))
+    settings = settings_from(args)
+    db = open_database(settings)
     accounts = AccountService(db)
     try:
         if args.action == "create":
@@ -187,8 +192,13 @@ def _account(args: argparse.Namespace) -> int:
             else:
                 for r in rows:
                     print(f"{r['accountId']}  {r['accountDomain']}  created {r['createdAt']}")
-        elif args.action == "show":
-            _emit(args, _account_doc(accounts.get(args.account_id)))
+        elif args.action in ("show", quota_cli.ACTION):
+            account = accounts.get(args.account_id)
+            if args.action == quota_cli.ACTION:
+                quota_cli.set_quota(db, account.account_id, args)
+            doc = _account_doc(account)
+            doc["sessionQuotas"] = quota_cli.quota_doc(db, account.account_id, settings.capacity, args.json)
+            _emit(args, doc)
         elif args.action == "rotate-key":
             key = accounts.rotate_key(args.account_id, args.key)
             doc = _account_doc(accounts.get(args.account_id))

@@ -52,6 +52,12 @@ class HostingBackend(Protocol):
         """Periodic housekeeping (refill warm pools). Blocking."""
         ...
 
+    def claimed_refs(self) -> dict[str, SessionKey]:
+        """The servers this backend runs that were given to a session, with that session; never warm-pool servers
+        (not yet given to any), nor one being handed over right now. Cheap: called on every reconcile pass, which
+        releases those whose session no longer needs them (stopped, or deleted with its account)."""
+        ...
+
     def shutdown(self) -> None:
         """Stop every server this backend runs."""
         ...

@@ -164,6 +164,15 @@ class LocalBackend:
         with self._lock:
             return list(self._hosts)
 
+    def claimed_refs(self) -> dict[str, SessionKey]:
+        # A warm server being handed over has session_id "" until its server took the assignment: not claimed yet.
+        with self._lock:
+            return {
+                ref: SessionKey(h.record.account_id, h.record.session_id)
+                for ref, h in self._hosts.items()
+                if h.record.session_id and h.record.account_id
+            }
+
     def pid_of(self, host_ref: str) -> int | None:
         host = self._hosts.get(host_ref) or self._load(host_ref)
         return host.record.pid if host else None

@@ -13,6 +13,7 @@ from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
 from openrr.services import Services, services_of
 from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
+from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.serialize import session_json
 from openrr.sessions.service import (
     MAX_LEASE_MINUTES,
@@ -77,7 +78,15 @@ async def create_session(request: Request, account_id: str, session_id: str) -> 
         raise ArrError(409, "Conflict", "A resource already exists under the given ID.", "sessionId") from e
     except AccountGone as e:
         raise account_gone() from e
+    except QuotaExceeded as e:
+        raise quota_refusal(e) from e
     return ArrJSONResponse(session_json(view), status_code=201 if created else 200)
+
+
+def quota_refusal(e: QuotaExceeded) -> ArrError:
+    """403: ARR lists it for CreateSession as "authenticated but not allowed", and clients do not retry it (a 429 is
+    retried by the SDK, yet waiting does not lift a quota). The body is ARR's error shape, so the SDK shows it."""
+    return ArrError(403, "QuotaExceeded", e.message, "size")
 
 
 @router.get(BASE + "/{session_id}")

@@ -16,8 +16,9 @@ from openrr.http.errors import account_gone, bad_request, not_found
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, check_resource_id
 from openrr.services import Services, services_of
-from openrr.sessions.api_2021 import check_create_lease, parse_size
+from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
 from openrr.sessions.model import SessionView
+from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.service import MAX_LEASE_MINUTES, AccountGone, LeaseNotExtendable, SessionNotFound
 from openrr.sessions.state import SessionStatus
 from openrr.sessions.timespan import format_timespan, parse_timespan
@@ -85,6 +86,8 @@ async def create_session(request: Request, account_id: str) -> Response:
         await run_in_threadpool(services.sessions.create, account, session_id, size, minutes)
     except AccountGone as e:
         raise account_gone() from e
+    except QuotaExceeded as e:
+        raise quota_refusal(e) from e
     location = str(request.url_for("get_session_properties_v1", account_id=account_id, session_id=session_id))
     return ArrJSONResponse({"sessionId": session_id}, status_code=202, headers={"Location": location})
 

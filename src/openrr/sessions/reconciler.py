@@ -1,7 +1,9 @@
 """Drives sessions toward what their records say: places render servers, turns Starting into Ready once the
 server answers, expires leases, notices dead servers, and stops the servers of ended sessions.
 
-It runs whether or not anyone polls. Each pass re-reads the store, so it also picks up after a restart.
+It runs whether or not anyone polls. Each pass re-reads the store, so it also picks up after a restart, and stops
+every render server that no session record claims any more: a session whose account was deleted (its records go
+with it, perhaps from another process) loses its server on the next pass, not at the next start.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 
 class ClosableBackend(HostingBackend, Protocol):
-    def host_refs(self) -> list[str]: ...
-
     async def aclose(self) -> None: ...
 
 
@@ -43,6 +43,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy: set[tuple[str, str]] = set()
+        self._releasing: set[str] = set()
+        """host_refs of unclaimed servers being stopped now (a stop may take the whole grace period)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_maintenance = 0.0
@@ -54,7 +56,9 @@ class Reconciler:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._release_unknown_hosts)
+        # Before any session is handled: what a crashed control plane left behind.
+        for ref in self._unclaimed(await asyncio.to_thread(self.service.needing_attention)):
+            await asyncio.to_thread(self.backend.release, ref)
         self._task = asyncio.create_task(self._run(), name="openrr-reconciler")
 
     async def stop(self) -> None:
@@ -90,6 +94,7 @@ class Reconciler:
             task = asyncio.create_task(self._handle(row), name=f"session {row.id}")
             self._tasks.add(task)
             task.add_done_callback(lambda t, k=key: self._done(t, k))  # type: ignore[misc]
+        self._release_unclaimed(rows)
         loop = asyncio.get_running_loop()
         if loop.time() - self._last_maintenance > 5 * self.interval_s:
             self._last_maintenance = loop.time()
@@ -187,13 +192,36 @@ class Reconciler:
             await asyncio.to_thread(self.backend.release, row.host_ref)
         await asyncio.to_thread(self.service.mark_released, key.account_id, key.session_id)
 
-    def _release_unknown_hosts(self) -> None:
-        """Stop render servers that no session record claims (left behind by a crash)."""
-        claimed = {r.host_ref for r in self.service.needing_attention() if r.host_ref}
-        for ref in self.backend.host_refs():
-            if ref not in claimed:
-                logger.info("stopping render server %s: no session claims it", ref)
-                self.backend.release(ref)
+    def _unclaimed(self, rows: list[SessionRow]) -> list[str]:
+        """Servers given to a session that no longer needs them: none of `rows` (the records needing attention,
+        read before this call) names the server or its session. The session may have ended and been purged, or
+        gone with its deleted account. Warm-pool servers are not the backend's claimed ones, so they stay.
+
+        A server is only ever placed for a session read by an earlier or this pass, so one being placed right now
+        belongs to a row of `rows` (Starting) unless its session ended meanwhile, and then stopping it is right.
+        In-memory work over what the pass already read: no query of its own.
+        """
+        refs = {r.host_ref for r in rows if r.host_ref}
+        keys = {(r.account_id, r.id) for r in rows}
+        return [
+            ref
+            for ref, key in self.backend.claimed_refs().items()
+            if ref not in refs and (key.account_id, key.session_id) not in keys and ref not in self._releasing
+        ]
+
+    def _release_unclaimed(self, rows: list[SessionRow]) -> None:
+        for ref in self._unclaimed(rows):
+            logger.info("stopping render server %s: no session claims it any more", ref)
+            self._releasing.add(ref)
+            task = asyncio.create_task(asyncio.to_thread(self.backend.release, ref), name=f"release {ref}")
+            self._tasks.add(task)
+            task.add_done_callback(lambda t, r=ref: self._released(t, r))  # type: ignore[misc]
+
+    def _released(self, task: asyncio.Task[None], ref: str) -> None:
+        self._releasing.discard(ref)
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("stopping render server %s failed", ref, exc_info=task.exception())
 
     async def shutdown_sessions(self, message: str) -> None:
         """On a clean shutdown: stop every render server; live sessions end in Error.

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from openrr.sessions.model import SessionView
+from openrr.sessions.quotas import QuotaExceeded, default_quota
 from openrr.sessions.state import (
     LIVE,
     SessionSize,
@@ -19,13 +20,21 @@ from openrr.sessions.state import (
     transition,
 )
 from openrr.store.db import Database
-from openrr.store.tables import AccountRow, SessionRow
+from openrr.store.tables import AccountRow, SessionQuotaRow, SessionRow
 
 MAX_LEASE_MINUTES = 1440
 _SESSIONS = SessionRow.__table__
 # Built once: constructing a statement costs more than running it on SQLite (bench/RESULTS.md).
 _GET_SESSION = select(_SESSIONS).where(
     _SESSIONS.c.account_id == bindparam("account_id"), _SESSIONS.c.id == bindparam("session_id")
+)
+_LIVE_VALUES = sorted(st.value for st in LIVE)
+_COUNT_LIVE = select(func.count(), func.count().filter(_SESSIONS.c.account_id == bindparam("account_id"))).where(
+    _SESSIONS.c.size == bindparam("size"), _SESSIONS.c.status.in_(_LIVE_VALUES)
+)
+_QUOTAS = SessionQuotaRow.__table__
+_GET_QUOTA = select(_QUOTAS.c.sessions).where(
+    _QUOTAS.c.account_id == bindparam("account_id"), _QUOTAS.c.size == bindparam("size")
 )
 
 
@@ -95,8 +104,12 @@ class SessionService:
                 creation_time=now,
                 host_released=True,
             )
-            live = self._count_live(s, size)
+            live, mine = self._count_live(s, size, account_id)
             limit = self.capacity.get(size.value, 0)
+            # The quota is checked first, and refused outright: waiting cannot help, and the account can act on it.
+            quota = self._quota(s, account_id, size)
+            if mine >= quota:
+                raise QuotaExceeded(account_id, size, quota, mine)
             if live >= limit:
                 # ARR accepted the create and failed the session when no server of that size was free.
                 transition(
@@ -256,9 +269,14 @@ class SessionService:
             raise SessionNotFound(session_id)
         return row
 
-    def _count_live(self, s: Session, size: SessionSize) -> int:
+    def _count_live(self, s: Session, size: SessionSize, account_id: str) -> tuple[int, int]:
+        """Live sessions of `size`: in all accounts (capacity) and in this one (quota), in one query."""
         if not self.db.is_sqlite:
-            # Serialise capacity checks across replicas (SQLite is serialised by its write lock already).
+            # Serialise capacity and quota checks across replicas (SQLite is serialised by its write lock already).
             s.execute(text("SELECT pg_advisory_xact_lock(7071)"))
-        q = select(func.count()).where(SessionRow.size == size.value, SessionRow.status.in_([st.value for st in LIVE]))
-        return int(s.scalar(q) or 0)
+        row = s.execute(_COUNT_LIVE, {"size": size.value, "account_id": account_id}).one()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    def _quota(self, s: Session, account_id: str, size: SessionSize) -> int:
+        set_by_operator = s.execute(_GET_QUOTA, {"account_id": account_id, "size": size.value}).scalar()
+        return int(set_by_operator) if set_by_operator is not None else default_quota(self.capacity.get(size.value, 0))

@@ -63,6 +63,19 @@ class SessionRow(Base):
     __table_args__ = (Index("ix_sessions_account_created", "account_id", "creation_time", "id"),)
 
 
+class SessionQuotaRow(Base):
+    """An operator's per-account limit on live (Starting + Ready) sessions of one size.
+
+    No row means the default: the size's capacity minus one (at least 1), so no single account can hold a whole size.
+    """
+
+    __tablename__ = "session_quotas"
+
+    account_id: Mapped[str] = mapped_column(String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    size: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sessions: Mapped[int] = mapped_column(Integer)
+
+
 class ConversionRow(Base):
     __tablename__ = "conversions"
 
