@@ -17,7 +17,10 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient, ContentSettings, LinearRetry
 
 from openrr.storage.container import BlobEntry, ContainerAccess
-from openrr.storage.errors import StorageError, redact
+from openrr.storage.errors import StorageError
+from openrr.storage.guard import FetchPolicy, FetchRefused
+from openrr.storage.guard_azure import guarded_transport
+from openrr.storage.redaction import display_url, redact
 from openrr.storage.uri import ContainerUri
 
 # The library's default retry waits 15 s and more between tries; an unreachable container should fail in seconds.
@@ -36,23 +39,25 @@ class BlobContainer:
                 "account_name": access.storage_account or uri.storage_account,
                 "account_key": access.account_key,
             }
+        # Every connection (and redirect hop) goes through the address guard: the URI is the tenant's choice.
         self._client = ContainerClient(
             account_url=uri.endpoint,
             container_name=uri.container,
             credential=credential,
             retry_policy=_RETRY,
-            connection_timeout=10,
-            read_timeout=60,
+            transport=guarded_transport(FetchPolicy.parse(access.fetch_allow), connection_timeout=10, read_timeout=60),
         )
 
     @property
     def display(self) -> str:
-        return self.uri.uri
+        return display_url(self.uri.uri)
 
     def list(self, prefix: str) -> Iterator[BlobEntry]:
         try:
             for blob in self._client.list_blobs(name_starts_with=prefix or None):
                 yield BlobEntry(blob.name, int(blob.size or 0))
+        except FetchRefused as e:
+            raise StorageError("refused", f"listing the blobs of {self.display} was refused: {e}") from None
         except AzureError as e:
             raise _storage_error(e, f"listing the blobs of {self.display}") from None
 
@@ -60,6 +65,8 @@ class BlobContainer:
         try:
             with open(dest, "wb") as f:
                 self._client.download_blob(name, max_concurrency=4).readinto(f)
+        except FetchRefused as e:
+            raise StorageError("refused", f"reading '{name}' from {self.display} was refused: {e}") from None
         except AzureError as e:
             raise _storage_error(e, f"reading '{name}' from {self.display}") from None
 
@@ -68,6 +75,8 @@ class BlobContainer:
         try:
             with open(src, "rb") as f:
                 self._client.upload_blob(name, f, overwrite=True, content_settings=settings, max_concurrency=4)
+        except FetchRefused as e:
+            raise StorageError("refused", f"writing '{name}' to {self.display} was refused: {e}") from None
         except AzureError as e:
             raise _storage_error(e, f"writing '{name}' to {self.display}") from None
 

@@ -42,6 +42,8 @@ class ContainerAccess:
     """Linked storage: the shared key of the storage account."""
     local_roots: list[str] = field(default_factory=list)
     """file:// containers: the directories they may lie under."""
+    fetch_allow: list[str] = field(default_factory=list)
+    """Blob containers: the operator's `--fetch-allow` entries; other non-public addresses are refused (guard.py)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-Reason = Literal["denied", "not_found", "unreachable", "failed"]
+from openrr.storage.redaction import redact
+
+__all__ = ["Reason", "StorageError", "redact"]
+
+Reason = Literal["denied", "not_found", "unreachable", "refused", "failed"]
+"""`refused`: the address guard refused the container's address (storage/guard.py), before any connection."""
 
 
 class StorageError(Exception):
@@ -13,11 +17,3 @@ class StorageError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-_SECRET_PARAM = re.compile(r"(?i)\b(sig|signature|accountkey|account_key)=[^&;\s'\"]*")
-
-
-def redact(text: str) -> str:
-    """Storage libraries sometimes quote request URLs; their signatures must not reach messages or logs."""
-    return _SECRET_PARAM.sub(r"\1=<redacted>", text)
