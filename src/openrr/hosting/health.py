@@ -6,11 +6,17 @@ from typing import Any
 
 import httpx
 
+from openrr.render.access import CONTROL_HEADER
 
-async def fetch_health(client: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
-    """The server's health document, or None if it does not answer (yet)."""
+
+async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str) -> dict[str, Any] | None:
+    """The server's health document, or None if it does not answer (yet).
+
+    The control secret makes the server name the session and account it serves (what the reconciler checks);
+    without it, /health says only that the server is up.
+    """
     try:
-        r = await client.get(url, timeout=2.0)
+        r = await client.get(url, timeout=2.0, headers={CONTROL_HEADER: control_secret})
     except httpx.HTTPError:
         return None
     if r.status_code != 200:

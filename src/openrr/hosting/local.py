@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,30 @@ import httpx
 import psutil
 
 from openrr.hosting.backend import HostGone, Placement, SessionKey
+from openrr.hosting.file_broker import FileBroker, socket_pair
 from openrr.hosting.health import fetch_health
+from openrr.hosting.render_tls import RenderCertificates
 from openrr.render.frame_process import RENDER_PROCESS_FAILED
-from openrr.render.server import CONTROL_HEADER, CONTROL_SECRET_ENV
+from openrr.render.access import CONTROL_HEADER
 from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
+from openrr.util.child_process import (
+    CHILD_OOM_SCORE_ADJ,
+    ChildIdentity,
+    ChildUserError,
+    child_identity,
+    clean_env,
+    give,
+    interpreter_paths,
+    popen_identity,
+    prepare_home,
+    unreachable_for,
+)
 
 logger = logging.getLogger(__name__)
 GRANT_RETRY_S = 5.0
+PORTS_FILE = "ports.json"
+CHILD_HOME = Path("/proc/self/cwd")
+"""A render server's HOME as it sees it: its working directory, which Popen enters before dropping privileges."""
 
 
 @dataclass
@@ -58,6 +77,10 @@ class _Host:
     ports: tuple[int, int] | None = field(default=None)
     grants_due: float = 0.0
     """time.monotonic() when the server's linked-storage tokens are next pushed (0: never pushed yet)."""
+    key_ids: frozenset[str] | None = None
+    """The account key ids last pushed to the server (None: none pushed by this control plane yet)."""
+    broker: FileBroker | None = None
+    """Opens the account's local files for the server (None for adopted servers: their broker socket is gone)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,21 @@ class LocalBackendOptions:
     standard_primitive_limit: int = 20_000_000
     storage_grants: GrantSource | None = None
     """Read tokens for the linked storage of a session's account, pushed to its server (storage/session_access.py)."""
+    fetch_allow: tuple[str, ...] = ()
+    """Non-public addresses a render server may fetch models from (storage/guard.py; --fetch-allow)."""
+    model_max_bytes: int = 2 * 1024**3
+    model_max_compression_ratio: float = 200.0
+    token_key_ids: Callable[[str], frozenset[str]] | None = None
+    """The account's current key ids: tokens minted with any other key are refused by its servers (revocation)."""
+    child_user: str | None = None
+    """Who render servers run as when the control plane is root (util/child_process.py; default nobody)."""
+    memory_limit: dict[str, int] = field(default_factory=dict)
+    """Memory limit (bytes) of a render server and of its render process, per size; a size not named: none."""
+    local_roots: tuple[Path, ...] = ()
+    """Local storage roots: a server may open files of its session account's area under them (file broker)."""
+    local_models: bool = True
+    tls_dir: Path | None = None
+    """The local CA's directory: every render server gets its own leaf from it (never the control plane's key)."""
 
 
 class LocalBackend:
@@ -84,13 +122,26 @@ class LocalBackend:
         self._hosts: dict[str, _Host] = {}
         self._lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
+        self.identity: ChildIdentity = child_identity(options.child_user)
+        # At start, not at the first session: a root service whose interpreter lies under /root would otherwise
+        # fail every session with a bare 'permission denied' in a render server's log.
+        blocked = unreachable_for(self.identity, interpreter_paths())
+        if blocked is not None:
+            raise ChildUserError(
+                f"render servers run as '{self.identity.name}', who cannot reach {blocked} (needed to start the "
+                "interpreter and openrr). Install openrr where that user can read it, or choose another user with "
+                "--child-user / OPENRR_CHILD_USER."
+            )
         scheme = "https" if options.certfile else "http"
         probe_host = "127.0.0.1" if options.bind_host in ("0.0.0.0", "") else options.bind_host
         probe_host = "[::1]" if probe_host == "::" else probe_host
         self._base = f"{scheme}://{probe_host}"
-        self._verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(options.certfile)) if options.certfile else False
+        self._certs = (
+            RenderCertificates(options.tls_dir or options.certfile.parent, [options.public_hostname, options.bind_host])
+            if options.certfile
+            else None
         )
+        self._verify: ssl.SSLContext | bool = self._certs.verify_context() if self._certs else False
         self._recover()
 
     # --- HostingBackend ------------------------------------------------------------------------------
@@ -116,7 +167,7 @@ class LocalBackend:
             return None
         if self._client is None:
             self._client = httpx.AsyncClient(verify=self._verify)
-        doc = await fetch_health(self._client, f"{self._base}:{ports[0]}/health")
+        doc = await fetch_health(self._client, f"{self._base}:{ports[0]}/health", host.record.secret)
         if doc is None:
             self._check_alive(host)
             return None
@@ -124,6 +175,9 @@ class LocalBackend:
             raise HostGone(f"The process on port {ports[0]} answers for another session ({doc.get('sessionId')}).")
         # Before the first Placement, so that a Ready session can already load from linked storage.
         await self._push_grants(host, ports[0], key)
+        # The server refuses every token until it knows the account's valid keys: not Ready before that.
+        if not await self._push_key_ids(host, ports[0], key):
+            return None
         return Placement(self.opts.public_hostname, ports[0], ports[1])
 
     def release(self, host_ref: str) -> None:
@@ -133,8 +187,12 @@ class LocalBackend:
             host = self._load(host_ref)
         if host is not None:
             self._terminate(host)
+            if host.broker is not None:
+                host.broker.close()
         for suffix in (".host.json", ".ports.json", ".ports.tmp"):
             (self.opts.hosts_dir / f"{host_ref}{suffix}").unlink(missing_ok=True)
+        # rmtree works on descriptors (no symlink the server left is followed out of its home).
+        shutil.rmtree(self._home(host_ref), ignore_errors=True)
 
     def maintain(self) -> None:
         with self._lock:
@@ -179,6 +237,36 @@ class LocalBackend:
 
     # --- internals -------------------------------------------------------------------------------------
 
+    async def _push_key_ids(self, host: _Host, port: int, key: SessionKey) -> bool:
+        """Tell the server which account keys are current, when that changed (probed every reconcile pass, so a
+        rotated key or a deleted account reaches running servers within a pass or two). False if it does not
+        know them yet."""
+        source = self.opts.token_key_ids
+        if source is None or self._client is None:
+            return True
+        try:
+            key_ids = await asyncio.to_thread(source, key.account_id)
+        except Exception as e:
+            logger.warning("could not read the key ids of account %s: %s", key.account_id, e)
+            return host.key_ids is not None
+        if key_ids == host.key_ids:
+            return True
+        try:
+            r = await self._client.post(
+                f"{self._base}:{port}/control/tokens",
+                json={"accountId": key.account_id, "keyIds": sorted(key_ids)},
+                headers={CONTROL_HEADER: host.record.secret},
+                timeout=5,
+            )
+            r.raise_for_status()
+        except httpx.HTTPError as e:
+            logger.warning("could not tell render server %s its account's key ids: %s", host.record.host_id, e)
+            return host.key_ids is not None
+        if host.key_ids is not None:
+            logger.info("render server %s: the account's keys changed; tokens of old keys refused", host.record.host_id)
+        host.key_ids = key_ids
+        return True
+
     async def _push_grants(self, host: _Host, port: int, key: SessionKey) -> None:
         source = self.opts.storage_grants
         now = time.monotonic()
@@ -204,8 +292,13 @@ class LocalBackend:
     def _spawn(self, size: str, key: SessionKey | None) -> _Host:
         host_id = uuid.uuid4().hex[:16]
         secret = secrets.token_urlsafe(24)
+        # The server's home: owned by the child user, 0700, inside hosts_dir (which that user cannot traverse).
+        # Popen enters it as root before switching user, so the server reaches it only as its working directory
+        # (relative paths, /proc/self/cwd): nothing else under the data directory is reachable to it.
+        home = prepare_home(self.identity, self._home(host_id))
         cmd = [
             sys.executable,
+            "-P",  # not the working directory (the child's own home) on sys.path
             "-m",
             "openrr",
             "render-server",
@@ -216,45 +309,93 @@ class LocalBackend:
             "--bind",
             self.opts.bind_host,
             "--state-file",
-            str(self._ports_path(host_id)),
+            str(home / PORTS_FILE),
             "--standard-primitive-limit",
             str(self.opts.standard_primitive_limit),
+            "--oom-score-adj",
+            str(CHILD_OOM_SCORE_ADJ),
         ]
+        limit = self.opts.memory_limit.get(size)
+        if limit:
+            cmd += ["--memory-limit", str(limit)]
+        cmd += ["--model-max-bytes", str(self.opts.model_max_bytes)]
+        cmd += ["--model-max-compression-ratio", str(self.opts.model_max_compression_ratio)]
+        if self.opts.fetch_allow:
+            cmd += ["--fetch-allow", ",".join(self.opts.fetch_allow)]
         if key is not None:
             cmd += ["--session-id", key.session_id, "--account-id", key.account_id]
         if self.opts.sts_public_key is not None:
-            cmd += ["--sts-public-key", str(self.opts.sts_public_key)]
-        if self.opts.certfile and self.opts.keyfile:
-            cmd += ["--certfile", str(self.opts.certfile), "--keyfile", str(self.opts.keyfile)]
-        env = {**os.environ, CONTROL_SECRET_ENV: secret}
+            cmd += ["--sts-public-key", str(self._hand(home, "sts-public.pem", self.opts.sts_public_key.read_bytes()))]
+        if self._certs is not None:
+            chain, leaf_key = self._certs.issue()
+            cmd += [
+                "--certfile",
+                str(self._hand(home, "tls-cert.pem", chain)),
+                "--keyfile",
+                str(self._hand(home, "tls-key.pem", leaf_key)),
+            ]
+        ours, theirs = socket_pair()
+        cmd += ["--files-fd", str(theirs.fileno())]
         log = open(self.opts.logs_dir / f"render-{host_id}.log", "ab")  # noqa: SIM115 (the child owns it)
         try:
             # A session of its own: Ctrl-C in the control plane's terminal must not reach render servers
             # directly (the control plane stops them itself), and a killed control plane leaves them to adopt.
+            # The control secret goes over stdin, never the environment (/proc/<pid>/environ is readable by
+            # the child user's other processes, and the environment is inherited by the render process).
             popen = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                env=clean_env(self.identity, CHILD_HOME),
+                cwd=home,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
+                **popen_identity(self.identity),
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             log.close()
+            theirs.close()
+        assert popen.stdin is not None
+        try:
+            popen.stdin.write(secret.encode() + b"\n")
+            popen.stdin.close()
+        except OSError:
+            pass  # it died at once: the first probe says so
         try:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.NoSuchProcess:
             create_time = 0.0
         record = HostRecord(host_id, size, popen.pid, create_time, secret)
+        broker = FileBroker(ours, self.opts.local_roots, self.opts.local_models, host_id)
         if key is not None:
             record.account_id, record.session_id = key.account_id, key.session_id
-        host = _Host(record, popen)
+            broker.account_id = key.account_id
+        host = _Host(record, popen, broker=broker)
         self._save(record)
         with self._lock:
             self._hosts[host_id] = host
         logger.info(
-            "started render server %s (pid %d, %s)%s",
+            "started render server %s (pid %d, %s, as %s)%s",
             host_id,
             popen.pid,
             size,
+            self.identity.name,
             f" for session {key.session_id}" if key else " for the warm pool",
         )
         return host
+
+    def _hand(self, home: Path, name: str, data: bytes) -> Path:
+        """Write `data` (0600) into a server's home, made the child user's own; its path as the server sees it."""
+        path = home / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        give(self.identity, path)
+        return path
 
     def _take_warm(self, size: str) -> _Host | None:
         with self._lock:
@@ -284,15 +425,21 @@ class LocalBackend:
         )
         r.raise_for_status()
         host.record.account_id, host.record.session_id = key.account_id, key.session_id
+        if host.broker is not None:
+            host.broker.account_id = key.account_id
         self._save(host.record)
 
     def _ports(self, host: _Host) -> tuple[int, int] | None:
         if host.ports is None:
+            # Written by the (unprivileged) server: not followed if it made it a link.
             try:
-                doc = json.loads(self._ports_path(host.record.host_id).read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
+                fd = os.open(self._ports_path(host.record.host_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as f:
+                    doc = json.loads(f.read(4096))
+                ports = (int(doc["handshakePort"]), int(doc["inspectorPort"]))
+            except (OSError, ValueError, KeyError, TypeError):
                 return None
-            host.ports = (int(doc["handshakePort"]), int(doc["inspectorPort"]))
+            host.ports = ports
         return host.ports
 
     def _alive(self, host: _Host) -> bool:
@@ -365,8 +512,11 @@ class LocalBackend:
     def _host_path(self, host_id: str) -> Path:
         return self.opts.hosts_dir / f"{host_id}.host.json"
 
+    def _home(self, host_id: str) -> Path:
+        return self.opts.hosts_dir / host_id
+
     def _ports_path(self, host_id: str) -> Path:
-        return self.opts.hosts_dir / f"{host_id}.ports.json"
+        return self._home(host_id) / PORTS_FILE
 
     def _save(self, record: HostRecord) -> None:
         path = self._host_path(record.host_id)

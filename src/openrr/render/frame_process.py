@@ -131,8 +131,19 @@ class RenderProcess:
             parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             fds = (child_sock.fileno(), memfd)
             try:
+                # The render server's user, cleaned environment, OOM standing and memory limit (RLIMIT_*) are
+                # inherited across fork and exec: this process is as expendable and as bounded as its server from
+                # its first instruction (util/child_process.lower_standing, called by the server first thing).
+                # -P: its working directory (the server's home, writable by it) stays off sys.path.
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "openrr.render.frame_process", *map(str, (*fds, width, height)), label],
+                    [
+                        sys.executable,
+                        "-P",
+                        "-m",
+                        "openrr.render.frame_process",
+                        *map(str, (*fds, width, height)),
+                        label,
+                    ],
                     pass_fds=fds,
                     stdin=subprocess.DEVNULL,
                     env={**os.environ, **_MALLOC_TUNING},

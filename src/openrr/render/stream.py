@@ -7,14 +7,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
-from cryptography.hazmat.primitives import serialization
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from openrr.accounts.tokens import InvalidToken, verify_token
+from openrr.accounts.tokens import TokenClaims
+from openrr.render.access import Refused, TokenGate, bearer
 from openrr.render.identity import ServerIdentity
 from openrr.render.protocol import CLOSE_BAD_REQUEST, CLOSE_CONTROLLER_TAKEN, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 from openrr.render.renderer import Camera
@@ -34,26 +33,29 @@ class CommandError(Exception):
 
 
 class StreamEndpoint:
-    def __init__(
-        self, identity: ServerIdentity, scene: SceneSession, public_key_path: Path | None, grace_s: float
-    ) -> None:
+    def __init__(self, identity: ServerIdentity, scene: SceneSession, gate: TokenGate, grace_s: float) -> None:
         self.identity = identity
         self.scene = scene
         self.grace_s = grace_s
-        self._public_key = serialization.load_pem_public_key(public_key_path.read_bytes()) if public_key_path else None
+        self.gate = gate
         self._grace_task: asyncio.Task[None] | None = None
         self.webrtc = WebRTCPeers(scene)
+        self._connections: dict[WebSocket, tuple[Client, str]] = {}
+        """Every admitted client, with the id of the account key its token was minted with."""
+        self._closing: set[asyncio.Task[None]] = set()
+        gate.on_revoke.append(self._revoke)
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
         role = ws.query_params.get("role", "controller")
         refusal = self._refusal(ws, role)
-        if refusal is not None:
+        if isinstance(refusal, tuple):
             code, error, message = refusal
             await ws.send_json({"type": "error", "code": error, "message": message})
             await ws.close(code=code, reason=message[:120])
             return
         client = Client(role, ws.send_bytes, ws.query_params.get("codec", "jpeg"))
+        self._connections[ws] = (client, refusal.key_id)
         if role == "controller" and self._grace_task is not None:
             self._grace_task.cancel()
             self._grace_task = None
@@ -93,34 +95,47 @@ class StreamEndpoint:
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            self._connections.pop(ws, None)
             self.scene.detach(client)
             await self.webrtc.close(client)
             logger.info("%s disconnected (%d clients)", role, len(self.scene.clients))
             if role == "controller" and self.scene.controller is None:
                 self._grace_task = asyncio.create_task(self._clear_after_grace())
 
-    def _refusal(self, ws: WebSocket, role: str) -> tuple[int, str, str] | None:
+    def _revoke(self, key_ids: frozenset[str]) -> None:
+        """Close the connections whose token was minted with a key that is no longer the account's."""
+        for ws, (client, key_id) in list(self._connections.items()):
+            if key_id in key_ids:
+                continue
+            del self._connections[ws]
+            self.scene.detach(client)  # no more frames for it, at once
+            task = asyncio.get_running_loop().create_task(self._close_revoked(ws))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_revoked(self, ws: WebSocket) -> None:
+        message = "The access token was revoked (its account key was rotated, or the account deleted)."
+        with contextlib.suppress(Exception):
+            await ws.send_json({"type": "error", "code": "Unauthorized", "message": message})
+        with contextlib.suppress(Exception):
+            await ws.close(code=CLOSE_UNAUTHORIZED, reason="token revoked")
+        logger.info("closed a connection whose token was revoked")
+
+    def _refusal(self, ws: WebSocket, role: str) -> tuple[int, str, str] | TokenClaims:
         if role not in ("controller", "watcher"):
             return CLOSE_BAD_REQUEST, "BadRequest", f"Unknown role '{role[:40]}'; use controller or watcher."
         codec = ws.query_params.get("codec", "jpeg")
         if codec not in CODECS:
             return CLOSE_BAD_REQUEST, "BadRequest", f"Unknown codec '{codec[:40]}'; use jpeg or h264."
-        token = ws.query_params.get("access_token", "")
-        header = ws.headers.get("authorization", "")
-        if not token and header.lower().startswith("bearer "):
-            token = header[7:].strip()
+        token = ws.query_params.get("access_token", "") or bearer(ws.headers.get("authorization", ""))
         if not token:
             return CLOSE_UNAUTHORIZED, "Unauthorized", "An STS access token is required (access_token=...)."
-        if self._public_key is None:
-            return CLOSE_UNAUTHORIZED, "Unauthorized", "This render server has no STS key to check tokens with."
         try:
-            claims = verify_token(token, self._public_key)
-        except InvalidToken as e:
-            return CLOSE_UNAUTHORIZED, "Unauthorized", str(e)
-        if self.identity.account_id is None:
-            return CLOSE_FORBIDDEN, "Forbidden", "This render server is not serving a session yet."
-        if claims.account_id != self.identity.account_id:
-            return CLOSE_FORBIDDEN, "Forbidden", "The access token belongs to another account than this session's."
+            claims = self.gate.admit(token)
+        except Refused as e:
+            if e.status == 401:
+                return CLOSE_UNAUTHORIZED, "Unauthorized", e.message
+            return CLOSE_FORBIDDEN, "Forbidden", e.message
         if role == "controller" and self.scene.controller is not None:
             return (
                 CLOSE_CONTROLLER_TAKEN,
@@ -128,7 +143,7 @@ class StreamEndpoint:
                 "Another client controls this session; only one controller at a time. Connect with role=watcher "
                 "to watch.",
             )
-        return None
+        return claims
 
     async def _clear_after_grace(self) -> None:
         await asyncio.sleep(self.grace_s)  # the reconnect grace period itself, not a wait for a state
