@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -24,6 +25,12 @@ import httpx
 import psutil
 
 T = TypeVar("T")
+
+
+BANNER_KEY = re.compile(
+    r"^\s*account id\s+(?P<account>[0-9a-f-]{36})\s*\n\s*account key\s+(?P<key>[A-Za-z0-9+/]{43}=)\s*$", re.M
+)
+"""The account id and key lines of `openrr serve`'s banner, when it shows a key (first start only)."""
 
 
 def free_port() -> int:
@@ -101,9 +108,16 @@ class Service:
             self.stop()
             raise
         if not self.account_id:
-            doc = json.loads((self.data_dir / "default-account.json").read_text())
-            self.account_id, self.key = doc["accountId"], doc["primaryKey"]
+            self.account_id, self.key = self.first_banner_account()
         return self
+
+    def first_banner_account(self) -> tuple[str, str]:
+        """The default account's id and key, as the first start's banner showed them (its only showing: the key
+        is stored nowhere in plain text, and later starts print no key)."""
+        found = BANNER_KEY.search(self.log())
+        if found is None:
+            raise AssertionError(f"no account key in any banner of {self.log_path}:\n{self.log()}")
+        return found["account"], found["key"]
 
     def _answers(self) -> bool:
         assert self.proc is not None

@@ -44,6 +44,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "standard_primitive_limit",
         "conversion_workers",
         "conversion_lease_s",
+        "tls_cert",
+        "tls_key",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -75,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8443)")
     serve.add_argument("--render-hostname", help="host name clients use to reach render servers")
     serve.add_argument("--no-tls", action="store_true", help="plain HTTP (the official SDK refuses it)")
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="your own certificate chain (PEM) for the service; render servers keep leaves of the local CA",
+    )
+    serve.add_argument("--tls-key", type=Path, help="the private key (PEM) of --tls-cert")
     serve.add_argument("--warm-pool", type=_size_map, help="warm render servers per size, e.g. Standard=1")
     serve.add_argument("--capacity", type=_size_map, help="most live sessions per size, e.g. Standard=4")
     serve.add_argument("--rate-limit-per-s", type=float, help="requests per second per account (0: off)")

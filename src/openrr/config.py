@@ -112,11 +112,36 @@ class Settings(BaseSettings):
 
     @property
     def cert_path(self) -> Path:
+        """The local CA's certificate: the file clients trust (REQUESTS_CA_BUNDLE, --ca-cert)."""
         return self.tls_dir / "cert.pem"
 
     @property
-    def key_path(self) -> Path:
-        return self.tls_dir / "key.pem"
+    def ca_key_path(self) -> Path:
+        """The local CA's key; never leaves the control plane."""
+        return self.tls_dir / "ca-key.pem"
+
+    @property
+    def server_cert_path(self) -> Path:
+        """The control plane's leaf certificate chain, signed by the local CA."""
+        return self.tls_dir / "server.pem"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.tls_dir / "server-key.pem"
+
+    @property
+    def served_cert_path(self) -> Path:
+        """The certificate chain the control plane serves: the operator's (--tls-cert) or the local CA's leaf."""
+        return self.tls_cert or self.server_cert_path
+
+    @property
+    def served_key_path(self) -> Path:
+        return self.tls_key or self.server_key_path
+
+    @property
+    def tls_hostnames(self) -> list[str]:
+        """Names the local CA may vouch for and the control plane's leaf covers (localhost and loopback always)."""
+        return [self.host, self.public_render_hostname, *self.extra_hostnames]
 
     @property
     def sts_public_key_path(self) -> Path:

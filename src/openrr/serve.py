@@ -15,42 +15,45 @@ import uvicorn
 from openrr.app import build_app
 from openrr.config import Settings
 from openrr.services import Services, build_services
-from openrr.tls import ensure_certificate
+from openrr.tls import AEAD_CIPHERS, ensure_tls
+from openrr.util.private_dir import ensure_private_dir, private_umask
 
 logger = logging.getLogger(__name__)
 
 
 def _default_account(services: Services) -> tuple[str, str | None]:
-    """The default account's id and key, creating it on first start.
+    """The default account's id, and its primary key if it was created just now (first start).
 
-    The store keeps only key hashes; the default account's keys are also written, readable by the owner only,
-    to DATA_DIR/default-account.json so that each start can show how to connect.
+    The key is shown once, in the first start's banner, and stored nowhere but as a digest: a key printed at
+    every start ends up in logs. DATA_DIR/default-account.json remembers which account is the default.
     """
     path: Path = services.settings.data_dir / "default-account.json"
     if path.exists():
         doc = json.loads(path.read_text())
-        if services.accounts.authenticate(doc["accountId"], doc["primaryKey"]):
-            return doc["accountId"], doc["primaryKey"]
+        if "primaryKey" in doc or "secondaryKey" in doc:
+            # Written by an earlier version, keys in plain text: keep the id only.
+            _write_default_account(path, doc["accountId"], doc.get("accountDomain", "localhost"))
+            logger.warning("removed the plain-text account keys from %s", path)
         if services.accounts.exists(doc["accountId"]):
-            return doc["accountId"], None  # key rotated since: we no longer know it
+            return doc["accountId"], None
     if services.accounts.list():
         return services.accounts.list()[0].account_id, None
     made = services.accounts.create()
-    doc = {
-        "accountId": made.account.account_id,
-        "primaryKey": made.primary_key,
-        "secondaryKey": made.secondary_key,
-        "accountDomain": made.account.domain,
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
+    _write_default_account(path, made.account.account_id, made.account.domain)
     return made.account.account_id, made.primary_key
+
+
+def _write_default_account(path: Path, account_id: str, domain: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"accountId": account_id, "accountDomain": domain}, f, indent=2)
+    os.replace(tmp, path)
 
 
 def banner(settings: Settings, account_id: str, key: str | None) -> str:
     endpoint = settings.endpoint
-    shown_key = key or "(rotated: run `openrr account rotate-key` to get a new one)"
+    shown_key = key or "(shown once, at creation; `openrr account rotate-key ID` makes a new one)"
     lines = [
         f"openrr is listening on {endpoint}",
         f"  account id   {account_id}",
@@ -58,6 +61,8 @@ def banner(settings: Settings, account_id: str, key: str | None) -> str:
     ]
     if settings.tls:
         lines.append(f"  certificate  {settings.cert_path}")
+        if settings.tls_cert is not None:
+            lines.append(f"  served cert  {settings.tls_cert} (render servers serve leaves of the local CA above)")
     lines += [
         f"  data dir     {settings.data_dir}",
         "",
@@ -97,10 +102,24 @@ def serve(settings: Settings, log_level: str = "info") -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per health probe would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Everything under the data directory is the owner's alone (docs/security.md, "Secrets at rest").
+    private_umask()
+    tightened = ensure_private_dir(settings.data_dir)
+    if tightened:
+        shown = ", ".join(str(p) for p in tightened[:5]) + (", ..." if len(tightened) > 5 else "")
+        logger.warning(
+            "tightened %d entries under %s to owner-only modes (0700 directories, 0600 files): %s",
+            len(tightened),
+            settings.data_dir,
+            shown,
+        )
     if settings.tls:
-        names = [settings.host, settings.public_render_hostname, *settings.extra_hostnames]
-        ensure_certificate(settings.cert_path, settings.key_path, names)
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            print("openrr: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        # The local CA and the control plane's leaf exist even with the operator's own certificate: render
+        # servers get their leaves from this CA.
+        ensure_tls(settings.tls_dir, settings.tls_hostnames)
     try:
         # Bind before announcing anything, so a taken port is a clear error rather than a banner and a crash.
         sock = _bind(settings.host, settings.port)
@@ -114,8 +133,9 @@ def serve(settings: Settings, log_level: str = "info") -> int:
         build_app(services),
         host=settings.host,
         port=settings.port,
-        ssl_certfile=str(settings.cert_path) if settings.tls else None,
-        ssl_keyfile=str(settings.key_path) if settings.tls else None,
+        ssl_certfile=str(settings.served_cert_path) if settings.tls else None,
+        ssl_keyfile=str(settings.served_key_path) if settings.tls else None,
+        ssl_ciphers=AEAD_CIPHERS,
         log_level=log_level.lower(),
         access_log=False,
         lifespan="on",

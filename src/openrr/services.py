@@ -19,6 +19,7 @@ from openrr.storage.links import StorageLinks
 from openrr.storage.session_access import StorageGrants
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
+from openrr.util.private_dir import create_private_file, private_umask
 
 
 @dataclass
@@ -38,7 +39,12 @@ class Services:
 
 
 def open_database(settings: Settings) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Whatever this process creates in the data directory is owner-only; the database file is created 0600
+    # before SQLite opens it, and SQLite gives its -wal/-shm files the database file's mode.
+    private_umask()
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if settings.database_url is None:
+        create_private_file(settings.sqlite_path)
     db = Database(settings.effective_database_url)
     db.migrate()
     return db
