@@ -166,11 +166,13 @@ def bare_render_server_start(work: Path, cert: Path, key: Path, poll_s: float) -
         sys.executable, "-m", "openrr", "render-server", "--host-id", host_id, "--state-file", str(state),
         "--certfile", str(cert), "--keyfile", str(key),
     ]  # fmt: skip
-    env = {**os.environ, "OPENRR_RENDER_CONTROL_SECRET": secrets.token_urlsafe(24)}
     log = open(work / f"{host_id}.log", "ab")  # noqa: SIM115 (the child owns it)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True)
     log.close()
+    assert proc.stdin is not None
+    proc.stdin.write(secrets.token_urlsafe(24).encode() + b"\n")  # the control secret comes on stdin
+    proc.stdin.close()
     try:
         port: int | None = None
         while True:

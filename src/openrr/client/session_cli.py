@@ -1,4 +1,4 @@
-"""`openrr session create|get|list|extend|stop`: what ARR's Scripts/RenderingSession.ps1 did, against any ARR API.
+"""`openrr session create|get|list|extend|stop|inspect`: what ARR's Scripts/RenderingSession.ps1 did, and more.
 
 Exit codes: 0 success (with --wait: the session is Ready), 1 the service said no (HTTP error, session in Error,
 Expired or Stopped, wait timed out, unreachable), 2 missing or malformed settings, 130 interrupted.
@@ -13,9 +13,11 @@ import ssl
 import sys
 import time
 import uuid
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from openrr.client.arrconfig import (
     ENV_ACCOUNT_ID,
@@ -134,6 +136,17 @@ def add_parser(sub: Any) -> None:
     stop = actions.add_parser("stop", parents=[common], help="stop a session")
     with_id(stop, "session ID (asked for on a terminal when left out)")
 
+    inspect = actions.add_parser(
+        "inspect",
+        parents=[common],
+        help="print the URL of a Ready session's inspector page, with a fresh access token",
+        description="The inspector answers only with an access token of the session's account. The URL carries it "
+        "in its fragment (#access_token=...), which browsers never send to a server: treat the URL as a secret "
+        "for the token's lifetime.",
+    )
+    with_id(inspect, "session ID (asked for on a terminal when left out)")
+    inspect.add_argument("--open", action="store_true", help="also open it in a web browser")
+
 
 def run(args: argparse.Namespace) -> int:
     return run_command("openrr session", lambda: _run(args), (ArrHttpError, ArrConnectionError))
@@ -194,7 +207,27 @@ def _run(args: argparse.Namespace) -> int:
             return _extend(client, args, session_id, lease)
         if args.action == "stop":
             return _stop(client, args, session_id)
+        if args.action == "inspect":
+            return _inspect(client, args, session_id)
     return 2
+
+
+def _inspect(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
+    doc = client.get_session(session_id)
+    port = doc.get("arrInspectorPort")
+    if doc.get("status") != "Ready" or not port:
+        print(f"session {session_id} is {doc.get('status')}, not Ready: it has no inspector", file=sys.stderr)
+        return 1
+    host = str(doc.get("hostname"))
+    host = f"[{host}]" if ":" in host else host
+    url = f"https://{host}:{port}/#" + urlencode({"access_token": client.token()})
+    if args.json:
+        _print_json({"sessionId": session_id, "inspectorUrl": url})
+    else:
+        print(url)
+    if args.open:
+        webbrowser.open(url)
+    return 0
 
 
 def _collect(problems: list[str], resolve: Callable[[], _T]) -> _T | None:

@@ -32,8 +32,8 @@ from openrr.hosting.backend import HostGone, Placement, SessionKey
 from openrr.hosting.file_broker import FileBroker, socket_pair
 from openrr.hosting.health import fetch_health
 from openrr.hosting.render_tls import RenderCertificates
-from openrr.render.frame_process import RENDER_PROCESS_FAILED
 from openrr.render.access import CONTROL_HEADER
+from openrr.render.frame_process import RENDER_PROCESS_FAILED
 from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
 from openrr.util.child_process import (
     CHILD_OOM_SCORE_ADJ,
@@ -101,6 +101,8 @@ class LocalBackendOptions:
     """Non-public addresses a render server may fetch models from (storage/guard.py; --fetch-allow)."""
     model_max_bytes: int = 2 * 1024**3
     model_max_compression_ratio: float = 200.0
+    texture_max_dimension: int = 16384
+    texture_max_pixels: int = 64 * 1024 * 1024
     token_key_ids: Callable[[str], frozenset[str]] | None = None
     """The account's current key ids: tokens minted with any other key are refused by its servers (revocation)."""
     child_user: str | None = None
@@ -112,6 +114,9 @@ class LocalBackendOptions:
     local_models: bool = True
     tls_dir: Path | None = None
     """The local CA's directory: every render server gets its own leaf from it (never the control plane's key)."""
+    handshake_timeout_s: float = 10.0
+    """A connection to a render server that has not completed TLS and sent a request within this long is dropped."""
+    keep_alive_timeout_s: float = 10.0
 
 
 class LocalBackend:
@@ -314,12 +319,18 @@ class LocalBackend:
             str(self.opts.standard_primitive_limit),
             "--oom-score-adj",
             str(CHILD_OOM_SCORE_ADJ),
+            "--handshake-timeout-s",
+            str(self.opts.handshake_timeout_s),
+            "--keep-alive-timeout-s",
+            str(self.opts.keep_alive_timeout_s),
         ]
         limit = self.opts.memory_limit.get(size)
         if limit:
             cmd += ["--memory-limit", str(limit)]
         cmd += ["--model-max-bytes", str(self.opts.model_max_bytes)]
         cmd += ["--model-max-compression-ratio", str(self.opts.model_max_compression_ratio)]
+        cmd += ["--texture-max-dimension", str(self.opts.texture_max_dimension)]
+        cmd += ["--texture-max-pixels", str(self.opts.texture_max_pixels)]
         if self.opts.fetch_allow:
             cmd += ["--fetch-allow", ",".join(self.opts.fetch_allow)]
         if key is not None:
