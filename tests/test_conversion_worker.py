@@ -50,11 +50,16 @@ def test_a_missing_model_still_writes_its_result_file(tmp_path: Path) -> None:
     write_models(tmp_path / "in")
     (tmp_path / "out").mkdir()
     _, outcome = _run(_spec(tmp_path, "house.fbx"), tmp_path / "work")
-    assert outcome.error_code == "ConversionProcessFailed"
-    assert outcome.error_message is not None and "'house.fbx' does not exist in the container" in outcome.error_message
+    # ARR's code and sentence (the released SDK's test_failed_conversion_missing_asset), then what openrr saw.
+    assert outcome.error_code == "InputContainerError"
+    assert outcome.error_message is not None and outcome.error_message.startswith(
+        "Could not find the asset file in the storage account. Please make sure all paths and names are correct "
+        "and the file is uploaded to storage. "
+    )
+    assert "'house.fbx' does not exist in the container" in outcome.error_message
     assert outcome.error_message.endswith("4 blobs are there: cloud.ply, corrupt.glb, sphere.glb, textured_box.glb.")
     entries = json.loads((tmp_path / "out" / "results" / "model.result.json").read_text())
-    assert entries[-1] == {"result": "failed"} and entries[-2]["error"] == "ConversionProcessFailed"
+    assert entries[-1] == {"result": "failed"} and entries[-2]["error"] == "InputContainerError"
     assert outcome.outputs == ["results/model.result.json"]
 
 
@@ -65,4 +70,4 @@ def test_an_output_outside_the_roots_is_refused_and_said(tmp_path: Path) -> None
     spec = JobSpec(**{**spec.__dict__, "output": outside})
     _, outcome = _run(spec, tmp_path / "work")
     assert outcome.error_code == "OutputContainerAccessDenied", outcome
-    assert outcome.error_message is not None and "is not under a local storage root" in outcome.error_message
+    assert outcome.error_message is not None and "is not a directory in this account's local storage" in outcome.error_message

@@ -1,6 +1,11 @@
 """What the control plane hands a worker process (on its stdin), and what the worker reports back (on stdout).
 
-One JSON object per line both ways. The job carries credentials, so it never goes on the command line.
+One JSON object per line both ways. The job carries credentials, so it never goes on the command line (nor in
+the environment).
+
+file:// containers are the control plane's to read and write: the worker runs as a user that cannot reach the
+accounts' files, so the control plane copies the input into the work directory before the worker starts
+(`staged_input`) and stores what the worker leaves in its output directory after it reports (`stage_output`).
 """
 
 from __future__ import annotations
@@ -9,7 +14,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from openrr.conversions import codes
 from openrr.storage.container import ContainerAccess
+from openrr.storage.errors import Reason, StorageError
+
+# Shares of the progress bar: fetching the input, converting, storing the outputs (whoever does each).
+DOWNLOAD, CONVERT = 0.15, 0.80
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,13 @@ class JobSpec:
     output_filename: str
     max_input_bytes: int
     nice: int = 0
+    staged_input: list[str] | None = None
+    """The input was copied into the work directory's `input/` by the control plane: these names (None: the
+    worker downloads it)."""
+    staging_error: StagingError | None = None
+    """The control plane could not copy the input: the worker reports this as it would its own download error."""
+    stage_output: bool = False
+    """The worker leaves its outputs in `output/`; the control plane stores them once it has reported."""
 
     def to_line(self) -> bytes:
         return (json.dumps(asdict(self)) + "\n").encode()
@@ -33,7 +50,22 @@ class JobSpec:
         doc: dict[str, Any] = json.loads(line)
         doc["input"] = ContainerAccess.from_json(doc["input"])
         doc["output"] = ContainerAccess.from_json(doc["output"])
+        if doc.get("staging_error") is not None:
+            doc["staging_error"] = StagingError(**doc["staging_error"])
         return cls(**doc)
+
+
+@dataclass(frozen=True)
+class StagingError:
+    reason: Reason
+    message: str
+
+    @classmethod
+    def of(cls, e: StorageError) -> StagingError:
+        return cls(e.reason, e.message)
+
+    def error(self) -> StorageError:
+        return StorageError(self.reason, self.message)
 
 
 @dataclass(frozen=True)
@@ -47,6 +79,15 @@ class Outcome:
     @property
     def succeeded(self) -> bool:
         return self.error_code is None
+
+    def unstored(self, e: StorageError) -> Outcome:
+        """This outcome once storing its outputs failed: a success becomes the output's access error, a failure
+        keeps its own code and says that its result file could not be stored either."""
+        if self.error_code is None:
+            message = codes.access_message(codes.OUTPUT_ACCESS_DENIED_MESSAGE, e)
+            return Outcome(codes.OUTPUT_ACCESS_DENIED, message, list(self.warnings), [])
+        detail = f"{self.error_message} (The result file could not be stored either: {e.message})"
+        return Outcome(self.error_code, detail, list(self.warnings), [])
 
 
 def progress_line(value: float) -> bytes:

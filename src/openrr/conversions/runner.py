@@ -3,36 +3,58 @@
 Every pass claims waiting jobs (and jobs whose control plane stopped reporting) up to the worker limit. While a
 worker runs, its progress and a heartbeat go into the job record; a job whose record says it was cancelled or
 taken over has its worker killed. A worker that dies without an outcome is retried once, then the job fails.
+
+Workers run as the child user (util/child_process.py) when the service is root, with a cleaned environment and a
+work directory of their own, entered for them before they switch user: the data directory it lies in stays out
+of their reach, and they address their directory as /proc/self/cwd. file:// containers are read and written
+here, not by the worker (staging.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 
-from openrr.conversions import codes
-from openrr.conversions.job import JobSpec, Outcome, parse_report
+from openrr.conversions import codes, staging
+from openrr.conversions.job import CONVERT, DOWNLOAD, JobSpec, Outcome, StagingError, parse_report
 from openrr.conversions.service import Claim, ConversionService
 from openrr.storage.container import ContainerAccess
-from openrr.storage.errors import redact
+from openrr.storage.errors import StorageError, redact
 from openrr.storage.links import LinkCredentials
 from openrr.storage.uri import ContainerUri
+from openrr.util.child_process import (
+    ChildIdentity,
+    ChildUserError,
+    child_identity,
+    clean_env,
+    interpreter_paths,
+    popen_identity,
+    unreachable_for,
+)
 
 logger = logging.getLogger(__name__)
 WORKER_MODULE = "openrr.conversions.worker"
+WORKER_HOME = Path("/proc/self/cwd")
+"""How a worker names its work directory (its HOME and TMPDIR too): the path it lies at is out of its reach."""
+T = TypeVar("T")
 MAINTENANCE_EVERY_S = 60.0
 
 
@@ -48,6 +70,10 @@ class RunnerConfig:
     interval_s: float
     retention_days: int
     timeout_s: float
+    fetch_allow: tuple[str, ...] = ()
+    """Non-public addresses blob containers may be at (storage/guard.py; --fetch-allow)."""
+    child: ChildIdentity = field(default_factory=lambda: child_identity(None))
+    """Who workers run as (the child user when the service is root)."""
 
     @property
     def heartbeat_s(self) -> float:
@@ -61,6 +87,18 @@ class _Reports:
         self.outcome: Outcome | None = None
 
 
+class _Lost(Exception):
+    """The job was cancelled or taken over: it is no longer ours to run."""
+
+
+class _Overdue(Exception):
+    """The job ran past the conversion timeout."""
+
+
+class _Stopped(Exception):
+    """Raised into a copy running in a thread (through its progress callback) to stop it at the next file."""
+
+
 class ConversionRunner:
     def __init__(self, service: ConversionService, config: RunnerConfig) -> None:
         self.service = service
@@ -71,6 +109,15 @@ class ConversionRunner:
         self._task: asyncio.Task[None] | None = None
         self._jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._last_maintenance = 0.0
+        # At start, not at the first job: a root service whose interpreter lies under /root would otherwise fail
+        # every conversion with a bare 'permission denied' in a worker's log.
+        blocked = unreachable_for(config.child, interpreter_paths())
+        if blocked is not None:
+            raise ChildUserError(
+                f"conversion workers run as '{config.child.name}', who cannot reach {blocked} (needed to start the "
+                "interpreter and openrr). Install openrr where that user can read it, or choose another user with "
+                "--child-user / OPENRR_CHILD_USER."
+            )
 
     def kick(self) -> None:
         """Ask for a pass now; safe from any thread."""
@@ -168,60 +215,163 @@ class ConversionRunner:
     async def _attempt(self, claim: Claim) -> Outcome | str | None:
         """The worker's outcome, why it died without one, or None when the job is no longer ours to run."""
         work_dir = self.config.work_root / uuid.uuid4().hex
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            WORKER_MODULE,
-            "--job",
-            f"{claim.account_id}/{claim.id}",
-            "--work-dir",
-            str(work_dir),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            # Its own session: a Ctrl-C meant for `openrr serve` must not kill workers behind the runner's back.
-            start_new_session=True,
-        )
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         reports = _Reports()
+        deadline = time.monotonic() + self.config.timeout_s
+        try:
+            await asyncio.to_thread(staging.make_work_dir, work_dir)
+            spec = self._spec(claim)
+            if staging.is_local(spec.input.uri):
+                spec = await self._stage_input(claim, spec, work_dir, reports, deadline)
+            await asyncio.to_thread(staging.hand_over, self.config.child, work_dir)
+            result = await self._run_worker(claim, spec, work_dir, reports, deadline)
+            if isinstance(result, Outcome) and spec.stage_output:
+                result = await self._store_outputs(claim, spec, result, work_dir, reports, deadline)
+            return result
+        except _Lost:
+            return None
+        except _Overdue:
+            # Not retried: a job that ran this long would most likely run as long again.
+            return Outcome(
+                codes.PROCESS_FAILED,
+                f"The conversion did not finish within {self.config.timeout_s:.0f} seconds and was stopped.",
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work_dir, True)
+
+    async def _stage_input(
+        self, claim: Claim, spec: JobSpec, work_dir: Path, reports: _Reports, deadline: float
+    ) -> JobSpec:
+        """A file:// input copied into the work directory, here: the worker's user cannot read the account's
+        files. A failure goes to the worker, which reports it (and stores the result file) as its own."""
+        roots = staging.account_roots(self.config.local_roots, claim.account_id)
+
+        def stage(progress: Callable[[float], None]) -> list[str]:
+            return staging.stage_input(
+                spec.input.uri, roots, spec.input_prefix, work_dir, spec.max_input_bytes, progress
+            )
+
+        try:
+            names = await self._in_thread(claim, reports, deadline, stage, 0.0, DOWNLOAD)
+        except StorageError as e:
+            return replace(spec, staging_error=StagingError.of(e))
+        return replace(spec, staged_input=names)
+
+    async def _store_outputs(
+        self, claim: Claim, spec: JobSpec, outcome: Outcome, work_dir: Path, reports: _Reports, deadline: float
+    ) -> Outcome:
+        """What the worker left in `output/`, stored in the file:// output container, here."""
+        roots = staging.account_roots(self.config.local_roots, claim.account_id)
+
+        def store(progress: Callable[[float], None]) -> list[str]:
+            return staging.store_outputs(spec.output.uri, roots, spec.output_prefix, work_dir, progress)
+
+        try:
+            names = await self._in_thread(claim, reports, deadline, store, CONVERT, 1 - CONVERT)
+        except StorageError as e:
+            return outcome.unstored(e)
+        return replace(outcome, outputs=names)
+
+    async def _in_thread(
+        self,
+        claim: Claim,
+        reports: _Reports,
+        deadline: float,
+        work: Callable[[Callable[[float], None]], T],
+        base: float,
+        share: float,
+    ) -> T:
+        """`work(progress)` in a thread, heartbeating meanwhile; stopped at its next file once the job is lost."""
+        stop = threading.Event()
+
+        def progress(fraction: float) -> None:
+            if stop.is_set():
+                raise _Stopped
+            reports.progress = base + fraction * share
+
+        task = asyncio.ensure_future(asyncio.to_thread(work, progress))
+        try:
+            await self._watch(claim, reports, deadline, task)
+        except BaseException:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)  # nothing may write into the work dir once it goes
+            raise
+        return task.result()
+
+    async def _watch(self, claim: Claim, reports: _Reports, deadline: float, done: asyncio.Future[Any]) -> None:
+        """Wait for `done`, heartbeating the job record; _Lost when it is no longer ours, _Overdue past the
+        timeout. `done`'s own exception propagates."""
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(done), self.config.heartbeat_s)
+                return
+            except TimeoutError:
+                pass
+            if time.monotonic() > deadline:
+                raise _Overdue
+            ours = await asyncio.to_thread(
+                self.service.heartbeat, self.owner, claim.account_id, claim.id, reports.progress
+            )
+            if not ours:
+                raise _Lost
+
+    async def _run_worker(
+        self, claim: Claim, spec: JobSpec, work_dir: Path, reports: _Reports, deadline: float
+    ) -> Outcome | str:
+        proc = await asyncio.to_thread(self._start_worker, spec, work_dir)
+        loop = asyncio.get_running_loop()
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        transports = [
+            (await loop.connect_read_pipe(functools.partial(asyncio.StreamReaderProtocol, reader), pipe))[0]
+            for reader, pipe in ((stdout, proc.stdout), (stderr, proc.stderr))
+        ]
+        exited = _exit_of(proc)
         tail: deque[str] = deque(maxlen=20)
-        readers = asyncio.gather(_read_reports(proc.stdout, reports), _forward_log(proc.stderr, tail))
+        readers = asyncio.gather(_read_reports(stdout, reports), _forward_log(stderr, tail))
         try:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                # stdin then stays open: the worker takes its closing to mean that this process is gone.
-                proc.stdin.write(self._spec(claim).to_line())
-                await proc.stdin.drain()
-            deadline = time.monotonic() + self.config.timeout_s
-            while True:
-                try:
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), self.config.heartbeat_s)
-                    break
-                except TimeoutError:
-                    pass
-                if time.monotonic() > deadline:
-                    # Not retried: a job that ran this long would most likely run as long again.
-                    return Outcome(
-                        codes.PROCESS_FAILED,
-                        f"The conversion did not finish within {self.config.timeout_s:.0f} seconds and was stopped.",
-                    )
-                ours = await asyncio.to_thread(
-                    self.service.heartbeat, self.owner, claim.account_id, claim.id, reports.progress
-                )
-                if not ours:
-                    return None
+                # One short line (well within a pipe's buffer). stdin then stays open: the worker takes its
+                # closing to mean that this process is gone.
+                proc.stdin.write(spec.to_line())
+                proc.stdin.flush()
+            await self._watch(claim, reports, deadline, exited)
             await readers
             if reports.outcome is not None:
                 return reports.outcome
             return _why_it_died(proc.returncode, tail)
         finally:
-            if proc.returncode is None:
+            if not exited.done():
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()  # a worker holds nothing worth a graceful stop: the job starts over anyway
                 with contextlib.suppress(Exception):
-                    await proc.wait()
+                    await exited
+            # Whatever it left running in its session goes too, before anything here reads its output directory.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             readers.cancel()
-            proc.stdin.close()
-            await asyncio.to_thread(shutil.rmtree, work_dir, True)
+            for transport in transports:
+                transport.close()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+    def _start_worker(self, spec: JobSpec, work_dir: Path) -> subprocess.Popen[bytes]:
+        """The worker process, as the child user. subprocess.Popen rather than the event loop's own subprocess
+        support: uvloop's cannot switch user, and Popen does it in C between fork and exec."""
+        child = self.config.child
+        return subprocess.Popen(
+            # -I: no PYTHON* variable, no user site, and not the work directory (the tenant's files) on sys.path.
+            [sys.executable, "-I", "-m", WORKER_MODULE, "--job", spec.job],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Its own session: a Ctrl-C meant for `openrr serve` must not kill workers behind the runner's back.
+            start_new_session=True,
+            # Entered before the switch of user (Popen changes directory first): the worker keeps its directory
+            # without being able to reach the data directory above it.
+            cwd=work_dir,
+            env=clean_env(child, WORKER_HOME),
+            **popen_identity(child),
+        )
 
     def _spec(self, claim: Claim) -> JobSpec:
         req = claim.request
@@ -235,6 +385,7 @@ class ConversionRunner:
             output_filename=req.output.output_asset_filename,
             max_input_bytes=self.config.max_input_bytes,
             nice=self.config.nice,
+            stage_output=req.output.container.is_local,
         )
 
     def _access(self, container: ContainerUri, sas: str | None, link: LinkCredentials | None) -> ContainerAccess:
@@ -243,7 +394,9 @@ class ConversionRunner:
             sas=sas,
             storage_account=link.storage_account if link else None,
             account_key=link.account_key if link else None,
-            local_roots=[str(r) for r in self.config.local_roots],
+            # None: file:// containers are read and written by the runner, never by a worker (staging.py).
+            local_roots=[],
+            fetch_allow=list(self.config.fetch_allow),
         )
 
     # --- after a crash -------------------------------------------------------------------------------
@@ -251,17 +404,18 @@ class ConversionRunner:
     def _clean_leftovers(self) -> None:
         """Kill workers a killed control plane left behind (they exit by themselves, but may not have yet) and
         remove their scratch directories."""
-        root = str(self.config.work_root) + os.sep
-        for p in psutil.process_iter(["pid", "cmdline"]):
+        root = str(self.config.work_root.resolve()) + os.sep
+        for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
             cmd = p.info["cmdline"] or []
-            if WORKER_MODULE in cmd and any(c.startswith(root) for c in cmd):
+            if WORKER_MODULE in cmd and (p.info["cwd"] or "").startswith(root):
                 logger.info("stopping conversion worker %d left by an earlier run", p.info["pid"])
                 with contextlib.suppress(psutil.Error):
                     p.kill()
         if self.config.work_root.is_dir():
             for child in self.config.work_root.iterdir():
                 shutil.rmtree(child, ignore_errors=True)
-        self.config.work_root.mkdir(parents=True, exist_ok=True)
+        self.config.work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.config.work_root, 0o700)
 
 
 async def _read_reports(stream: asyncio.StreamReader, reports: _Reports) -> None:
@@ -278,6 +432,25 @@ async def _forward_log(stream: asyncio.StreamReader, tail: deque[str]) -> None:
         line = redact(raw.decode(errors="replace").rstrip())
         tail.append(line)
         logger.info("%s", line)
+
+
+def _exit_of(proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+    """The worker's exit status, once it exits: waited for by a thread of its own, since a wait can last hours
+    and must not hold one of the default executor's few threads."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int] = loop.create_future()
+
+    def settle(code: int) -> None:
+        if not exited.done():
+            exited.set_result(code)
+
+    def wait() -> None:
+        code = proc.wait()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody waits any more
+            loop.call_soon_threadsafe(settle, code)
+
+    threading.Thread(target=wait, name=f"conversion worker {proc.pid}", daemon=True).start()
+    return exited
 
 
 def _why_it_died(returncode: int | None, tail: deque[str]) -> str:

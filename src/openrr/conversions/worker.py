@@ -1,8 +1,12 @@
 """A conversion worker: one process per job, started by the control plane's runner.
 
-`python -m openrr.conversions.worker --job ACCOUNT/ID --work-dir DIR` reads its job from stdin, downloads the
-input, runs the converter, uploads the outputs, and reports progress and the outcome on stdout. It exits as soon
-as its stdin closes: the control plane that started it is gone, and another will retry the job.
+`python -I -m openrr.conversions.worker --job ACCOUNT/ID` reads its job from stdin, downloads the input, runs the
+converter, uploads the outputs, and reports progress and the outcome on stdout. It exits as soon as its stdin
+closes: the control plane that started it is gone, and another will retry the job.
+
+It runs in its work directory, which the control plane entered for it before switching to the child user; it
+names that directory /proc/self/cwd, since the path above it (the data directory) is out of its reach. The
+inputs and outputs of file:// containers are copied in and out by the control plane (see job.py).
 """
 
 from __future__ import annotations
@@ -20,16 +24,16 @@ from typing import BinaryIO
 
 from openrr.conversions import codes
 from openrr.conversions.atomic import write_atomic
-from openrr.conversions.job import JobSpec, Outcome, outcome_line, progress_line
+from openrr.conversions.job import CONVERT, DOWNLOAD, JobSpec, Outcome, outcome_line, progress_line
 from openrr.conversions.report import result_document
 from openrr.conversions.request import ASSET_SUFFIX
 from openrr.storage.container import Container, open_container
 from openrr.storage.errors import StorageError, redact
 from openrr.storage.transfer import download_prefix, upload_tree
+from openrr.util.child_process import lower_standing
 
 logger = logging.getLogger("openrr.conversions.worker")
-# Shares of the progress bar: fetching the input, converting, storing the outputs.
-DOWNLOAD, CONVERT = 0.15, 0.80
+HERE = Path("/proc/self/cwd")
 
 
 class Reporter:
@@ -61,22 +65,12 @@ def run_job(spec: JobSpec, work_dir: Path, report: Reporter) -> Outcome:
     name = spec.output_filename.removesuffix(ASSET_SUFFIX)
 
     try:
-        source = open_container(spec.input)
-        try:
-            found = download_prefix(
-                source,
-                spec.input_prefix,
-                input_dir,
-                spec.max_input_bytes,
-                lambda f: report.progress(f * DOWNLOAD),
-            )
-        finally:
-            source.close()
+        found = _fetch_input(spec, input_dir, report)
     except StorageError as e:
         code, message = _input_failure(e)
         return _store_failure(spec, output_dir, name, code, message)
     if spec.relative_input not in found:
-        return _store_failure(spec, output_dir, name, codes.PROCESS_FAILED, _missing_input(spec, found))
+        return _store_failure(spec, output_dir, name, codes.INPUT_CONTAINER_ERROR, _missing_input(spec, found))
 
     from openrr.conversions.converter import convert
 
@@ -92,15 +86,29 @@ def run_job(spec: JobSpec, work_dir: Path, report: Reporter) -> Outcome:
     try:
         outputs = _upload(spec, output_dir, lambda f: report.progress(CONVERT + f * (1 - CONVERT)))
     except StorageError as e:
-        if error is None:
-            error = (codes.OUTPUT_ACCESS_DENIED, _access_message(codes.OUTPUT_ACCESS_DENIED_MESSAGE, e))
-        else:
-            error = (error[0], f"{error[1]} (The result file could not be stored either: {e.message})")
-        outputs = []
+        return Outcome(error[0] if error else None, error[1] if error else None, list(result.warnings)).unstored(e)
     return Outcome(error[0] if error else None, error[1] if error else None, list(result.warnings), outputs)
 
 
+def _fetch_input(spec: JobSpec, input_dir: Path, report: Reporter) -> list[str]:
+    """The input's file names in `input_dir`: downloaded here, or already copied there by the control plane."""
+    if spec.staging_error is not None:
+        raise spec.staging_error.error()
+    if spec.staged_input is not None:
+        report.progress(DOWNLOAD)
+        return spec.staged_input
+    source = open_container(spec.input)
+    try:
+        return download_prefix(
+            source, spec.input_prefix, input_dir, spec.max_input_bytes, lambda f: report.progress(f * DOWNLOAD)
+        )
+    finally:
+        source.close()
+
+
 def _upload(spec: JobSpec, output_dir: Path, progress: Callable[[float], None]) -> list[str]:
+    if spec.stage_output:
+        return []  # the control plane stores `output_dir` once this process has reported
     target: Container = open_container(spec.output)
     try:
         return upload_tree(target, spec.output_prefix, output_dir, progress)
@@ -126,21 +134,15 @@ def write_result_file(path: Path, code: str, message: str) -> None:
 
 _TITLES = {
     codes.INPUT_ACCESS_DENIED: "Input container access denied",
+    codes.INPUT_CONTAINER_ERROR: "Input asset not found",
     codes.INTERNAL: "Internal error",
 }
 
 
 def _input_failure(e: StorageError) -> tuple[str, str]:
     if e.reason == "failed":
-        return codes.PROCESS_FAILED, f"{codes.INVALID_INPUT_MESSAGE} {_capital(e.message)}"
-    return codes.INPUT_ACCESS_DENIED, _access_message(codes.INPUT_ACCESS_DENIED_MESSAGE, e)
-
-
-def _access_message(arr_sentence: str, e: StorageError) -> str:
-    """ARR's sentence where access was refused; a missing or unreachable container is said as such."""
-    if e.reason == "denied":
-        return f"{arr_sentence} {_capital(e.message)}"
-    return _capital(e.message)
+        return codes.PROCESS_FAILED, f"{codes.INVALID_INPUT_MESSAGE} {codes.capital(e.message)}"
+    return codes.INPUT_ACCESS_DENIED, codes.access_message(codes.INPUT_ACCESS_DENIED_MESSAGE, e)
 
 
 def _missing_input(spec: JobSpec, found: list[str]) -> str:
@@ -148,14 +150,11 @@ def _missing_input(spec: JobSpec, found: list[str]) -> str:
     listed = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
     count = "1 blob is" if len(found) == 1 else f"{len(found)} blobs are"
     seen = f"{count} there: {listed}." if found else "No blobs are there at all."
+    # ARR's sentence first (the SDK's tests look for it), then what openrr saw.
     return (
-        f"{codes.INVALID_INPUT_MESSAGE} The input asset '{spec.relative_input}' does not exist {where} of "
+        f"{codes.MISSING_ASSET_MESSAGE} The input asset '{spec.relative_input}' does not exist {where} of "
         f"{spec.input.uri}; {seen}"
     )
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _exit_when_orphaned() -> None:
@@ -181,8 +180,12 @@ def _read_line(fd: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openrr.conversions.worker")
     parser.add_argument("--job", required=True, help="ACCOUNT/CONVERSION_ID (for logs and ps)")
-    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument(
+        "--work-dir", type=Path, default=HERE, help="default: the working directory the control plane started it in"
+    )
     args = parser.parse_args(argv)
+    # First the kernel's choice when memory runs short: a worker, not the control plane.
+    lower_standing()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=f"worker[{args.job}] %(levelname)s: %(message)s")
     # azure-core logs every request and response at INFO: the job's log would be nothing else.
     logging.getLogger("azure").setLevel(logging.WARNING)
@@ -202,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             codes.INTERNAL, redact(f"Unexpected internal error in the conversion worker: {type(e).__name__}: {e}")
         )
     finally:
-        shutil.rmtree(args.work_dir, ignore_errors=True)
+        # The input goes now; the outputs too unless the control plane stores them after this report. (The work
+        # directory itself is the control plane's to remove.)
+        shutil.rmtree(args.work_dir / "input", ignore_errors=True)
+        if not spec.stage_output:
+            shutil.rmtree(args.work_dir / "output", ignore_errors=True)
     report.outcome(outcome)
     return 0
 
