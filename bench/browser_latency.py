@@ -107,8 +107,8 @@ def wait_js(page: Page, expression: str, timeout_ms: int = WAIT_MS) -> Any:
 
 
 def viewer_url(svc: Service, session_id: str, model_url: str, transport: str) -> str:
-    query = {"account": svc.account_id, "key": svc.key, "session": session_id, "model": model_url}
-    return f"{svc.endpoint}/viewer/?{urlencode({**query, 'transport': transport})}"
+    query = {"session": session_id, "model": model_url, "transport": transport}
+    return f"{svc.endpoint}/viewer/?{urlencode(query)}#{urlencode({'token': svc.token()})}"
 
 
 def measure(browser: BrowserContext, url: str, transport: str, seconds: float, console: list[str]) -> Result:

@@ -53,8 +53,9 @@ def session_id(service: Service) -> Iterator[str]:
 
 
 def viewer_url(service: Service, session_id: str, **extra: str) -> str:
-    query = {"account": service.account_id, "key": service.key, "session": session_id, **extra}
-    return f"{service.endpoint}/viewer/?{urlencode(query)}"
+    """A link that connects at once: settings in the query, an STS token in the fragment (never a key)."""
+    query = {"session": session_id, **extra}
+    return f"{service.endpoint}/viewer/?{urlencode(query)}#{urlencode({'token': service.token()})}"
 
 
 def open_viewer(browser: Any, url: str, errors: list[str], init_script: str | None = None) -> Any:
@@ -178,7 +179,7 @@ def test_viewer_shows_orbits_picks_and_cuts_the_model(
         state = viewer_state(page)
         assert state["lastLoad"]["ok"], state["lastLoad"]
         assert state["lastLoad"]["triangles"] == 5120 and state["role"] == "controller"
-        assert "key=" not in page.url, "the account key should be removed from the address bar"
+        assert "token=" not in page.url, "the access token should be removed from the address bar"
         wait_js(page, "window.openrrViewer.idle()")
         assert page.locator("#load-result").inner_text().startswith("Loaded sphere.glb")
 

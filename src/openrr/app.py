@@ -21,6 +21,7 @@ from openrr.conversions import api_v1 as conversions_v1
 from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
 from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
 from openrr.http.responses import ArrJSONResponse
+from openrr.http.security_headers import viewer_headers
 from openrr.services import Services
 from openrr.sessions import api_2021, api_v1
 
@@ -84,7 +85,8 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
         return {"service": "openrr", "version": __version__, "viewer": "/viewer/"}
 
     # The browser viewer: static ES modules, no build step; it talks to the API and then to the render server.
-    app.mount("/viewer", StaticFiles(directory=WEB_DIR, html=True, check_dir=False), name="viewer")
+    static = StaticFiles(directory=WEB_DIR, html=True, check_dir=False)
+    app.mount("/viewer", viewer_headers(static, services.settings.public_render_hostname), name="viewer")
 
     limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)
     return ArrHeadersMiddleware(app, limiter if services.settings.rate_limit_per_s > 0 else None)

@@ -44,6 +44,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "standard_primitive_limit",
         "conversion_workers",
         "conversion_lease_s",
+        "public_url",
+        "handshake_timeout_s",
+        "keep_alive_timeout_s",
+        "max_connections",
         "tls_cert",
         "tls_key",
     ):
@@ -100,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory under which file:// containers may lie (repeatable; default DATA_DIR/containers)",
     )
     serve.add_argument("--conversion-lease-s", type=float, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--public-url", help="base URL clients reach the service at, for links in responses (default: the endpoint)"
+    )
+    serve.add_argument(
+        "--handshake-timeout-s", type=float, help="drop connections without TLS or a request after this (default 10)"
+    )
+    serve.add_argument("--keep-alive-timeout-s", type=float, help="idle seconds a kept-alive connection stays open")
+    serve.add_argument("--max-connections", type=int, help="connections served at once; past it: 503 (default 1000)")
     serve.add_argument("--log-level", default="info")
 
     account = sub.add_parser("account", help="manage accounts")

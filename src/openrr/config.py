@@ -184,3 +184,8 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def public_base(self) -> str:
+        """Where clients reach this service: links in responses are built on it, never on a request's Host."""
+        return (self.public_url or self.endpoint).rstrip("/")

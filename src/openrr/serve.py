@@ -10,12 +10,11 @@ import socket
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from openrr.app import build_app
 from openrr.config import Settings
 from openrr.services import Services, build_services
 from openrr.tls import AEAD_CIPHERS, ensure_tls
+from openrr.util.http_server import GuardedServer, guarded_config
 from openrr.util.private_dir import ensure_private_dir, private_umask
 
 logger = logging.getLogger(__name__)
@@ -129,8 +128,11 @@ def serve(settings: Settings, log_level: str = "info") -> int:
     services = build_services(settings)
     account_id, key = _default_account(services)
     print(banner(settings, account_id, key), flush=True)
-    config = uvicorn.Config(
+    # Connection limits (handshake / first-request timeout, keep-alive, concurrency) and no Server header.
+    config = guarded_config(
         build_app(services),
+        keep_alive_s=settings.keep_alive_timeout_s,
+        max_connections=settings.max_connections,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.served_cert_path) if settings.tls else None,
@@ -145,7 +147,7 @@ def serve(settings: Settings, log_level: str = "info") -> int:
     # KeyboardInterrupt so that a requested stop exits with status 0.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        GuardedServer(config, settings.handshake_timeout_s).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -11,12 +13,14 @@ from openrr.http.responses import ArrJSONResponse
 from openrr.services import services_of
 
 router = APIRouter()
+logger = logging.getLogger(__name__)
 
 
 def _rejected(status: int, why: str) -> Response:
-    # ARR's STS answered failures with an empty body; the reason goes in WWW-Authenticate.
-    prefix = "Invalid request" if status == 400 else "Invalid token"
-    return Response(status_code=status, headers={"WWW-Authenticate": f"{prefix}: {why}"})
+    # ARR's STS answered a bad key with an empty body and no WWW-Authenticate header (observed live). Saying
+    # why (unknown account, wrong key, malformed credential) would help a key guesser; the log keeps it.
+    logger.debug("STS %d: %s", status, why)
+    return Response(status_code=status)
 
 
 @router.get("/accounts/{account_id}/token")

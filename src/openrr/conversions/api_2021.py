@@ -13,6 +13,7 @@ from openrr.conversions.serialize import conversion_json
 from openrr.conversions.service import AccountGone, ConversionConflict, ConversionNotFound, LinkedStorageMissing
 from openrr.http.body import parse_body
 from openrr.http.errors import ArrError, account_gone, bad_request, not_found
+from openrr.http.links import next_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_api_version, check_resource_id
 from openrr.services import Services, services_of
@@ -103,9 +104,9 @@ async def list_conversions(request: Request, account_id: str) -> Response:
     page = await services.db.read_async(
         services.conversions.list_page, account, services.settings.list_page_size, after
     )
-    next_link = None
+    link: str | None = None
     if page.next_after is not None:
         # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.
-        next_link = str(request.url.include_query_params(skiptoken=encode_skiptoken(page.next_after)))
+        link = next_link(services.settings.public_base, request, encode_skiptoken(page.next_after))
     # ARR sent an explicit null on the last page.
-    return ArrJSONResponse({"conversions": [conversion_json(v) for v in page.items], "@nextLink": next_link})
+    return ArrJSONResponse({"conversions": [conversion_json(v) for v in page.items], "@nextLink": link})

@@ -22,6 +22,7 @@ from openrr.conversions.service import ConversionNotFound
 from openrr.conversions.state import ConversionStatus
 from openrr.http.body import read_json_object, validate_body
 from openrr.http.errors import ArrError, not_found
+from openrr.http.links import next_link, route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_resource_id
 from openrr.services import Services, services_of
@@ -146,7 +147,8 @@ async def _create(request: Request, account_id: str, with_sas: bool) -> Response
         if e.status != 400:
             raise
         raise V1CreateError(e.status, e.code, _v1_wording(e.message), e.target) from e
-    location = str(request.url_for("get_conversion_v1", account_id=account_id, conversion_id=conversion_id))
+    base = services.settings.public_base
+    location = route_link(base, request, "get_conversion_v1", account_id=account_id, conversion_id=conversion_id)
     return ArrJSONResponse({"conversionId": conversion_id}, status_code=202, headers={"Location": location})
 
 
@@ -209,7 +211,7 @@ async def list_conversions(request: Request, account_id: str) -> Response:
     token = request.query_params.get("skiptoken")
     after = decode_skiptoken(token) if token else None
     page = await services.db.read_async(services.conversions.list_page, account, PAGE_SIZE, after)
-    next_link = None
+    link: str | None = None
     if page.next_after is not None:
-        next_link = str(request.url.include_query_params(skiptoken=encode_skiptoken(page.next_after)))
-    return ArrJSONResponse({"conversions": [v1_conversion(v) for v in page.items], "@nextLink": next_link})
+        link = next_link(services.settings.public_base, request, encode_skiptoken(page.next_after))
+    return ArrJSONResponse({"conversions": [v1_conversion(v) for v in page.items], "@nextLink": link})

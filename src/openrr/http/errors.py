@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from openrr.http.responses import ArrJSONResponse
+
+logger = logging.getLogger(__name__)
 
 
 class ArrError(Exception):
@@ -41,8 +44,14 @@ def not_found(kind: str, ident: str) -> ArrError:
     return ArrError(404, "NotFound", f"No {kind} with the ID '{ident}' exists in this account.", f"{kind}Id")
 
 
-def unauthorized(message: str) -> ArrError:
-    return ArrError(401, "Unauthorized", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+# RFC 6750's challenge, the one ARR sent. The same whatever went wrong: naming the reason (expired, revoked, bad
+# signature, unknown account) tells a token thief which of them to work on.
+BEARER_CHALLENGE = 'Bearer error="invalid_token"'
+
+
+def unauthorized(reason: str) -> ArrError:
+    """A data-plane 401: empty body and the bare Bearer challenge, as ARR answered. `reason` goes to the log only."""
+    return ArrError(401, "Unauthorized", reason, headers={"WWW-Authenticate": BEARER_CHALLENGE})
 
 
 def account_gone() -> ArrError:
@@ -55,6 +64,9 @@ def forbidden(message: str) -> ArrError:
 
 async def arr_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ArrError)
+    if exc.status == 401:
+        logger.debug("401: %s", exc.message)
+        return Response(status_code=401, headers=exc.headers)
     return ArrJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openrr.http.body import parse_body
 from openrr.http.errors import ArrError, account_gone, bad_request, not_found
+from openrr.http.links import next_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
 from openrr.services import Services, services_of
@@ -141,5 +142,5 @@ async def list_sessions(request: Request, account_id: str) -> Response:
     doc: dict[str, object] = {"sessions": [session_json(v) for v in page.items]}
     if page.next_after is not None:
         # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.
-        doc["@nextLink"] = str(request.url.include_query_params(skiptoken=encode_skiptoken(page.next_after)))
+        doc["@nextLink"] = next_link(services.settings.public_base, request, encode_skiptoken(page.next_after))
     return ArrJSONResponse(doc)

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openrr.http.body import parse_body
 from openrr.http.errors import account_gone, bad_request, not_found
+from openrr.http.links import route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, check_resource_id
 from openrr.services import Services, services_of
@@ -88,7 +89,8 @@ async def create_session(request: Request, account_id: str) -> Response:
         raise account_gone() from e
     except QuotaExceeded as e:
         raise quota_refusal(e) from e
-    location = str(request.url_for("get_session_properties_v1", account_id=account_id, session_id=session_id))
+    base = services.settings.public_base
+    location = route_link(base, request, "get_session_properties_v1", account_id=account_id, session_id=session_id)
     return ArrJSONResponse({"sessionId": session_id}, status_code=202, headers={"Location": location})
 
 

@@ -887,26 +887,43 @@ $("error-close").addEventListener("click", clearError);
 // Leave with a proper WebSocket close: the server then frees the controller seat at once.
 window.addEventListener("pagehide", () => conn?.close());
 
-function fromQuery() {
+/**
+ * Settings from the address: `?session=…&model=…&role=…&transport=…&autoconnect=0` in the query, the access
+ * token in the fragment (`#token=JWT`), which the browser never sends to a server (nor in a Referer). An account
+ * key is never read from the address (it would grant the account to whoever sees the link, the history or a
+ * log): `?key=` is removed and refused, and so is `?token=`, which did reach the server.
+ */
+function fromAddress() {
   const params = new URLSearchParams(location.search);
-  for (const name of ["account", "key", "token", "session"]) {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  for (const name of ["account", "session"]) {
     if (params.has(name)) $(name).value = params.get(name);
   }
+  if (fragment.has("token")) $("token").value = fragment.get("token");
   if (params.has("role")) $("role").value = params.get("role") === "watcher" ? "watcher" : "controller";
   if (TRANSPORTS.includes(params.get("transport"))) $("transport").value = params.get("transport");
   if (params.has("model")) {
     $("model-url").value = params.get("model");
     autoModel = params.get("model");
   }
-  const ready = params.get("session") && (params.get("token") || (params.get("account") && params.get("key")));
+  const refused = ["key", "token"].filter((name) => params.has(name));
   // Keep secrets out of the address bar (and history) once read.
-  if (params.has("key") || params.has("token")) {
-    params.delete("key");
-    params.delete("token");
+  if (refused.length || fragment.has("token")) {
+    for (const name of refused) params.delete(name);
+    fragment.delete("token");
     const query = params.toString();
-    history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+    const hash = fragment.toString();
+    history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${hash ? `#${hash}` : ""}`);
   }
-  if (ready && params.get("autoconnect") !== "0") connect();
+  if (refused.length) {
+    const what = refused.map((name) => `?${name}=`).join(" and ");
+    showError(
+      new ApiError(0, "Refused", `${what} in the address is not accepted`),
+      "Put an access token after # (…/viewer/?session=ID#token=JWT), or type the account key into the form.",
+    );
+    return;
+  }
+  if (params.get("session") && fragment.get("token") && params.get("autoconnect") !== "0") connect();
 }
 
 /** Nothing left to show: no camera change waiting, no scene command unanswered, and the newest frame drawn
@@ -923,4 +940,4 @@ Object.defineProperty(state, "connection", { get: () => conn, enumerable: false 
 window.openrrViewer = state;
 
 resizeCanvas();
-fromQuery();
+fromAddress();
