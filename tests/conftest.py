@@ -26,7 +26,11 @@ def service(base_dir: Path) -> Iterator[Service]:
     svc = Service(
         base_dir / "shared",
         free_port(),
-        ["--capacity", "Standard=16,Premium=4", "--warm-pool", "Standard=1", "--rate-limit-per-s", "0"],
+        # Test models and Azurite are served on loopback ports, refused unless allowed (tests/security/test_ssrf.py).
+        [
+            *("--capacity", "Standard=16,Premium=4", "--warm-pool", "Standard=1", "--rate-limit-per-s", "0"),
+            *("--fetch-allow", "127.0.0.1"),
+        ],
     ).start()
     yield svc
     assert svc.stop() == 0, svc.log()

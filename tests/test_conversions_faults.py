@@ -198,6 +198,8 @@ FAST = [
     "Standard=0",
     "--rate-limit-per-s",
     "0",
+    "--fetch-allow",  # Azurite listens on a loopback port
+    "127.0.0.1",
 ]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -66,9 +67,22 @@ class Settings(BaseSettings):
     local_storage_roots: list[Path] = Field(default_factory=list)
     """Directories under which `file://` containers may lie; empty means DATA_DIR/containers."""
     # --- security (issue 9; see docs/security.md) ---------------------------------------------------------
-    fetch_allow: list[str] = Field(default_factory=list)
+    fetch_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Outbound fetches (render servers, conversion workers, blob clients) refuse loopback, link-local, private,
     unique-local and unspecified addresses unless an entry here allows them: `host`, `host:port` or a CIDR."""
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # OPENRR_FETCH_ALLOW=127.0.0.1:10000,10.0.0.0/8 as the CLI takes it, not pydantic-settings' JSON list;
+        # entries are checked here so that a typo stops the service at start.
+        if isinstance(value, str):
+            value = [e.strip() for e in value.split(",") if e.strip()]
+        if isinstance(value, list):
+            from openrr.storage.guard import FetchPolicy
+
+            FetchPolicy.parse([str(v) for v in value])
+        return value
     local_models: bool = True
     """Render servers may load local files from the session account's area (`<local storage root>/<accountId>/`)."""
     model_max_bytes: int = 2 * 1024**3
