@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from openrr.store.secretbox import SecretBox
 from tests.harness import Service, create_account, openrr, running_service, session_doc, wait_for, wait_status
 
 V21 = {"api-version": "2021-01-01"}
@@ -109,9 +110,11 @@ def _b64url(data: bytes) -> str:
 
 
 def _server_signing_key(service: Service) -> rsa.RSAPrivateKey:
-    """The service's own STS signing key, from its store: to make tokens only the claims can make bad."""
+    """The service's own STS signing key, from its store (sealed with the secrets key): to make tokens only the
+    claims can make bad."""
     with sqlite3.connect(service.data_dir / "openrr.db") as db:
-        (pem,) = db.execute("SELECT private_pem FROM signing_keys ORDER BY created_at DESC LIMIT 1").fetchone()
+        (sealed,) = db.execute("SELECT private_pem FROM signing_keys ORDER BY created_at DESC LIMIT 1").fetchone()
+    pem = SecretBox((service.data_dir / "secrets.key").read_bytes().strip()).open(sealed).encode()
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key
