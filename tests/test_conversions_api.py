@@ -563,7 +563,7 @@ BAD_FIELDS: list[tuple[bytes, str, str]] = [
     ),
     (
         _fields(**{"inputLocation.storageContainerUri": "file:///etc"}),
-        "The directory /etc is not under a local storage root of this service",
+        "The directory /etc is not in this account's local storage; file:// containers of this account must lie in",
         "settings.inputLocation.storageContainerUri",
     ),
     (

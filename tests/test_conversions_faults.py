@@ -220,8 +220,9 @@ def _gone(pid: int) -> bool:
 
 
 def _local_job(svc: Service, cid: str) -> tuple[dict[str, Any], Path]:
-    """A request converting a 330k-triangle sphere between file:// containers of the service's data directory."""
-    inp, out = svc.data_dir / "containers" / "in", svc.data_dir / "containers" / "out"
+    """A request converting a 330k-triangle sphere between file:// containers of the account's local storage."""
+    area = svc.data_dir / "containers" / svc.account_id
+    inp, out = area / "in", area / "out"
     inp.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if not (inp / "big.glb").exists():

@@ -74,7 +74,8 @@ def test_conversion_on_postgres(pg_url: str, base_dir: Path) -> None:
     """A conversion job claimed and run through PostgreSQL (row locks with SKIP LOCKED), file:// containers."""
     data = base_dir / "pg-conversion"
     account = json.loads(openrr("account", "create", "--json", "--database-url", pg_url, data_dir=data).stdout)
-    source, target = data / "containers" / "in", data / "containers" / "out"
+    area = data / "containers" / account["accountId"]  # each account's file:// containers live in its own area
+    source, target = area / "in", area / "out"
     target.mkdir(parents=True)
     write_models(source)
     args = ["--database-url", pg_url, "--warm-pool", "Standard=0", "--conversion-workers", "1"]

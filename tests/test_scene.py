@@ -18,7 +18,15 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 
-from openrr.render.scene import ModelData, ModelLoadError, load_model
+from openrr.render.scene import ModelData, ModelLoadError
+from openrr.render.scene import load_model as _load_model
+from tests.local_files import HOST_FILES
+
+
+def load_model(source: str, *args: Any, **kwargs: Any) -> ModelData:
+    """Local paths read through the same LocalFiles code as a session's (tests/local_files.py)."""
+    return _load_model(source, *args, local_files=HOST_FILES, **kwargs)
+
 
 SECRET = "sig=s3cr3tSignature%2Bxyz"
 QUERY = f"?sv=2021-08-06&sr=c&sp=r&{SECRET}"
@@ -427,7 +435,7 @@ def test_file_without_geometry(kind: str, models: Path, server: str) -> None:
 
 def test_missing_local_file(tmp_path: Path) -> None:
     message = load_error(str(tmp_path / "nowhere.glb"))
-    assert "file not found" in message and "nowhere.glb" in message
+    assert message == f"'{tmp_path / 'nowhere.glb'}' is not a file in this account's local storage"
 
 
 @pytest.mark.parametrize("kind", ["path", "http"])

@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import trimesh
-from trimesh.resolvers import FilePathResolver
 from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
 from openrr.conversions.report import MISSING_FILE, MISSING_TEXTURE, ConversionWarning, InputInfo, InputStatistics
 from openrr.conversions.settings import ConversionSettings
-from openrr.render.scene import ModelLoadError, model_of_scene, read_scene
+from openrr.render.scene import DirectoryResolver, ModelLoadError, ReferenceRefused, model_of_scene, read_scene
 
 logger = logging.getLogger(__name__)
 
@@ -94,17 +93,18 @@ def read_source(path: Path, display: str, settings: ConversionSettings) -> Sourc
 # --- trimesh formats ----------------------------------------------------------------------------------------
 
 
-class _RecordingResolver(FilePathResolver):  # type: ignore[misc]
-    """Resolves referenced files beside the model and remembers the ones that are missing."""
+class _RecordingResolver(DirectoryResolver):
+    """Resolves referenced files beside the model (openrr's own containment: inside the model's directory, after
+    decoding, `..` and symlinks) and remembers the ones that are missing or refused."""
 
-    def __init__(self, source: str) -> None:
-        super().__init__(source)
+    def __init__(self, source: Path, display: str) -> None:
+        super().__init__(source, display, MAX_INPUT_BYTES)
         self.missing: list[str] = []
 
     def get(self, name: str) -> bytes:
         try:
             data: bytes = super().get(name)
-        except (OSError, KeyError):
+        except (OSError, KeyError, ReferenceRefused):
             if name not in self.missing:
                 self.missing.append(name)
             raise
@@ -114,7 +114,7 @@ class _RecordingResolver(FilePathResolver):  # type: ignore[misc]
 def _read_trimesh(
     path: Path, display: str, settings: ConversionSettings, info: InputInfo, resolve_beside: Path | None = None
 ) -> SourceModel:
-    resolver = _RecordingResolver(str(resolve_beside or path))
+    resolver = _RecordingResolver(resolve_beside or path, display)
     try:
         scene = read_scene(path, display, MAX_INPUT_BYTES, resolver)
         _linearise(scene, settings.gamma_to_linear_material, settings.gamma_to_linear_vertex)

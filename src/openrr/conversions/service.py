@@ -15,6 +15,7 @@ from openrr.conversions.codes import CANCELLED, INTERNAL, LINK_MISSING, LINK_MIS
 from openrr.conversions.model import ConversionView
 from openrr.conversions.request import ConversionRequest, InvalidSetting
 from openrr.conversions.state import TERMINAL, ConversionStatus, transition
+from openrr.storage.account_area import AccountArea
 from openrr.storage.links import LinkCredentials, StorageLinks
 from openrr.storage.local import allowed_root
 from openrr.storage.uri import ContainerUri
@@ -333,13 +334,17 @@ class ConversionService:
         ):
             if access == "linked":
                 self._link(account_id, name, access, container)
-            elif access == "local" and allowed_root(container.local_path, self.local_roots) is None:
-                roots = ", ".join(str(r) for r in self.local_roots)
-                raise InvalidSetting(
-                    f"settings.{name}.storageContainerUri",
-                    f"The directory {container.container} is not under a local storage root of this service "
-                    f"({roots}); file:// containers must lie under one.",
-                )
+            elif access == "local":
+                # Inside the account's own directory once decoded and resolved (`..`, symlinks), or refused with
+                # one message whether the directory exists or not: nothing is learnt about other directories.
+                dirs = AccountArea(self.local_roots, account_id).dirs
+                if allowed_root(container.local_path, dirs) is None:
+                    shown = ", ".join(f"{d}/" for d in dirs)
+                    raise InvalidSetting(
+                        f"settings.{name}.storageContainerUri",
+                        f"The directory {container.container[:300]} is not in this account's local storage; "
+                        f"file:// containers of this account must lie in {shown}",
+                    )
 
     def _link(self, account_id: str, location: str, access: str, container: ContainerUri) -> LinkCredentials | None:
         if access != "linked":

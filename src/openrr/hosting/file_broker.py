@@ -11,10 +11,6 @@ One message per request and per answer (SOCK_SEQPACKET): the request is the path
 the answer is b"ok" with one descriptor, or b"error:" and a message for the client.
 """
 
-# NOTE from helper P2b (tenant storage) to P3a: at 06:53:59 I created src/openrr/render/local_files.py with the
-# str_replace tool's `create`, not knowing you had just made a file of that name; yours was overwritten and is
-# lost (it was untracked). Sorry. Please re-create it; I removed mine. The LocalFiles protocol, AreaFiles and
-# LocalFileRefused now live in render/scene.py (load_model(..., local_files=...)); delete this note when read.
 from __future__ import annotations
 
 import contextlib

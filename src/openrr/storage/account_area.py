@@ -23,9 +23,11 @@ _MAX_SHOWN = 200
 class AreaRefused(Exception):
     """A path a tenant named is not a usable file (or directory) in its own area; `message` reveals nothing else."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, over_limit: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.over_limit = over_limit
+        """The file is in the area but larger than the caller's limit (only then is this said)."""
 
 
 def account_dir(root: Path, account_id: str) -> Path:
@@ -128,9 +130,11 @@ class AccountArea:
         """The whole file, refused (with the same message) when it is larger than `max_bytes`."""
         fd = self.open(requested)
         with os.fdopen(fd, "rb") as f:
-            data = f.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise AreaRefused(f"'{shown(requested)}' is larger than the limit of {max_bytes} bytes")
+            # Sized by the file, not the limit: a buffer of `max_bytes` would reserve gigabytes of address space.
+            size = os.fstat(fd).st_size
+            data = b"" if size > max_bytes else f.read(size + 1)
+        if size > max_bytes or len(data) > max_bytes:
+            raise AreaRefused(f"'{shown(requested)}' is larger than the limit of {max_bytes} bytes", over_limit=True)
         return data
 
 
