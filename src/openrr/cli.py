@@ -44,12 +44,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "standard_primitive_limit",
         "conversion_workers",
         "conversion_lease_s",
+        "tls_cert",
+        "tls_key",
         "public_url",
         "handshake_timeout_s",
         "keep_alive_timeout_s",
         "max_connections",
-        "tls_cert",
-        "tls_key",
+        "child_user",
+        "texture_max_dimension",
+        "texture_max_pixels",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -58,6 +61,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overrides["tls"] = False
     if getattr(args, "local_storage_root", None):
         overrides["local_storage_roots"] = args.local_storage_root
+    if getattr(args, "local_models", None) is not None:
+        overrides["local_models"] = args.local_models == "on"
+    if getattr(args, "fetch_allow", None):
+        overrides["fetch_allow"] = ",".join(args.fetch_allow)
     defaults = Settings(**overrides)
     for name in ("warm_pool", "capacity"):
         value = getattr(args, name, None)
@@ -101,7 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--local-storage-root",
         type=Path,
         action="append",
-        help="directory under which file:// containers may lie (repeatable; default DATA_DIR/containers)",
+        help="directory under which file:// containers may lie, each account's in <root>/<accountId>/ "
+        "(repeatable; default DATA_DIR/containers)",
+    )
+    serve.add_argument(
+        "--local-models",
+        choices=["on", "off"],
+        help="whether sessions may load models by local path or file:// URL, from their account's area under the "
+        "local storage roots (default on; env OPENRR_LOCAL_MODELS)",
+    )
+    serve.add_argument("--texture-max-dimension", type=int, help="texture width or height in pixels (default 16384)")
+    serve.add_argument("--texture-max-pixels", type=int, help="texture width x height (default 67108864)")
+    serve.add_argument(
+        "--fetch-allow",
+        action="append",
+        metavar="HOST[:PORT]|CIDR,...",
+        help="non-public addresses render servers and conversions may fetch from, e.g. 127.0.0.1:10000 for Azurite "
+        "(repeatable or comma-separated; env OPENRR_FETCH_ALLOW; default: public addresses only)",
+    )
+    serve.add_argument(
+        "--child-user",
+        help="user render servers and conversion workers run as when the service runs as root (default nobody; "
+        "env OPENRR_CHILD_USER)",
     )
     serve.add_argument("--conversion-lease-s", type=float, help=argparse.SUPPRESS)
     serve.add_argument(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from openrr.config import Settings
 from openrr.hosting.local import LocalBackend, LocalBackendOptions
 from openrr.storage.session_access import GrantSource
 
 
-def build_backend(settings: Settings, storage_grants: GrantSource | None = None) -> LocalBackend:
+def build_backend(
+    settings: Settings,
+    storage_grants: GrantSource | None = None,
+    token_key_ids: Callable[[str], frozenset[str]] | None = None,
+) -> LocalBackend:
     return LocalBackend(
         LocalBackendOptions(
             hosts_dir=settings.hosts_dir,
@@ -21,5 +27,18 @@ def build_backend(settings: Settings, storage_grants: GrantSource | None = None)
             standard_primitive_limit=settings.standard_primitive_limit,
             sts_public_key=settings.sts_public_key_path,
             storage_grants=storage_grants,
+            fetch_allow=tuple(settings.fetch_allow),
+            model_max_bytes=settings.model_max_bytes,
+            model_max_compression_ratio=settings.model_max_compression_ratio,
+            texture_max_dimension=settings.texture_max_dimension,
+            texture_max_pixels=settings.texture_max_pixels,
+            token_key_ids=token_key_ids,
+            child_user=settings.child_user,
+            memory_limit=settings.render_memory_limit,
+            local_roots=tuple(settings.effective_local_storage_roots),
+            local_models=settings.local_models,
+            tls_dir=settings.tls_dir,
+            handshake_timeout_s=settings.handshake_timeout_s,
+            keep_alive_timeout_s=settings.keep_alive_timeout_s,
         )
     )

@@ -12,25 +12,32 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
+import os
+import posixpath
+import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
-from urllib.request import url2pathname
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 import trimesh
 from PIL import Image
-from trimesh.resolvers import FilePathResolver, Resolver
+from trimesh.resolvers import Resolver
 from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
+from openrr.render.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name, texture_limits
+from openrr.storage.account_area import AccountArea, AreaRefused, decode, shown
+from openrr.storage.decoding import ACCEPT_ENCODING, BoundedDecoder, DecodeFailure, DecodeLimit
+from openrr.storage.guard import FetchPolicy, FetchRefused
+from openrr.storage.guard_http import guarded_client
+from openrr.storage.redaction import display_url, redact
 from openrr.storage.session_access import SESSION_STORAGE, SessionStorage
 
 if TYPE_CHECKING:
@@ -55,6 +62,53 @@ PLACEHOLDER_TEXEL = (100, 100, 100, 255)  # trimesh.visual.material.color_image'
 
 class ModelLoadError(Exception):
     """The message says precisely what went wrong (unreachable URL + status, corrupt file, unsupported format…)."""
+
+
+# -- local files: only through a LocalFiles, never by opening a tenant's path here --------------------------
+
+LOCAL_FILES_OFF = "local files are not enabled for this session"
+
+
+class LocalFileRefused(ModelLoadError):
+    """A local file could not be read; the message never tells what exists outside the account's area.
+
+    `over_limit`: the file lies in the area but is larger than the bytes left for the model (fails the whole load,
+    where a missing texture only leaves the model untextured)."""
+
+    def __init__(self, message: str, *, over_limit: bool = False) -> None:
+        super().__init__(message)
+        self.over_limit = over_limit
+
+
+class LocalFiles(Protocol):
+    """How a render server reads a tenant's local files: `AreaFiles` directly, or the control plane's file broker
+    (hosting/file_broker.py) for render servers that run as a user who cannot read the storage roots."""
+
+    def read(self, requested: str, max_bytes: int) -> bytes:
+        """The whole file a tenant named (a path relative to its area, an absolute path or a file:// URL, decoded
+        once). Raises LocalFileRefused for a path outside the area, a missing or unreadable file, a directory, or a
+        file over `max_bytes`; the first four with one and the same message."""
+        ...
+
+    def display(self, requested: str) -> str:
+        """How to name the file in messages: the tenant's own words, nothing resolved from them."""
+        ...
+
+
+class AreaFiles:
+    """LocalFiles read straight from an account's area (storage/account_area.py), by a process that may."""
+
+    def __init__(self, area: AccountArea) -> None:
+        self.area = area
+
+    def read(self, requested: str, max_bytes: int) -> bytes:
+        try:
+            return self.area.read(requested, max_bytes)
+        except AreaRefused as e:
+            raise LocalFileRefused(e.message, over_limit=e.over_limit) from None
+
+    def display(self, requested: str) -> str:
+        return shown(requested)
 
 
 @dataclass
@@ -98,6 +152,19 @@ class ModelData:
         return self.triangles + self.points
 
 
+@dataclass(frozen=True)
+class HttpOptions:
+    """What a render server's http(s) model loads may reach, and how far encoded downloads may expand."""
+
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+    """Non-public addresses allowed (storage/guard.py); every connection and redirect hop is checked."""
+    max_compression_ratio: float = 200.0
+    """Decoded bytes per transferred byte of a Content-Encoding download (judged past 1 MiB decoded)."""
+
+
+DEFAULT_HTTP = HttpOptions()
+
+
 def load_model(
     source: str,
     progress: Progress | None = None,
@@ -105,8 +172,14 @@ def load_model(
     timeout_s: float = 60.0,
     max_bytes: int = 2 * 1024**3,
     storage: SessionStorage = SESSION_STORAGE,
+    http: HttpOptions = DEFAULT_HTTP,
+    local_files: LocalFiles | None = None,
+    textures: TextureLimits = DEFAULT_TEXTURES,
 ) -> ModelData:
     """Load a model or an .arrAsset from a local path, a file:// URL or an http(s):// URL.
+
+    Local paths and file:// URLs are read only through `local_files` (the session account's area), with every file
+    the model references; None refuses them. `textures` bounds every texture's size, checked before decoding.
 
     A blob URL without a query string is signed with the read token of the linked storage account that covers
     it (`storage`: what the control plane granted this render server); when a blob service refuses a URL without
@@ -114,7 +187,8 @@ def load_model(
 
     `timeout_s` bounds each network wait (connecting, and each read while downloading), not the whole
     download, so a large model on a slow but live link still arrives. `max_bytes` bounds everything fetched
-    for the model (its file plus external buffers, materials and textures).
+    for the model (its file plus external buffers, materials and textures), decoded. `http` says which non-public
+    addresses may be fetched from (none by default) and caps the compression ratio of encoded downloads.
     """
     report = MonotonicProgress(progress)
     report(0.0)
@@ -126,23 +200,27 @@ def load_model(
         name = PurePosixPath(unquote(parts.path)).name
         asset = _is_asset(name)
         file_type = "" if asset else _file_type(name, display)
-        fetcher = _HttpFetcher(storage.authorize(source), display, timeout_s, max_bytes, storage.denied_hint(source))
+        fetcher = _HttpFetcher(
+            storage.authorize(source), display, timeout_s, max_bytes, storage.denied_hint(source), http
+        )
         with fetcher:
             data = fetcher.fetch_main(lambda f: report(f * FETCH_SHARE))
             if asset:
                 return _asset(data, name, display, started, report)
-            scene = _parse(data, file_type, source, display, fetcher.resolver())
+            scene = _parse(data, file_type, source, display, fetcher.resolver(), textures)
     else:
-        path = Path(url2pathname(parts.path)) if scheme == "file" else Path(source)  # url2pathname unquotes
-        display = str(path)
-        name = path.name
+        if local_files is None:
+            raise LocalFileRefused(LOCAL_FILES_OFF)
+        display = local_files.display(source)
+        name = _local_name(source)
         asset = _is_asset(name)
         file_type = "" if asset else _file_type(name, display)
-        data = _read_local(path, max_bytes)
+        budget = _Budget(max_bytes)
+        data = budget.took(local_files.read(source, budget.remaining))
         report(FETCH_SHARE)
         if asset:
             return _asset(data, name, display, started, report)
-        scene = _parse(data, file_type, source, display, FilePathResolver(str(path)))
+        scene = _parse(data, file_type, source, display, _LocalResolver(local_files, source, display, budget), textures)
     del data
     model = model_of_scene(name, scene, display, gltf_sidedness=file_type in ("glb", "gltf"))
     report(1.0)
@@ -158,7 +236,11 @@ def load_model(
 
 
 def read_scene(
-    path: Path, display: str, max_bytes: int = 2 * 1024**3, resolver: Resolver | None = None
+    path: Path,
+    display: str,
+    max_bytes: int = 2 * 1024**3,
+    resolver: Resolver | None = None,
+    textures: TextureLimits = DEFAULT_TEXTURES,
 ) -> trimesh.Scene:
     """Parse a local model file with trimesh, the files it references resolved beside it (the converter's entry).
 
@@ -166,7 +248,7 @@ def read_scene(
     """
     file_type = _file_type(path.name, display)
     data = _read_local(path, max_bytes, display)
-    return _parse(data, file_type, display, display, resolver or FilePathResolver(str(path)))
+    return _parse(data, file_type, display, display, resolver or DirectoryResolver(path, display), textures)
 
 
 def model_of_scene(name: str, scene: trimesh.Scene, display: str, *, gltf_sidedness: bool = False) -> ModelData:
@@ -214,17 +296,8 @@ def _asset(data: bytes, name: str, display: str, started: float, report: Monoton
 
 
 def safe_url(url: str) -> str:
-    """The URL without query, fragment or credentials: what may appear in messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """The URL without query, fragment or credentials: what may appear in messages and logs (the one redactor)."""
+    return display_url(url)
 
 
 def _redact(text: str, url: str) -> str:
@@ -232,7 +305,7 @@ def _redact(text: str, url: str) -> str:
     query = urlsplit(url).query
     if query:
         text = text.replace(query, "<redacted>")
-    return re.sub(r"(?i)\b(sig|signature|token|key)=[^&\s'\"]*", r"\1=<redacted>", text)
+    return redact(text)
 
 
 def _file_type(name: str, display: str) -> str:
@@ -277,10 +350,19 @@ class MonotonicProgress:
 
 
 class _HttpFetcher:
-    """One httpx client for the model and whatever it references (glTF buffers, OBJ materials, textures)."""
+    """One httpx client for the model and whatever it references (glTF buffers, OBJ materials, textures).
+
+    Its connections go through the address guard; bodies are decoded here, step by step, so that decoded bytes
+    and the compression ratio are capped while decoding (a gzip bomb stops after its first MiB or so)."""
 
     def __init__(
-        self, url: str, display: str, timeout_s: float, max_bytes: int, denied_hint: str | None = None
+        self,
+        url: str,
+        display: str,
+        timeout_s: float,
+        max_bytes: int,
+        denied_hint: str | None = None,
+        http: HttpOptions = DEFAULT_HTTP,
     ) -> None:
         self.url = url
         self.display = display
@@ -289,7 +371,9 @@ class _HttpFetcher:
         self.timeout_s = timeout_s
         self.remaining = max_bytes
         self.max_bytes = max_bytes
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=True)
+        self.max_ratio = http.max_compression_ratio
+        # Only encodings decoded here are asked for: httpx would decode others whole, past every cap.
+        self.client = guarded_client(http.policy, httpx.Timeout(timeout_s), {"Accept-Encoding": ACCEPT_ENCODING})
 
     def __enter__(self) -> _HttpFetcher:
         return self
@@ -302,6 +386,7 @@ class _HttpFetcher:
 
     def fetch(self, url: str, report: Progress | None = None) -> bytes:
         shown = safe_url(url)
+        chunks: list[bytes] = []
         try:
             with self.client.stream("GET", url) as response:
                 if response.status_code != 200:
@@ -318,16 +403,27 @@ class _HttpFetcher:
                 total = _content_length(response)
                 if total is not None and total > self.remaining:
                     raise ModelLoadError(f"{shown} is {total} bytes, over the limit of {self.max_bytes} bytes")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes(CHUNK):
-                    size += len(chunk)
-                    if size > self.remaining:
-                        raise ModelLoadError(f"{shown} is over the limit of {self.max_bytes} bytes")
-                    chunks.append(chunk)
+                decoder = BoundedDecoder(
+                    response.headers.get("content-encoding"), self.remaining, self.max_ratio, step=CHUNK
+                )
+                for raw in response.iter_raw(CHUNK):
+                    chunks.extend(decoder.feed(raw))
                     if report is not None and total:
-                        # compressed bytes count against Content-Length, decoded ones are what we keep
+                        # Content-Length counts transferred (possibly compressed) bytes
                         report(response.num_bytes_downloaded / total)
+                chunks.append(decoder.finish())
+        except FetchRefused as e:
+            raise ModelLoadError(f"cannot load {shown}: {e}") from None
+        except DecodeLimit as e:
+            setting = "model_max_bytes" if e.limit == "bytes" else "model_max_compression_ratio"
+            flag = setting.replace("_", "-")
+            del chunks
+            raise ModelLoadError(
+                f"{shown} {e}: over the limit of {self.max_bytes if e.limit == 'bytes' else self.max_ratio:g}"
+                f" (--{flag} / OPENRR_{setting.upper()})"
+            ) from None
+        except DecodeFailure as e:
+            raise ModelLoadError(f"cannot decode {shown}: {e}") from None
         except httpx.ConnectTimeout:
             raise ModelLoadError(f"timed out after {self.timeout_s:g} s connecting to {shown}") from None
         except httpx.TimeoutException:
@@ -335,13 +431,16 @@ class _HttpFetcher:
         except httpx.ConnectError as e:
             reason = _redact(str(e) or type(e).__name__, url)
             raise ModelLoadError(f"cannot connect to {shown}: {reason}") from None
+        except httpx.TooManyRedirects:
+            raise ModelLoadError(f"{shown} redirects too often (more than {self.client.max_redirects})") from None
         except httpx.HTTPError as e:
             reason = _redact(f"{type(e).__name__}: {e}", url)
             raise ModelLoadError(f"download of {shown} failed: {reason}") from None
-        self.remaining -= size
+        data = b"".join(chunks)
+        self.remaining -= len(data)
         if report is not None:
             report(1.0)
-        return b"".join(chunks)
+        return data
 
     def resolver(self) -> Resolver:
         return _HttpResolver(self)
@@ -372,9 +471,18 @@ class _HttpResolver(Resolver):
         origin = urlsplit(self.base)
         if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
             raise ModelLoadError(f"{self.fetcher.display} references {safe_url(target.geturl())} on another host")
+        # urljoin removes literal dot segments only; a server decodes %2e%2e (and %2f) into them afterwards, so
+        # the check is made on the path as the server will read it: decoded once, then normalised
+        directory = posixpath.dirname(unquote(origin.path))
+        if not _inside_directory(posixpath.normpath(unquote(target.path).replace("\\", "/")), directory):
+            raise ReferenceRefused(
+                f"{self.fetcher.display} references '{shown(key)}', which lies outside the model's own directory"
+            )
         url = urlunsplit((target.scheme, target.netloc, target.path, self.query, ""))
         try:
-            return self.fetcher.fetch(url)
+            data = self.fetcher.fetch(url)
+            remember_name(data, key)
+            return data
         except ModelLoadError as e:
             # trimesh carries on without an OBJ's missing .mtl or texture: say why the model looks plain
             logger.warning("%s (referenced by %s)", e, self.fetcher.display)
@@ -390,7 +498,140 @@ class _HttpResolver(Resolver):
         return iter(())
 
 
-def _parse(data: bytes, file_type: str, source: str, display: str, resolver: Resolver) -> trimesh.Scene:
+# -- references a model makes (glTF buffers and images, OBJ .mtl and textures): openrr's own containment ------
+
+
+class ReferenceRefused(ModelLoadError):
+    """A model referenced a file outside its own directory (or, locally, outside its account's area)."""
+
+
+class _Budget:
+    """What is left of `max_bytes` for a model and everything it references."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.remaining = max_bytes
+
+    def took(self, data: bytes) -> bytes:
+        self.remaining = max(0, self.remaining - len(data))
+        return data
+
+
+def _inside_directory(path: str, directory: str) -> bool:
+    """Lexically: `path` (normalised) lies below `directory` ('' or '.' for a relative model path)."""
+    if directory in ("", "."):
+        return not (path.startswith("/") or path in (".", "..") or path.startswith("../"))
+    return path.startswith(directory.rstrip("/") + "/")
+
+
+def _reference_candidates(key: str, directory: str, display: str) -> list[str]:
+    """Paths to try for a reference, joined to the model's directory: as written and decoded once (glTF URIs are
+    percent-encoded); for an absolute path from another machine, its file name beside the model (as trimesh's own
+    resolver does). ReferenceRefused if a relative spelling climbs out of the directory (`..`, `%2e%2e`)."""
+    found: list[str] = []
+    for spelling in (key.strip(), unquote(key.strip())):
+        joined = posixpath.normpath(posixpath.join(directory, spelling.replace("\\", "/")))
+        if _inside_directory(joined, directory):
+            found.append(joined)
+        elif not spelling.startswith("/"):
+            raise ReferenceRefused(f"{display} references '{shown(key)}', which lies outside the model's own directory")
+        else:
+            found.append(posixpath.join(directory, posixpath.basename(spelling)))
+    return [c for i, c in enumerate(found) if c not in found[:i] and _inside_directory(c, directory)]
+
+
+def _local_name(requested: str) -> str:
+    try:
+        return PurePosixPath(decode(requested)).name
+    except ValueError:
+        return ""
+
+
+class _LocalResolver(Resolver):
+    """A local model's references, read through the same LocalFiles as the model: the area is checked for each."""
+
+    def __init__(self, files: LocalFiles, requested: str, display: str, budget: _Budget) -> None:
+        self.files = files
+        self.display = display
+        self.budget = budget
+        self.directory = posixpath.dirname(posixpath.normpath(decode(requested)))
+
+    def get(self, key: str) -> bytes:
+        refusal: LocalFileRefused | None = None
+        for joined in _reference_candidates(key, self.directory, self.display):
+            try:
+                # quoted: LocalFiles decode what they are given once, and this path is decoded already
+                data = self.budget.took(self.files.read(quote(joined), self.budget.remaining))
+            except LocalFileRefused as e:
+                if e.over_limit:
+                    message = f"{self.display} and the files it references are over the limit: {e}"
+                    fail_parse(message)
+                    raise ReferenceRefused(message) from None
+                refusal = e
+                continue
+            remember_name(data, key)
+            return data
+        # the refusal reads the same for a file outside the area and a missing one: quoting it reveals nothing
+        message = f"{self.display} references '{shown(key)}': {refusal}"
+        logger.warning("%s", message)
+        raise ReferenceRefused(message)
+
+    def write(self, name: str, data: Any) -> None:
+        raise NotImplementedError("models are read-only here")
+
+    def namespaced(self, namespace: str) -> Resolver:
+        raise NotImplementedError("namespaces are not used for local models")
+
+    def keys(self) -> Iterator[str]:
+        return iter(())
+
+
+class DirectoryResolver(Resolver):
+    """References of a model file on disk (the converter's input), kept inside the model's own directory after
+    decoding, `..` and symlinks by openrr itself rather than by whichever trimesh is installed."""
+
+    def __init__(self, source: Path, display: str, max_bytes: int = 2 * 1024**3) -> None:
+        self.directory = os.path.realpath(os.path.dirname(os.path.abspath(source)))
+        self.display = display
+        self.budget = _Budget(max_bytes)
+
+    def get(self, key: str) -> bytes:
+        inside = False
+        for candidate in _reference_candidates(key, self.directory, self.display):
+            real = os.path.realpath(candidate)
+            if not _inside_directory(real, self.directory):
+                continue  # a symlink leading out
+            inside = True
+            try:
+                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                data = f.read(self.budget.remaining + 1)
+            if len(data) > self.budget.remaining:
+                message = f"{self.display} and the files it references are over the size limit"
+                fail_parse(message)
+                raise ModelLoadError(message)
+            remember_name(data, key)
+            return self.budget.took(data)
+        if not inside:
+            raise ReferenceRefused(f"{self.display} references '{shown(key)}', which lies outside its own directory")
+        raise FileNotFoundError(key)
+
+    def write(self, name: str, data: Any) -> None:
+        raise NotImplementedError("models are read-only here")
+
+    def namespaced(self, namespace: str) -> Resolver:
+        raise NotImplementedError("namespaces are not used here")
+
+    def keys(self) -> Iterator[str]:
+        return iter(())
+
+
+def _parse(
+    data: bytes, file_type: str, source: str, display: str, resolver: Resolver, textures: TextureLimits
+) -> trimesh.Scene:
     if not data:
         raise ModelLoadError(f"{display} is empty (0 bytes)")
     # magic bytes first: trimesh's own reason for a file of the wrong kind is often a stray IndexError
@@ -398,8 +639,20 @@ def _parse(data: bytes, file_type: str, source: str, display: str, resolver: Res
         raise ModelLoadError(f"cannot parse {display} as GLB: it does not start with the 'glTF' magic bytes")
     if file_type == "ply" and not data.startswith(b"ply"):
         raise ModelLoadError(f"cannot parse {display} as PLY: it does not start with a 'ply' header")
+    with texture_limits(textures) as checked:
+        try:
+            scene = trimesh.load_scene(io.BytesIO(data), file_type=file_type, resolver=resolver)
+        except Exception as e:
+            failure: Exception | None = e
+        else:
+            failure = None
+    # trimesh drops a texture it cannot open and carries on: a refused one must fail the load, not vanish
+    if checked.refused:
+        raise ModelLoadError(f"cannot load {display}: {checked.refused[0]}") from None
+    if failure is None:
+        return scene
     try:
-        return trimesh.load_scene(io.BytesIO(data), file_type=file_type, resolver=resolver)
+        raise failure
     except Exception as e:
         # checked only after a failure: a self-contained glTF can be hundreds of MB of JSON, not worth
         # parsing twice; and trimesh, lost in broken JSON, may ask the resolver for files that do not exist

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import sys
@@ -19,23 +22,28 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from openrr.render.access import CONTROL_HEADER, Refused, TokenGate, bearer
 from openrr.render.identity import ServerIdentity
+from openrr.render.local_files import BrokeredFiles
 from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.ports import bind_in_range
+from openrr.render.scene import HttpOptions
 from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
+from openrr.render.texture_guard import DEFAULT_MAX_DIMENSION, DEFAULT_MAX_PIXELS, TextureLimits
+from openrr.storage.guard import FetchPolicy
 from openrr.storage.session_access import SESSION_STORAGE, BlobGrant, SessionStorage
+from openrr.tls import AEAD_CIPHERS
+from openrr.util.child_process import CHILD_OOM_SCORE_ADJ, lower_standing
+from openrr.util.http_server import GuardedServer, guarded_config
 
 logger = logging.getLogger("openrr.render")
-CONTROL_SECRET_ENV = "OPENRR_RENDER_CONTROL_SECRET"
-CONTROL_HEADER = "x-openrr-control"
 INSPECTOR_PAGE = Path(__file__).with_name("inspector.html")
 
 
@@ -50,6 +58,7 @@ class RenderServer:
         storage: SessionStorage = SESSION_STORAGE,
     ) -> None:
         self.identity = identity
+        self.gate = stream.gate
         self.storage = storage
         self.control_secret = control_secret
         self.log = log
@@ -62,6 +71,7 @@ class RenderServer:
                 Route("/health", self.health),
                 Route("/control/assign", self.assign, methods=["POST"]),
                 Route("/control/storage", self.grant_storage, methods=["POST"]),
+                Route("/control/tokens", self.set_key_ids, methods=["POST"]),
                 WebSocketRoute("/stream", stream.handle),
             ]
         )
@@ -86,12 +96,18 @@ class RenderServer:
             "uptimeS": round(time.monotonic() - self.started, 3),
         }
 
-    async def health(self, _request: Request) -> Response:
+    def _from_control_plane(self, request: Request) -> bool:
+        given = request.headers.get(CONTROL_HEADER, "")
+        return hmac.compare_digest(given.encode(), self.control_secret.encode())
+
+    async def health(self, request: Request) -> Response:
+        # Anyone may learn that the server is up; which tenant it serves is for the control plane only.
+        if not self._from_control_plane(request):
+            return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "ok", "renderer": self.scene.gl_renderer, **self._identity_doc()})
 
     async def assign(self, request: Request) -> Response:
-        given = request.headers.get(CONTROL_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.control_secret.encode()):
+        if not self._from_control_plane(request):
             return JSONResponse({"error": "bad control secret"}, status_code=403)
         body = await request.json()
         if not self.identity.assign(str(body["sessionId"]), str(body["accountId"])):
@@ -101,8 +117,7 @@ class RenderServer:
 
     async def grant_storage(self, request: Request) -> Response:
         """The control plane's read tokens for the session account's linked storage (storage/session_access.py)."""
-        given = request.headers.get(CONTROL_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.control_secret.encode()):
+        if not self._from_control_plane(request):
             return JSONResponse({"error": "bad control secret"}, status_code=403)
         body = await request.json()
         if self.identity.account_id is None or str(body.get("accountId")) != self.identity.account_id:
@@ -116,10 +131,29 @@ class RenderServer:
             logger.info("linked storage accounts readable by this session: %s", names)
         return JSONResponse({"storageAccounts": self.storage.storage_accounts})
 
-    async def inspector_page(self, _request: Request) -> Response:
-        return HTMLResponse(INSPECTOR_PAGE.read_text())
+    async def set_key_ids(self, request: Request) -> Response:
+        """The ids of the account's current keys: tokens of any other key are refused, their connections closed."""
+        if not self._from_control_plane(request):
+            return JSONResponse({"error": "bad control secret"}, status_code=403)
+        body = await request.json()
+        if self.identity.account_id is None or str(body.get("accountId")) != self.identity.account_id:
+            return JSONResponse({"error": "these key ids are for another account's session"}, status_code=409)
+        key_ids = frozenset(str(k) for k in body.get("keyIds") or [])
+        if self.gate.key_ids is not None and key_ids != self.gate.key_ids:
+            logger.info("the account's keys changed: tokens minted with other keys are refused from now on")
+        self.gate.update(key_ids)
+        return JSONResponse({"keyIds": len(key_ids)})
 
-    async def status(self, _request: Request) -> Response:
+    async def inspector_page(self, _request: Request) -> Response:
+        # The page itself holds nothing of the tenant's: it asks /api/status with the token from its URL fragment.
+        page = INSPECTOR_PAGE.read_text()
+        return HTMLResponse(page, headers=_page_headers(page))
+
+    async def status(self, request: Request) -> Response:
+        try:
+            self.gate.admit(bearer(request.headers.get("authorization", "")))
+        except Refused as e:
+            return JSONResponse({"error": e.message}, status_code=e.status, headers={"Cache-Control": "no-store"})
         with self.process.oneshot():
             mem = self.process.memory_info().rss
             cpu = self.process.cpu_percent(interval=None)
@@ -132,6 +166,23 @@ class RenderServer:
                 "log": list(self.log.lines),
             }
         )
+
+
+def _page_headers(page: str) -> dict[str, str]:
+    """CSP that admits the page's own inline style and script (by hash) and nothing else; no framing, no Referer
+    (the token lives in the URL's fragment, which a Referer never carries, but no-referrer costs nothing)."""
+    hashes = {
+        kind: " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+            for body in re.findall(rf"<{kind}[^>]*>(.*?)</{kind}>", page, re.S)
+        )
+        for kind in ("script", "style")
+    }
+    csp = (
+        f"default-src 'self'; script-src {hashes['script']}; style-src {hashes['style']}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+    return {"Content-Security-Policy": csp, "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 
 
 def _write_state(path: Path, doc: dict[str, Any]) -> None:
@@ -156,36 +207,101 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reconnect-grace-s", type=float, default=60.0, help="how long a dropped controller's scene is kept"
     )
+    p.add_argument(
+        "--fetch-allow",
+        action="append",
+        default=[],
+        help="non-public host, host:port or CIDR entries models may be fetched from (comma-separated, repeatable)",
+    )
+    p.add_argument("--model-max-bytes", type=int, default=2 * 1024**3, help="bytes fetched or decoded per model")
+    p.add_argument(
+        "--model-max-compression-ratio",
+        type=float,
+        default=200.0,
+        help="decoded bytes per transferred byte of a compressed download",
+    )
+    p.add_argument("--memory-limit", type=int, help="bytes this server and its render process may each use")
+    p.add_argument("--oom-score-adj", type=int, default=CHILD_OOM_SCORE_ADJ, help="killed first when memory is short")
+    p.add_argument("--files-fd", type=int, help="inherited socket of the control plane's file broker")
+    p.add_argument(
+        "--texture-max-dimension", type=int, default=DEFAULT_MAX_DIMENSION, help="texture width or height, pixels"
+    )
+    p.add_argument("--texture-max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="texture width x height")
+    p.add_argument("--handshake-timeout-s", type=float, default=10.0, help="seconds to complete TLS and send a request")
+    p.add_argument("--keep-alive-timeout-s", type=float, default=10.0, help="idle seconds of a kept-alive connection")
+
+
+def _read_secret() -> str:
+    """The control secret: the first line on stdin, written there by the control plane (never the environment,
+    which /proc/<pid>/environ shows and children inherit)."""
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 1024:
+        chunk = os.read(0, 1024)
+        if not chunk:
+            break
+        data += chunk
+    # Nothing else comes on stdin: /dev/null in its place, so no later reader blocks on the pipe.
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return data.decode(errors="replace").strip()
+
+
+def _here(path: Path | None) -> Path | None:
+    """`path`, relative if it lies in the working directory. The control plane starts a render server in its home
+    (inside the data directory, whose directories this user may not traverse): it reaches its files only
+    relative to the directory it was started in."""
+    if path is None or path.parent != Path(os.getcwd()):
+        return path
+    return Path(path.name)
 
 
 def run(args: argparse.Namespace) -> int:
+    secret = _read_secret()
+    # First thing after the secret: this process and its render process are the first the kernel kills when
+    # memory runs short, and neither grows past its limit.
+    lower_standing(args.oom_score_adj, args.memory_limit)
     ring = RingBufferHandler()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().addHandler(ring)
     # httpx logs every request's full URL at INFO: a model's SAS URL (sig= included) would land in the log.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    secret = os.environ.pop(CONTROL_SECRET_ENV, "")
     if not secret:
-        print(f"{CONTROL_SECRET_ENV} must be set", file=sys.stderr)
+        print("the control secret must come as the first line on stdin", file=sys.stderr)
         return 2
     identity = ServerIdentity(host_id=args.host_id, size=args.size)
     if args.session_id and args.account_id:
         identity.assign(args.session_id, args.account_id)
-    scene = SceneSession(args.size, label=f"--for={args.state_file}", primitive_limit=args.standard_primitive_limit)
-    stream = StreamEndpoint(identity, scene, args.sts_public_key, args.reconnect_grace_s)
+    scene = SceneSession(
+        args.size,
+        label=f"--for={args.state_file}",
+        primitive_limit=args.standard_primitive_limit,
+        http=HttpOptions(FetchPolicy.parse(args.fetch_allow), args.model_max_compression_ratio),
+        model_max_bytes=args.model_max_bytes,
+        textures=TextureLimits(args.texture_max_dimension, args.texture_max_pixels),
+    )
+    if args.files_fd is not None:
+        scene.local_files = BrokeredFiles(args.files_fd)
+    gate = TokenGate.from_file(identity, _here(args.sts_public_key))
+    stream = StreamEndpoint(identity, scene, gate, args.reconnect_grace_s)
     server_app = RenderServer(identity, secret, ring, scene, stream)
+    certfile, keyfile, state_file = _here(args.certfile), _here(args.keyfile), _here(args.state_file)
+    assert state_file is not None
 
     handshake_sock = bind_in_range(args.bind)
     inspector_sock = bind_in_range(args.bind)
     server_app.inspector_port = inspector_sock.getsockname()[1]
-    config = uvicorn.Config(
+    config = guarded_config(
         server_app,
+        keep_alive_s=args.keep_alive_timeout_s,
+        max_connections=None,
         log_level="warning",
         lifespan="off",
-        ssl_certfile=str(args.certfile) if args.certfile else None,
-        ssl_keyfile=str(args.keyfile) if args.keyfile else None,
+        ssl_certfile=str(certfile) if certfile else None,
+        ssl_keyfile=str(keyfile) if keyfile else None,
         ssl_cert_reqs=ssl.CERT_NONE,
+        ssl_ciphers=AEAD_CIPHERS,
         # Idle kept-alive clients (the service's health probes) must not hold a stop for uvicorn's 30 s default.
         timeout_graceful_shutdown=1,
         # No permessage-deflate: frames are JPEG or H.264 already. Deflate still shrank JPEG frames of a flat
@@ -193,9 +309,10 @@ def run(args: argparse.Namespace) -> int:
         # inflate; on 2 cores that was 10-15 % of the end-to-end frame rate at 100k triangles (bench/RESULTS.md).
         ws_per_message_deflate=False,
     )
-    server = uvicorn.Server(config)
+    # Connections that never complete TLS or never send a request are dropped after the handshake timeout.
+    server = GuardedServer(config, args.handshake_timeout_s)
     _write_state(
-        args.state_file,
+        state_file,
         {
             "pid": os.getpid(),
             "hostId": args.host_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import itertools
 import logging
 import time
@@ -26,9 +27,11 @@ from openrr.render.h264 import H264Encoder
 from openrr.render.protocol import CODEC_H264, CODEC_JPEG, FrameHeader, pack_frame
 from openrr.render.raycast import RayCaster, RayHit
 from openrr.render.renderer import Camera
-from openrr.render.scene import ModelData, load_model
+from openrr.render.scene import DEFAULT_HTTP, HttpOptions, LocalFiles, ModelData, load_model
 from openrr.render.stamp import write_stamp_i420
+from openrr.render.texture_guard import DEFAULT_TEXTURES, TextureLimits
 from openrr.render.yuv import I420, even_size, to_i420
+from openrr.storage.redaction import display_url
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class Entity:
         return {
             "entityId": self.entity_id,
             "name": m.name,
-            "source": self.source.split("?", 1)[0],  # never echo a SAS token
+            "source": display_url(self.source),  # never a SAS token or user:password@
             "bounds": {"min": m.bounds_min.tolist(), "max": m.bounds_max.tolist()},
             "triangles": m.triangles,
             "points": m.points,
@@ -114,11 +117,23 @@ class SceneSession:
         quality: int = 80,
         label: str = "",
         primitive_limit: int = STANDARD_PRIMITIVE_LIMIT,
+        http: HttpOptions = DEFAULT_HTTP,
+        model_max_bytes: int = 2 * 1024**3,
+        textures: TextureLimits = DEFAULT_TEXTURES,
+        local_files: LocalFiles | None = None,
     ) -> None:
         self.size = size
         self.label = label
         self.primitive_limit = primitive_limit
         """For Standard sessions; Premium has no fixed cap, as in ARR."""
+        self.http = http
+        """What http(s) model loads may reach (--fetch-allow) and how far their downloads may expand."""
+        self.model_max_bytes = model_max_bytes
+        self.textures = textures
+        """Texture width/height and pixel limits, checked before a texture is decoded."""
+        self.local_files = local_files
+        """How local paths are read (the session account's area, through the control plane's file broker);
+        None: local models are refused."""
         self.width, self.height = width, height
         self.max_fps = fps
         self.quality = quality
@@ -193,7 +208,17 @@ class SceneSession:
     # --- scene commands --------------------------------------------------------------------------------
 
     async def load(self, source: str, progress: Callable[[float], None]) -> Entity:
-        model = await asyncio.to_thread(load_model, source, progress)
+        model = await asyncio.to_thread(
+            functools.partial(
+                load_model,
+                source,
+                progress,
+                max_bytes=self.model_max_bytes,
+                http=self.http,
+                local_files=self.local_files,
+                textures=self.textures,
+            )
+        )
         total = sum(e.model.primitives for e in self.entities.values()) + model.primitives
         entity = Entity(next(self._ids), source, model)
         # The ray-cast structure stays here, with the RayCaster: the render process only draws.
