@@ -109,6 +109,7 @@ def runner_config(settings: Settings) -> RunnerConfig:
         interval_s=settings.reconcile_interval_s,
         retention_days=settings.retention_days,
         timeout_s=settings.conversion_timeout_s,
+        fetch_allow=tuple(settings.fetch_allow),
     )
 
 
