@@ -122,7 +122,14 @@ def test_v1_script_lifecycle(service: Service, made: list[str]) -> None:
         health = httpx.get(
             f"https://{ready['sessionHostname']}:{ready['handshakePort']}/health", verify=service.tls, timeout=5
         )
-        assert health.json()["sessionId"] == sid
+        assert health.json() == {"status": "ok"}  # which session it serves is for the account's tokens only
+        status = httpx.get(
+            f"https://{ready['sessionHostname']}:{ready['arrInspectorPort']}/api/status",
+            headers={"Authorization": api.headers["Authorization"]},
+            verify=service.tls,
+            timeout=5,
+        )
+        assert status.json()["sessionId"] == sid
 
         # The 2021 window shows the same session.
         doc = session_doc(api, aid, sid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -11,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.harness import Service, free_port, render_server_pids, session_doc, wait_for, wait_status
+from tests.harness import Service, create_account, free_port, render_server_pids, session_doc, wait_for, wait_status
 
 API = {"api-version": "2021-01-01"}
 
@@ -22,8 +23,12 @@ def _create(api: httpx.Client, account: str, sid: str, lease: int = 10, size: st
 
 
 def _server_pid(svc: Service, doc: dict[str, object]) -> int:
-    health = httpx.get(f"https://127.0.0.1:{doc['handshakePort']}/health", verify=svc.tls, timeout=5).json()
-    return int(health["pid"])
+    """From the session's host record (/health names no session to strangers: tests/security/test_inspector.py)."""
+    for path in (svc.data_dir / "hosts").glob("*.host.json"):
+        record = json.loads(path.read_text())
+        if record.get("session_id") == doc["id"]:
+            return int(record["pid"])
+    raise AssertionError(f"no render server record for session {doc['id']}")
 
 
 def _render_process(server: psutil.Process) -> psutil.Process:
@@ -100,8 +105,11 @@ def test_capacity_limit_gives_a_clear_error(base_dir: Path) -> None:
         api = svc.api()
         _create(api, svc.account_id, "first")
         wait_status(api, svc.account_id, "first", "Ready")
-        _create(api, svc.account_id, "second")
-        second = session_doc(api, svc.account_id, "second")
+        # From another account: one account may hold only capacity - 1 (at least 1) (tests/security/test_quotas.py).
+        other = create_account(svc.data_dir)
+        other_api = svc.api(other["accountId"], other["primaryKey"])
+        _create(other_api, other["accountId"], "second")
+        second = session_doc(other_api, other["accountId"], "second")
         assert second["status"] == "Error"
         assert second["error"]["code"] == "NoServerAvailable"
         assert "Standard" in second["error"]["message"]

@@ -198,7 +198,9 @@ def test_inspector_shows_models_stats_and_log(
             await client.load_model(model_url["sphere"])
             cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0))
             await client.next_frame(after_command=cmd)
-            status = httpx.get(f"{inspector}/api/status", verify=service.tls, timeout=5).json()
+            # The inspector's status wants a token of the session's account (tests/security/test_inspector.py).
+            auth = {"Authorization": f"Bearer {service.token()}"}
+            status = httpx.get(f"{inspector}/api/status", headers=auth, verify=service.tls, timeout=5).json()
             assert [m["name"] for m in status["models"]] == ["sphere.glb"]
             assert status["models"][0]["triangles"] == 5120
             stats = status["stats"]

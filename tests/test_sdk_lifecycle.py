@@ -34,7 +34,14 @@ def test_full_lifecycle(service: Service) -> None:
     health = httpx.get(
         f"https://{session.hostname}:{session.handshake_port}/health", verify=service.tls, timeout=5
     ).json()
-    assert health["sessionId"] == sid and health["accountId"] == service.account_id
+    assert health == {"status": "ok"}
+    status = httpx.get(
+        f"https://{session.hostname}:{session.arr_inspector_port}/api/status",
+        headers={"Authorization": f"Bearer {service.token()}"},
+        verify=service.tls,
+        timeout=5,
+    ).json()
+    assert status["sessionId"] == sid and status["accountId"] == service.account_id
     inspector = httpx.get(f"https://{session.hostname}:{session.arr_inspector_port}/", verify=service.tls)
     assert inspector.status_code == 200 and "openrr" in inspector.text
 

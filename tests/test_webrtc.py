@@ -197,7 +197,9 @@ def test_webrtc_h264_controller_and_watcher(
             await seen.pc.close()
 
             def log() -> list[str]:
-                lines: list[str] = httpx.get(f"{inspector}/api/status", verify=service.tls, timeout=5).json()["log"]
+                auth = {"Authorization": f"Bearer {service.token()}"}
+                status = httpx.get(f"{inspector}/api/status", headers=auth, verify=service.tls, timeout=5)
+                lines: list[str] = status.json()["log"]
                 return lines
 
             async def watcher_closed_logged() -> bool:
