@@ -111,8 +111,9 @@ def test_storage_and_input_faults_fail_precisely_and_leave_result_files(
             gone, read, "sphere.glb", write, "InputContainerAccessDenied", ["could not be reached"], True,
         ),
         f"missing-{run}": (
-            source, read, "scenes/nope.glb", write, "ConversionProcessFailed",
-            ["'scenes/nope.glb' does not exist in the container", "7 blobs are there", "sphere.glb"], True,
+            source, read, "scenes/nope.glb", write, "InputContainerError",
+            ["Could not find the asset file in the storage account.",
+             "'scenes/nope.glb' does not exist in the container", "7 blobs are there", "sphere.glb"], True,
         ),
         f"corrupt-{run}": (source, read, "corrupt.glb", write, "ConversionProcessFailed", ["corrupt.glb"], True),
         f"extension-{run}": (
@@ -183,7 +184,7 @@ def test_sdk_poller_raises_the_failure(service: Service, blob: Azurite) -> None:
     )
     with pytest.raises(HttpResponseError) as failed:
         poller.result(timeout=60)
-    assert failed.value.error.code == "ConversionProcessFailed"
+    assert failed.value.error.code == "InputContainerError"
     assert "'missing.glb' does not exist" in failed.value.error.message
 
 

@@ -33,7 +33,7 @@ from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
 from openrr.render.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name, texture_limits
-from openrr.storage.account_area import AccountArea, AreaRefused, decode, shown
+from openrr.storage.account_area import AccountArea, AreaRefused, decode, opened_path, shown
 from openrr.storage.decoding import ACCEPT_ENCODING, BoundedDecoder, DecodeFailure, DecodeLimit
 from openrr.storage.guard import FetchPolicy, FetchRefused
 from openrr.storage.guard_http import guarded_client
@@ -590,23 +590,29 @@ class DirectoryResolver(Resolver):
     decoding, `..` and symlinks by openrr itself rather than by whichever trimesh is installed."""
 
     def __init__(self, source: Path, display: str, max_bytes: int = 2 * 1024**3) -> None:
-        self.directory = os.path.realpath(os.path.dirname(os.path.abspath(source)))
+        # References are joined to the directory as given and opened by that path; `directory` (resolved) is
+        # what they must stay in. A conversion worker names its directory /proc/self/cwd/…: the resolved path lies
+        # under the data directory, which it cannot reach.
+        self.base = os.path.dirname(os.path.abspath(source))
+        self.directory = os.path.realpath(self.base)
         self.display = display
         self.budget = _Budget(max_bytes)
 
     def get(self, key: str) -> bytes:
         inside = False
-        for candidate in _reference_candidates(key, self.directory, self.display):
+        for candidate in _reference_candidates(key, self.base, self.display):
             real = os.path.realpath(candidate)
             if not _inside_directory(real, self.directory):
                 continue  # a symlink leading out
             inside = True
             try:
-                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+                # The candidate, not its resolved path (see __init__); what was opened is checked by its
+                # descriptor, so a link swapped in meanwhile cannot lead out.
+                fd = os.open(candidate, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                if not stat.S_ISREG(os.fstat(fd).st_mode) or not _inside_directory(opened_path(fd), self.directory):
                     continue
                 data = f.read(self.budget.remaining + 1)
             if len(data) > self.budget.remaining:
