@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     render_memory_limit: dict[str, int] = Field(
         default_factory=lambda: {"Standard": 8 * 1024**3, "Premium": 16 * 1024**3}
     )
-    """Address-space limit of one render server process, in bytes, per size."""
+    """Memory limit (RLIMIT_DATA: heap and anonymous memory) of a render server and of its render process, each,
+    in bytes, per size."""
     tls_cert: Path | None = None
     """The operator's own certificate (PEM, chain included) for the control plane; None: the local CA's."""
     tls_key: Path | None = None

@@ -14,6 +14,7 @@ from openrr.app import build_app
 from openrr.config import Settings
 from openrr.services import Services, build_services
 from openrr.tls import AEAD_CIPHERS, ensure_tls
+from openrr.util.child_process import ChildUserError
 from openrr.util.http_server import GuardedServer, guarded_config
 from openrr.util.private_dir import ensure_private_dir, private_umask
 
@@ -125,7 +126,12 @@ def serve(settings: Settings, log_level: str = "info") -> int:
     except OSError as e:
         print(f"openrr: cannot listen on {settings.host}:{settings.port}: {e.strerror or e}", file=sys.stderr)
         return 1
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except ChildUserError as e:
+        # Render servers and workers could not run as the configured user: say so before anything starts.
+        print(f"openrr: {e}", file=sys.stderr)
+        return 2
     account_id, key = _default_account(services)
     print(banner(settings, account_id, key), flush=True)
     # Connection limits (handshake / first-request timeout, keep-alive, concurrency) and no Server header.

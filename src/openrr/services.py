@@ -59,7 +59,8 @@ def build_services(settings: Settings) -> Services:
     sessions = SessionService(db, settings.capacity, on_change=lambda: kick[0].kick() if kick else None)
     links = StorageLinks(db, secret_box(settings))
     # Sessions read the blobs of their account's linked storage with tokens the backend hands their servers.
-    backend = build_backend(settings, StorageGrants(links))
+    # ... and the account's current key ids, so that they refuse tokens of rotated keys and deleted accounts.
+    backend = build_backend(settings, StorageGrants(links), accounts.token_key_ids)
     reconciler = Reconciler(
         sessions,
         backend,
