@@ -19,6 +19,7 @@ from openrr.storage.links import StorageLinks
 from openrr.storage.session_access import StorageGrants
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
+from openrr.util.child_process import child_identity
 from openrr.util.private_dir import create_private_file, private_umask
 
 
@@ -111,6 +112,7 @@ def runner_config(settings: Settings) -> RunnerConfig:
         retention_days=settings.retention_days,
         timeout_s=settings.conversion_timeout_s,
         fetch_allow=tuple(settings.fetch_allow),
+        child=child_identity(settings.child_user),
     )
 
 
