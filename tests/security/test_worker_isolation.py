@@ -176,3 +176,31 @@ def test_worker_runs_as_nobody_without_secrets_and_a_local_conversion_still_succ
     for name in ("big.arrAsset", "big.result.json"):
         assert (out / cid / name).stat().st_uid == os.geteuid()
     assert not Path(work_dir).exists(), "the work directory outlived its job"
+
+
+def test_outputs_left_as_links_are_not_followed_when_the_control_plane_stores_them(tmp_path: Path) -> None:
+    """Finding 12 (what the control plane does for a worker): a worker, which may run the tenant's exploit, could
+    leave links in its output directory pointing at the database; the control plane, root, stores the outputs of
+    file:// containers. Before the fix upload_tree listed files with Path.is_file(), which follows links: the
+    database would have been copied into the tenant's container as `<prefix>/model.arrAsset`, and the key files
+    under `textures/`. Now the listing never follows a link and each file is opened beneath the directory."""
+    from openrr.conversions.staging import make_work_dir, store_outputs
+
+    secret = tmp_path / "data" / "openrr.db"
+    secret.parent.mkdir()
+    secret.write_bytes(b"SQLite format 3\0 secret rows")
+    (tmp_path / "data" / "keys").mkdir()
+    (tmp_path / "data" / "keys" / "key.pem").write_bytes(b"PRIVATE KEY")
+    work = tmp_path / "work" / "job"
+    make_work_dir(work)
+    (work / "output" / "model.result.json").write_text("[]")
+    (work / "output" / "model.arrAsset").symlink_to(secret)
+    (work / "output" / "textures").symlink_to(tmp_path / "data" / "keys", target_is_directory=True)
+    root = tmp_path / "containers"
+    container = root / "acct" / "out"
+    container.mkdir(parents=True)
+
+    names = store_outputs(container.as_uri(), [root / "acct"], "p/", work, lambda _f: None)
+    assert names == ["p/model.result.json"]
+    stored = sorted(p.relative_to(container).as_posix() for p in container.rglob("*") if p.is_file())
+    assert stored == ["p/model.result.json"]
