@@ -70,4 +70,5 @@ def test_an_output_outside_the_roots_is_refused_and_said(tmp_path: Path) -> None
     spec = JobSpec(**{**spec.__dict__, "output": outside})
     _, outcome = _run(spec, tmp_path / "work")
     assert outcome.error_code == "OutputContainerAccessDenied", outcome
-    assert outcome.error_message is not None and "is not a directory in this account's local storage" in outcome.error_message
+    assert outcome.error_message is not None
+    assert "is not a directory in this account's local storage" in outcome.error_message
