@@ -85,8 +85,8 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
         return {"service": "openrr", "version": __version__, "viewer": "/viewer/"}
 
     # The browser viewer: static ES modules, no build step; it talks to the API and then to the render server.
-    static = StaticFiles(directory=WEB_DIR, html=True, check_dir=False)
-    app.mount("/viewer", viewer_headers(static, services.settings.public_render_hostname), name="viewer")
+    app.mount("/viewer", StaticFiles(directory=WEB_DIR, html=True, check_dir=False), name="viewer")
 
     limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)
-    return ArrHeadersMiddleware(app, limiter if services.settings.rate_limit_per_s > 0 else None)
+    confined = viewer_headers(app, services.settings.public_render_hostname)
+    return ArrHeadersMiddleware(confined, limiter if services.settings.rate_limit_per_s > 0 else None)

@@ -37,15 +37,18 @@ def viewer_csp(render_hostname: str) -> str:
 
 
 class SecurityHeaders:
-    """Adds fixed headers to every response of the wrapped app (replacing any of the same name)."""
+    """Adds fixed headers to the responses of the wrapped app under `prefix` (replacing any of the same name)."""
 
-    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+    def __init__(self, app: ASGIApp, headers: dict[str, str], prefix: str = "") -> None:
         self.app = app
+        self.prefix = prefix.rstrip("/")
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         self.names = {k for k, _ in self.headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path: str = scope.get("path", "")
+        under = not self.prefix or path == self.prefix or path.startswith(self.prefix + "/")
+        if scope["type"] != "http" or not under:
             await self.app(scope, receive, send)
             return
 
@@ -58,10 +61,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def viewer_headers(app: ASGIApp, render_hostname: str) -> SecurityHeaders:
-    """The viewer's static files with CSP and no Referer (a token in the fragment never leaves; nor the path).
-    X-Content-Type-Options: nosniff comes from ArrHeadersMiddleware, on every response of the service."""
+def viewer_headers(app: ASGIApp, render_hostname: str, prefix: str = "/viewer") -> SecurityHeaders:
+    """Responses under `prefix` (the viewer's files, and the router's redirect of the bare prefix) with CSP and
+    no Referer. X-Content-Type-Options: nosniff comes from ArrHeadersMiddleware, on every response."""
     return SecurityHeaders(
         app,
         {"Content-Security-Policy": viewer_csp(render_hostname), "Referrer-Policy": "no-referrer"},
+        prefix,
     )

@@ -899,7 +899,8 @@ function fromAddress() {
   for (const name of ["account", "session"]) {
     if (params.has(name)) $(name).value = params.get(name);
   }
-  if (fragment.has("token")) $("token").value = fragment.get("token");
+  const token = fragment.get("token");
+  if (token) $("token").value = token;
   if (params.has("role")) $("role").value = params.get("role") === "watcher" ? "watcher" : "controller";
   if (TRANSPORTS.includes(params.get("transport"))) $("transport").value = params.get("transport");
   if (params.has("model")) {
@@ -923,7 +924,7 @@ function fromAddress() {
     );
     return;
   }
-  if (params.get("session") && fragment.get("token") && params.get("autoconnect") !== "0") connect();
+  if (params.get("session") && token && params.get("autoconnect") !== "0") connect();
 }
 
 /** Nothing left to show: no camera change waiting, no scene command unanswered, and the newest frame drawn
