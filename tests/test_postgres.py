@@ -17,6 +17,7 @@ from azure.mixedreality.remoterendering import (
     AssetConversionStatus,
     RenderingSessionStatus,
 )
+from cryptography.fernet import Fernet
 
 from tests.harness import Service, free_port, openrr, render_server_pids, wait_for
 from tests.models import write_models
@@ -32,10 +33,15 @@ pytestmark = pytest.mark.skipif(
 def pg_url() -> Iterator[str]:
     # Not under pytest's tmp dir: that is private to root, and the server runs as the postgres user.
     base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
+    # The module's data directories share one database, as replicas do, so they share its secrets key too (the
+    # STS signing key and storage credentials in it are sealed with that key).
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OPENRR_SECRETS_KEY", Fernet.generate_key().decode())
     try:
         with postgres_server(base) as url:
             yield url
     finally:
+        mp.undo()
         shutil.rmtree(base, ignore_errors=True)
 
 
