@@ -82,7 +82,8 @@ def render_service(data_dir: Path) -> Iterator[Service]:
     with bench_service(
         data_dir,
         ["--warm-pool", "Standard=0", "--capacity", "Standard=2", "--rate-limit-per-s", "0",
-         "--stop-grace-s", "2", "--log-level", "warning"],
+         "--stop-grace-s", "2", "--log-level", "warning",
+         "--fetch-allow", "127.0.0.1"],  # the benchmark models are served on loopback (tests.models)
     ) as svc:  # fmt: skip
         yield svc
 

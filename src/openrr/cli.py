@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from openrr.config import Settings
 
 
-def _size_map(text: str) -> dict[str, int]:
+def _size_map(text: str, *, bytes_: bool = False) -> dict[str, int]:
     """`Standard=2,Premium=1` -> {"Standard": 2, "Premium": 1}."""
     out: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -23,8 +23,19 @@ def _size_map(text: str) -> dict[str, int]:
         canonical = {"standard": "Standard", "premium": "Premium"}.get(name.strip().lower())
         if canonical is None:
             raise argparse.ArgumentTypeError(f"unknown size {name!r} (Standard or Premium)")
-        out[canonical] = int(value)
+        out[canonical] = _bytes(value) if bytes_ else int(value)
     return out
+
+
+def _size_bytes_map(text: str) -> dict[str, int]:
+    """`Standard=8G,Premium=16G` -> bytes per size (suffixes K, M, G: powers of 1024)."""
+    return _size_map(text, bytes_=True)
+
+
+def _bytes(text: str) -> int:
+    text = text.strip()
+    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(text[-1:].lower(), 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -53,6 +64,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "child_user",
         "texture_max_dimension",
         "texture_max_pixels",
+        "model_max_bytes",
+        "model_max_compression_ratio",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -66,7 +79,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if getattr(args, "fetch_allow", None):
         overrides["fetch_allow"] = ",".join(args.fetch_allow)
     defaults = Settings(**overrides)
-    for name in ("warm_pool", "capacity"):
+    for name in ("warm_pool", "capacity", "render_memory_limit"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = {**getattr(defaults, name), **value}
@@ -119,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--texture-max-dimension", type=int, help="texture width or height in pixels (default 16384)")
     serve.add_argument("--texture-max-pixels", type=int, help="texture width x height (default 67108864)")
+    serve.add_argument(
+        "--model-max-bytes", type=int, help="bytes fetched or decoded for one model, decompressed (default 2 GiB)"
+    )
+    serve.add_argument(
+        "--model-max-compression-ratio", type=float, help="decoded per transferred byte of a compressed download (200)"
+    )
+    serve.add_argument(
+        "--render-memory-limit",
+        type=_size_bytes_map,
+        help="memory (RLIMIT_DATA) of one render server per size, e.g. Standard=8G,Premium=16G",
+    )
     serve.add_argument(
         "--fetch-allow",
         action="append",
