@@ -16,6 +16,7 @@ before any packet is sent, so its message is the same whether something listens 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ _NAT64 = (
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
 _RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?\.?")
 
 
 class FetchRefused(Exception):
@@ -190,8 +194,8 @@ def guarded_connect(
 def _host_entry(entry: str) -> _HostEntry:
     host, port_text = entry, ""
     if entry.startswith("["):
-        inside, _, rest = entry[1:].partition("]")
-        if rest and not rest.startswith(":"):
+        inside, bracket, rest = entry[1:].partition("]")
+        if not bracket or _ip_or_none(inside) is None or (rest and not rest.startswith(":")):
             raise ValueError(f"fetch-allow entry '{entry}' is not [IPv6]:port")
         host, port_text = inside, rest[1:]
     elif entry.count(":") == 1:
@@ -203,8 +207,8 @@ def _host_entry(entry: str) -> _HostEntry:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"fetch-allow entry '{entry}' has an invalid port")
         port = int(port_text)
-    if not host:
-        raise ValueError(f"fetch-allow entry '{entry}' names no host")
+    if not host or not (_ip_or_none(host) or _HOST_NAME.fullmatch(host)):
+        raise ValueError(f"fetch-allow entry '{entry}' is not a host name, host:port or CIDR")
     return _HostEntry(_normal_host(host), port)
 
 
