@@ -20,6 +20,7 @@ from openrr.conversions import api_2021 as conversions_2021
 from openrr.conversions import api_v1 as conversions_v1
 from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
 from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
+from openrr.http.openapi import install as install_openapi
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.security_headers import viewer_headers
 from openrr.services import Services
@@ -80,11 +81,12 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     app.include_router(conversions_2021.router)
     app.include_router(conversions_v1.router)
 
-    @app.get("/")
+    @app.get("/", include_in_schema=False)
     async def index() -> dict[str, str]:
         return {"service": "openrr", "version": __version__, "viewer": "/viewer/"}
 
     # The browser viewer: static ES modules, no build step; it talks to the API and then to the render server.
+    install_openapi(app)
     app.mount("/viewer", StaticFiles(directory=WEB_DIR, html=True, check_dir=False), name="viewer")
 
     limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)

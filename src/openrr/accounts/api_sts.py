@@ -6,14 +6,42 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from openrr.accounts.keys import key_id_of
 from openrr.accounts.service import normalize_account_id
+from openrr.http.openapi import empty, error, json_body, operation
 from openrr.http.responses import ArrJSONResponse
 from openrr.services import services_of
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
+
+
+class StsTokenResponseMessage(BaseModel):
+    AccessToken: str
+
+
+_STS_DOC = operation(
+    status=200,
+    summary="Exchange 'Authorization: Bearer <accountId>:<accountKey>' for an access token (24 h)",
+    # The SDKs send 2019-02-28-preview, docs and scripts none; the STS accepts any.
+    query=[{"name": "api-version", "in": "query", "required": False, "schema": {"type": "string"}}],
+    responses={
+        200: json_body(StsTokenResponseMessage, "A signed JWT for the account."),
+        400: empty("The account ID in the path is not a GUID (no body, as ARR)."),
+        401: empty("Missing or malformed credential, unknown account or wrong key (no body, as ARR)."),
+        404: error("No operation matches the path."),
+        429: error(
+            "Too many requests for this account; retry after Retry-After seconds.",
+            {
+                "Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}},
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}},
+            },
+        ),
+        500: error("Internal error; retrying may succeed."),
+    },
+)
 
 
 def _rejected(status: int, why: str) -> Response:
@@ -23,7 +51,7 @@ def _rejected(status: int, why: str) -> Response:
     return Response(status_code=status)
 
 
-@router.get("/accounts/{account_id}/token")
+@router.get("/accounts/{account_id}/token", **_STS_DOC)
 async def get_token(request: Request, account_id: str) -> Response:
     services = services_of(request)
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from openrr.conversions import openapi as doc
 from openrr.conversions.body import CreateConversionBody
 from openrr.conversions.codes import LINK_MISSING, LINK_MISSING_MESSAGE
 from openrr.conversions.request import ConversionRequest, InvalidSetting, build_request
@@ -67,7 +68,7 @@ async def create(
     return conversion_json(view), created
 
 
-@router.put(BASE + "/{conversion_id}")
+@router.put(BASE + "/{conversion_id}", **doc.create_2021(CreateConversionBody))
 async def create_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     services, account = _authorize(request, account_id, conversion_id)
     body = await parse_body(request, CreateConversionBody, services.settings.max_body_bytes)
@@ -75,7 +76,7 @@ async def create_conversion(request: Request, account_id: str, conversion_id: st
     return ArrJSONResponse(doc, status_code=201 if created else 200)
 
 
-@router.get(BASE + "/{conversion_id}")
+@router.get(BASE + "/{conversion_id}", **doc.GET_2021)
 async def get_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     services, account = _authorize(request, account_id, conversion_id)
     try:
@@ -85,7 +86,7 @@ async def get_conversion(request: Request, account_id: str, conversion_id: str) 
     return ArrJSONResponse(conversion_json(view))
 
 
-@router.post(BASE + "/{conversion_id}/:cancel")
+@router.post(BASE + "/{conversion_id}/:cancel", **doc.CANCEL_2021)
 async def cancel_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     """openrr's extension: ARR had no cancel operation (though its RBAC had `convert/delete`)."""
     services, account = _authorize(request, account_id, conversion_id)
@@ -96,7 +97,7 @@ async def cancel_conversion(request: Request, account_id: str, conversion_id: st
     return ArrJSONResponse(conversion_json(view))
 
 
-@router.get(BASE)
+@router.get(BASE, **doc.LIST_2021)
 async def list_conversions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     token = request.query_params.get("skiptoken")

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from openrr.conversions import openapi as doc
 from openrr.conversions.api_2021 import create
 from openrr.conversions.body import CreateConversionV1Body
 from openrr.conversions.model import ConversionView
@@ -165,12 +166,15 @@ def _v1_wording(message: str) -> str:
     return message
 
 
-@router.post(BASE + "/create")
+@router.post(BASE + "/create", **doc.create_v1(CreateConversionV1Body, "Create a conversion from linked storage (v1)"))
 async def create_linked(request: Request, account_id: str) -> Response:
     return await _create(request, account_id, with_sas=False)
 
 
-@router.post(BASE + "/createwithsharedaccesssignature")
+@router.post(
+    BASE + "/createwithsharedaccesssignature",
+    **doc.create_v1(CreateConversionV1Body, "Create a conversion with SAS tokens (v1)"),
+)
 async def create_with_sas(request: Request, account_id: str) -> Response:
     return await _create(request, account_id, with_sas=True)
 
@@ -194,7 +198,7 @@ def v1_conversion(v: ConversionView) -> dict[str, Any]:
     }
 
 
-@router.get(BASE + "/{conversion_id}", name="get_conversion_v1")
+@router.get(BASE + "/{conversion_id}", name="get_conversion_v1", **doc.GET_V1)
 async def get_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     services, account = _authorize(request, account_id)
     check_resource_id("conversion", conversion_id)
@@ -205,7 +209,7 @@ async def get_conversion(request: Request, account_id: str, conversion_id: str) 
     return ArrJSONResponse(v1_conversion(view))
 
 
-@router.get(BASE)
+@router.get(BASE, **doc.LIST_V1)
 async def list_conversions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     token = request.query_params.get("skiptoken")

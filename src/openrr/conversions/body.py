@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from openrr.http.validation import JsonString
 
@@ -35,6 +35,11 @@ def _object(value: Any) -> Any:
 
 OptionalString = Annotated[str | None, BeforeValidator(_optional_string)]
 
+# Published constraints (OpenAPI) that the handlers check themselves, with messages that name the field.
+_CONTAINER_URI = Field(json_schema_extra={"pattern": "^(https?|file)://", "maxLength": 2048})
+_STORAGE_ACCOUNT = Field(json_schema_extra={"pattern": "^[a-z0-9]{3,24}$"})
+_CONTAINER_NAME = Field(json_schema_extra={"pattern": "^(\\$root|\\$web|[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9])$"})
+
 
 class _Lenient(BaseModel):
     # Unknown keys are ignored: Conversion.ps1 merges -AdditionalParameters into `settings`.
@@ -42,14 +47,14 @@ class _Lenient(BaseModel):
 
 
 class InputLocationBody(_Lenient):
-    storageContainerUri: JsonString
+    storageContainerUri: JsonString = _CONTAINER_URI
     storageContainerReadListSas: OptionalString = None
     blobPrefix: OptionalString = None
     relativeInputAssetPath: JsonString
 
 
 class OutputLocationBody(_Lenient):
-    storageContainerUri: JsonString
+    storageContainerUri: JsonString = _CONTAINER_URI
     storageContainerWriteSas: OptionalString = None
     blobPrefix: OptionalString = None
     outputAssetFilename: OptionalString = None
@@ -73,8 +78,8 @@ def remap_keys(value: Any, names: tuple[str, ...], aliases: dict[str, str] | Non
 
 
 class V1InputBody(_Lenient):
-    storageAccountName: JsonString
-    blobContainerName: JsonString
+    storageAccountName: JsonString = _STORAGE_ACCOUNT
+    blobContainerName: JsonString = _CONTAINER_NAME
     folderPath: OptionalString = None
     inputAssetPath: JsonString
     containerReadListSas: OptionalString = None
@@ -86,8 +91,8 @@ class V1InputBody(_Lenient):
 
 
 class V1OutputBody(_Lenient):
-    storageAccountName: JsonString
-    blobContainerName: JsonString
+    storageAccountName: JsonString = _STORAGE_ACCOUNT
+    blobContainerName: JsonString = _CONTAINER_NAME
     folderPath: OptionalString = None
     outputAssetFileName: OptionalString = None
     containerWriteSas: OptionalString = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.config import JsonDict
 from starlette.concurrency import run_in_threadpool
 
 from openrr.http.body import parse_body
@@ -13,6 +16,7 @@ from openrr.http.links import next_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
 from openrr.services import Services, services_of
+from openrr.sessions import openapi as doc
 from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.serialize import session_json
@@ -27,18 +31,24 @@ from openrr.sessions.state import SessionSize
 
 router = APIRouter()
 BASE = "/accounts/{account_id}/sessions"
+# Published constraints only (the handlers check them, with ARR's wording): sizes are matched case-insensitively.
+LEASE_RANGE: JsonDict = {"minimum": 0, "maximum": MAX_LEASE_MINUTES}
+SizeName = Annotated[
+    JsonString,
+    WithJsonSchema({"type": "string", "enum": ["Standard", "Premium"], "description": "Case-insensitive."}),
+]
 
 
 class CreateSessionSettings(BaseModel):
     # Unknown keys are ignored: RenderingSession.ps1 merges -AdditionalParameters into this body.
-    model_config = ConfigDict(extra="ignore")
-    maxLeaseTimeMinutes: WholeMinutes
-    size: JsonString
+    model_config = ConfigDict(extra="ignore", title="create_session_settings")
+    maxLeaseTimeMinutes: WholeMinutes = Field(json_schema_extra=LEASE_RANGE)
+    size: SizeName
 
 
 class UpdateSessionSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    maxLeaseTimeMinutes: WholeMinutes
+    model_config = ConfigDict(extra="ignore", title="update_session_settings")
+    maxLeaseTimeMinutes: WholeMinutes = Field(json_schema_extra=LEASE_RANGE)
 
 
 def _authorize(request: Request, account_id: str, session_id: str | None = None) -> tuple[Services, str]:
@@ -65,7 +75,7 @@ def parse_size(value: str) -> SessionSize:
         raise bad_request(str(e), "size") from e
 
 
-@router.put(BASE + "/{session_id}")
+@router.put(BASE + "/{session_id}", **doc.create_2021(CreateSessionSettings))
 async def create_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
     body = await parse_body(request, CreateSessionSettings, services.settings.max_body_bytes)
@@ -90,7 +100,7 @@ def quota_refusal(e: QuotaExceeded) -> ArrError:
     return ArrError(403, "QuotaExceeded", e.message, "size")
 
 
-@router.get(BASE + "/{session_id}")
+@router.get(BASE + "/{session_id}", **doc.GET_2021)
 async def get_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
     try:
@@ -100,7 +110,7 @@ async def get_session(request: Request, account_id: str, session_id: str) -> Res
     return ArrJSONResponse(session_json(view))
 
 
-@router.patch(BASE + "/{session_id}")
+@router.patch(BASE + "/{session_id}", **doc.update_2021(UpdateSessionSettings))
 async def update_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
     body = await parse_body(request, UpdateSessionSettings, services.settings.max_body_bytes)
@@ -123,7 +133,7 @@ def _lease_refusal(e: LeaseNotExtendable) -> str:
     return f"The maxLeaseTimeMinutes value cannot exceed {MAX_LEASE_MINUTES} (24 hours)."
 
 
-@router.post(BASE + "/{session_id}/:stop")
+@router.post(BASE + "/{session_id}/:stop", **doc.STOP_2021)
 async def stop_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
     try:
@@ -133,7 +143,7 @@ async def stop_session(request: Request, account_id: str, session_id: str) -> Re
     return Response(status_code=204)
 
 
-@router.get(BASE)
+@router.get(BASE, **doc.LIST_2021)
 async def list_sessions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     token = request.query_params.get("skiptoken")

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from openrr.http.body import parse_body
@@ -17,6 +17,7 @@ from openrr.http.links import route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, check_resource_id
 from openrr.services import Services, services_of
+from openrr.sessions import openapi as doc
 from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded
@@ -30,16 +31,22 @@ BASE = "/v1/accounts/{account_id}/sessions"
 _LEGACY_SIZES = {"small": "Standard", "big": "Premium"}
 
 
+# Published constraints (OpenAPI) that the handlers check themselves, with ARR's wording.
+_TIMESPAN = Field(json_schema_extra={"pattern": "^([0-9]{1,2}\\.)?[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}$"})
+
+
 class CreateSessionV1(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    maxLeaseTime: JsonString
-    size: JsonString
+    maxLeaseTime: JsonString = _TIMESPAN
+    size: JsonString = Field(
+        json_schema_extra={"enum": ["Standard", "Premium", "small", "big"], "description": "Case-insensitive."}
+    )
     models: list[Any] | None = None
 
 
 class UpdateSessionV1(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    maxLeaseTime: JsonString
+    maxLeaseTime: JsonString = _TIMESPAN
 
 
 def _lease_minutes(text: str) -> int:
@@ -73,7 +80,7 @@ def v1_properties(v: SessionView) -> dict[str, Any]:
     }
 
 
-@router.post(BASE + "/create")
+@router.post(BASE + "/create", **doc.create_v1(CreateSessionV1))
 async def create_session(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     body = await parse_body(request, CreateSessionV1, services.settings.max_body_bytes)
@@ -94,7 +101,7 @@ async def create_session(request: Request, account_id: str) -> Response:
     return ArrJSONResponse({"sessionId": session_id}, status_code=202, headers={"Location": location})
 
 
-@router.get(BASE + "/{session_id}/properties", name="get_session_properties_v1")
+@router.get(BASE + "/{session_id}/properties", name="get_session_properties_v1", **doc.GET_V1)
 async def get_properties(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id)
     check_resource_id("session", session_id)
@@ -105,7 +112,7 @@ async def get_properties(request: Request, account_id: str, session_id: str) -> 
     return ArrJSONResponse(v1_properties(view))
 
 
-@router.patch(BASE + "/{session_id}")
+@router.patch(BASE + "/{session_id}", **doc.update_v1(UpdateSessionV1))
 async def update_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id)
     check_resource_id("session", session_id)
@@ -131,7 +138,7 @@ def _lease_refusal(e: LeaseNotExtendable) -> str:
     return f"The maxLeaseTime value cannot exceed {format_timespan(MAX_LEASE_MINUTES * 60)}."
 
 
-@router.delete(BASE + "/{session_id}")
+@router.delete(BASE + "/{session_id}", **doc.DELETE_V1)
 async def delete_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id)
     check_resource_id("session", session_id)
@@ -142,7 +149,7 @@ async def delete_session(request: Request, account_id: str, session_id: str) -> 
     return Response(status_code=204)
 
 
-@router.get(BASE)
+@router.get(BASE, **doc.LIST_V1)
 async def list_sessions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
     sessions: list[dict[str, Any]] = []
