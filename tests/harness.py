@@ -187,6 +187,24 @@ class Service:
     def render_server_pids(self) -> list[int]:
         return render_server_pids(self.data_dir)
 
+    def host_records(self) -> list[dict[str, Any]]:
+        """The service's records of its render servers (DATA_DIR/hosts/*.host.json: pid, session, account)."""
+        out = []
+        for path in (self.data_dir / "hosts").glob("*.host.json"):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue  # being replaced or removed right now
+        return out
+
+    def host_record(self, session_id: str, timeout: float = 10) -> dict[str, Any]:
+        """The record of the render server given to `session_id` (a warm pool's servers have none)."""
+
+        def probe() -> dict[str, Any] | None:
+            return next((h for h in self.host_records() if h.get("session_id") == session_id), None)
+
+        return wait_for(probe, timeout, f"the host record of session {session_id}")
+
 
 def render_server_pids(under: Path, kind: str = "render-server") -> list[int]:
     """Live render-server processes whose state files lie under `under` (zombies don't count). With

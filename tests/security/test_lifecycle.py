@@ -4,11 +4,9 @@ warm-pool servers (claimed by no session by design) stay."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
@@ -23,27 +21,13 @@ def _create(api: httpx.Client, account: str, sid: str) -> None:
     assert r.status_code == 201, r.text
 
 
-def _hosts(svc: Service) -> list[dict[str, Any]]:
-    """The host records of the service's render servers (DATA_DIR/hosts/*.host.json: pid, session)."""
-    out = []
-    for path in (svc.data_dir / "hosts").glob("*.host.json"):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue  # being replaced or removed right now
-    return out
-
-
 def _pid_of(svc: Service, session_id: str) -> int:
-    def probe() -> int | None:
-        return next((h["pid"] for h in _hosts(svc) if h.get("session_id") == session_id), None)
-
-    return wait_for(probe, 10, f"the host record of session {session_id}")
+    return int(svc.host_record(session_id)["pid"])
 
 
 def _warm_pid(svc: Service) -> int:
     def probe() -> int | None:
-        warm = [h["pid"] for h in _hosts(svc) if not h.get("session_id")]
+        warm = [h["pid"] for h in svc.host_records() if not h.get("session_id")]
         return warm[0] if len(warm) == 1 else None
 
     return wait_for(probe, 20, "one warm render server")

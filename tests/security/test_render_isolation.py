@@ -8,7 +8,6 @@ regression)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -51,14 +50,6 @@ def ready(isolated: Service) -> Iterator[dict[str, Any]]:
         yield doc
 
 
-def _host_record(svc: Service, session_id: str) -> dict[str, Any]:
-    for path in (svc.data_dir / "hosts").glob("*.host.json"):
-        doc: dict[str, Any] = json.loads(path.read_text())
-        if doc.get("session_id") == session_id:
-            return doc
-    raise AssertionError(f"no host record for {session_id}")
-
-
 def _render_process(server_pid: int) -> psutil.Process:
     def probe() -> psutil.Process | None:
         for child in psutil.Process(server_pid).children():
@@ -86,7 +77,7 @@ def test_render_server_runs_as_the_child_user_without_the_control_secret(
 ) -> None:
     """Finding 12. Before: render servers ran as the service's user (root), with its whole environment, and the
     control secret in OPENRR_RENDER_CONTROL_SECRET, readable in /proc/<pid>/environ."""
-    record = _host_record(isolated, ready["id"])
+    record = isolated.host_record(ready["id"])
     for proc in (psutil.Process(record["pid"]), _render_process(record["pid"])):
         assert proc.uids().real == proc.uids().effective == NOBODY, proc.cmdline()
         assert proc.gids().real == NOBODY and os.getgroups() is not None
@@ -113,7 +104,7 @@ def test_render_user_cannot_reach_the_data_directory(isolated: Service, ready: d
     secret = isolated.data_dir / "containers" / other["accountId"] / "inputs" / "secret.glb"
     secret.parent.mkdir(parents=True)
     secret.write_bytes(b"glTF another tenant's model")
-    record = _host_record(isolated, ready["id"])
+    record = isolated.host_record(ready["id"])
     home = Path(os.readlink(f"/proc/{record['pid']}/cwd"))
     assert home.is_relative_to(isolated.data_dir) and home.stat().st_uid == NOBODY
     assert (home.stat().st_mode & 0o777) == 0o700
@@ -137,7 +128,7 @@ def test_render_user_cannot_reach_the_data_directory(isolated: Service, ready: d
 @AS_ROOT
 def test_render_servers_die_first_and_have_a_memory_limit(isolated: Service, ready: dict[str, Any]) -> None:
     """Finding 6. Before: render servers had no memory limit and the same OOM standing as the control plane."""
-    record = _host_record(isolated, ready["id"])
+    record = isolated.host_record(ready["id"])
     assert isolated.proc is not None
     control = int(Path(f"/proc/{isolated.proc.pid}/oom_score_adj").read_text())
     for proc in (psutil.Process(record["pid"]), _render_process(record["pid"])):
@@ -156,7 +147,7 @@ def test_render_server_has_its_own_leaf_certificate(isolated: Service, ready: di
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     control = x509.load_der_x509_certificate(_peer_certificate(isolated.port, isolated.tls))
     assert leaf.public_key() != control.public_key()
-    record = _host_record(isolated, ready["id"])
+    record = isolated.host_record(ready["id"])
     home = Path(os.readlink(f"/proc/{record['pid']}/cwd"))
     assert not any(p.name in ("ca-key.pem", "server-key.pem") for p in home.iterdir())
 

@@ -32,7 +32,7 @@ from openrr.storage.container import ContainerAccess
 from openrr.storage.errors import StorageError
 from openrr.storage.guard import FetchPolicy, FetchRefused, check_address, resolve_checked
 from openrr.storage.uri import parse_container_uri
-from tests.harness import Service, free_port, ready_session, render_server_pids, wait_for
+from tests.harness import Service, free_port, ready_session, wait_for
 
 API = {"api-version": "2021-01-01"}
 MiB = 1 << 20
@@ -303,7 +303,7 @@ def test_session_fetches_only_what_the_operator_allows(svc: Service, site: Site)
             assert _peak_rss(pid) - peak < 300 * MiB
 
     with ready_session(svc, "ssrf") as doc:
-        (pid,) = wait_for(lambda: render_server_pids(svc.data_dir) or None, 10, "the render server's pid")
+        pid = int(svc.host_record(doc["id"])["pid"])  # not the warm pool's server
         asyncio.run(scenario(doc, pid))
     assert site.admin.hits == []
 
