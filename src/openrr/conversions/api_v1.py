@@ -173,7 +173,7 @@ async def create_linked(request: Request, account_id: str) -> Response:
 
 @router.post(
     BASE + "/createwithsharedaccesssignature",
-    **doc.create_v1(CreateConversionV1Body, "Create a conversion with SAS tokens (v1)"),
+    **doc.create_v1(doc.CreateConversionV1SasBody, "Create a conversion with SAS tokens (v1)"),
 )
 async def create_with_sas(request: Request, account_id: str) -> Response:
     return await _create(request, account_id, with_sas=True)

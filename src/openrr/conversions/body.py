@@ -36,7 +36,13 @@ def _object(value: Any) -> Any:
 OptionalString = Annotated[str | None, BeforeValidator(_optional_string)]
 
 # Published constraints (OpenAPI) that the handlers check themselves, with messages that name the field.
-_CONTAINER_URI = Field(json_schema_extra={"pattern": "^(https?|file)://", "maxLength": 2048})
+_CONTAINER_URI = Field(
+    json_schema_extra={
+        "pattern": "^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[^?#]+|file:///[^?#]+)$",
+        "maxLength": 2048,
+    }
+)
+_PATH = Field(json_schema_extra={"minLength": 1})
 _STORAGE_ACCOUNT = Field(json_schema_extra={"pattern": "^[a-z0-9]{3,24}$"})
 _CONTAINER_NAME = Field(json_schema_extra={"pattern": "^(\\$root|\\$web|[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9])$"})
 
@@ -50,7 +56,7 @@ class InputLocationBody(_Lenient):
     storageContainerUri: JsonString = _CONTAINER_URI
     storageContainerReadListSas: OptionalString = None
     blobPrefix: OptionalString = None
-    relativeInputAssetPath: JsonString
+    relativeInputAssetPath: JsonString = _PATH
 
 
 class OutputLocationBody(_Lenient):
@@ -81,7 +87,7 @@ class V1InputBody(_Lenient):
     storageAccountName: JsonString = _STORAGE_ACCOUNT
     blobContainerName: JsonString = _CONTAINER_NAME
     folderPath: OptionalString = None
-    inputAssetPath: JsonString
+    inputAssetPath: JsonString = _PATH
     containerReadListSas: OptionalString = None
 
     @model_validator(mode="before")

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openrr.conversions.body import CreateConversionV1Body, V1InputBody, V1OutputBody
 from openrr.http.openapi import (
     API_VERSION,
     SKIPTOKEN,
@@ -106,6 +107,21 @@ class V1ProblemDetails(BaseModel):
     title: str
     status: int
     traceId: str
+
+
+class V1InputSasBody(V1InputBody):
+    containerReadListSas: str = Field(min_length=1)  # type: ignore[assignment]
+
+
+class V1OutputSasBody(V1OutputBody):
+    containerWriteSas: str = Field(min_length=1)  # type: ignore[assignment]
+
+
+class CreateConversionV1SasBody(CreateConversionV1Body):
+    """The SAS variant's body, as published: its handler refuses a missing SAS with its own message."""
+
+    input: V1InputSasBody  # type: ignore[assignment]
+    output: V1OutputSasBody  # type: ignore[assignment]
 
 
 _LINK = (
