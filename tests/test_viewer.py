@@ -8,8 +8,9 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -182,6 +183,7 @@ def test_viewer_shows_orbits_picks_and_cuts_the_model(
         assert "token=" not in page.url, "the access token should be removed from the address bar"
         wait_js(page, "window.openrrViewer.idle()")
         assert page.locator("#load-result").inner_text().startswith("Loaded sphere.glb")
+        _check_inspector_link(page, service, session_id)
 
         # The stream has the canvas's size, and the model is framed: sphere in the middle, background around.
         state = viewer_state(page)
@@ -425,3 +427,23 @@ def test_webrtc_without_videoframe_draws_into_the_canvas(
         assert errors == []
     finally:
         close_viewer(page)
+
+
+def _check_inspector_link(page: Any, service: Service, session_id: str) -> None:
+    """The viewer links to the session's inspector with a token in the URL's fragment (issue 9, finding 5: the
+    inspector answers only tokens of the session's account), and that token really opens the inspector's data."""
+    href = page.locator("#inspector-link").get_attribute("href")
+    assert href is not None and page.locator("#inspector-link").is_visible()
+    parts = urlsplit(href)
+    assert not parts.query, "the token must not travel in the query string"
+    token = parse_qs(parts.fragment)["access_token"][0]
+    with service.api() as api:
+        doc = api.get(f"/accounts/{service.account_id}/sessions/{session_id}", params={"api-version": "2021-01-01"})
+    assert parts.port == doc.json()["arrInspectorPort"]
+    status = httpx.get(
+        f"https://{parts.hostname}:{parts.port}/api/status",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=service.tls,
+        timeout=10,
+    )
+    assert status.status_code == 200, status.text

@@ -156,6 +156,7 @@ async function connect() {
         transport = "jpeg";
       }
     }
+    showInspectorLink(doc, token);
     setStatus("connecting", `Connecting to ${doc.hostname}:${doc.handshakePort} as ${form.role}…`);
     const codec = transport === "h264" ? "h264" : "jpeg"; // WebRTC: JPEG frames until the peer connection is up
     const c = await RenderConnection.connect(doc.hostname, doc.handshakePort, token, form.role, { codec });
@@ -179,6 +180,16 @@ async function connect() {
     connecting = false;
     $("connect").disabled = false;
   }
+}
+
+/** The inspector needs a token of the session's account: it goes in the URL's fragment, which the browser sends to
+ * no server and in no Referer; the inspector page reads it from there. */
+function showInspectorLink(doc, token) {
+  const link = $("inspector-link");
+  if (!doc.arrInspectorPort) return;
+  const host = doc.hostname.includes(":") && !doc.hostname.startsWith("[") ? `[${doc.hostname}]` : doc.hostname;
+  link.href = `https://${host}:${doc.arrInspectorPort}/#access_token=${encodeURIComponent(token)}`;
+  link.hidden = false;
 }
 
 function attach(c, sessionId, transport = "jpeg") {
@@ -255,6 +266,8 @@ function onClose(c, { code, reason, error }) {
   $("model-controls").disabled = true;
   $("view-controls").disabled = true;
   $("disconnect").disabled = true;
+  $("inspector-link").hidden = true;
+  $("inspector-link").removeAttribute("href");
   $("auto-rotate").checked = false;
   $("session-summary").textContent = "connection settings";
   $("session-box").open = true;
