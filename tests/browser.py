@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags that work here as root (/work/shared/reference/render-stack-notes.md); without the background-networking
 # ones Chromium keeps trying hosts this machine cannot reach. The render server's certificate is the service's
-# self-signed one: a real user imports DATA_DIR/tls/cert.pem instead of ignoring certificate errors.
+# local CA's: a real user imports DATA_DIR/tls/cert.pem instead of ignoring certificate errors.
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -18,3 +24,25 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--ignore-certificate-errors",
 ]
+
+
+@contextmanager
+def chromium(profile: Path, **options: Any) -> Iterator[Any]:
+    """A headless Chromium (a Playwright browser context with its own empty profile); skips without Chromium."""
+    from playwright import sync_api
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            user_data_dir=str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            ignore_https_errors=True,
+            **options,
+        )
+        try:
+            yield context
+        finally:
+            context.close()

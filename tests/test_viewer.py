@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.browser import chromium
 from tests.harness import Service, ready_session
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -29,22 +29,10 @@ CONSOLE: list[str] = []  # the pages' console messages, shown when a wait times 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 800},
-            device_scale_factor=1,
-            ignore_https_errors=True,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(
+        tmp_path_factory.mktemp("chromium-profile"), viewport={"width": 1280, "height": 800}, device_scale_factor=1
+    ) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,12 @@ no account key taken from its URL. Real service over HTTPS, real headless Chromi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.browser import chromium
 from tests.harness import Service
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -44,20 +43,8 @@ def test_viewer_responses_carry_the_security_headers(service: Service) -> None:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            ignore_https_errors=True,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 def test_viewer_refuses_a_key_in_its_url(browser: Any, service: Service) -> None:
