@@ -42,12 +42,10 @@ from openrr.storage.links import LinkCredentials
 from openrr.storage.uri import ContainerUri
 from openrr.util.child_process import (
     ChildIdentity,
-    ChildUserError,
     child_identity,
     clean_env,
-    interpreter_paths,
     popen_identity,
-    unreachable_for,
+    require_reachable,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,15 +107,7 @@ class ConversionRunner:
         self._task: asyncio.Task[None] | None = None
         self._jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._last_maintenance = 0.0
-        # At start, not at the first job: a root service whose interpreter lies under /root would otherwise fail
-        # every conversion with a bare 'permission denied' in a worker's log.
-        blocked = unreachable_for(config.child, interpreter_paths())
-        if blocked is not None:
-            raise ChildUserError(
-                f"conversion workers run as '{config.child.name}', who cannot reach {blocked} (needed to start the "
-                "interpreter and openrr). Install openrr where that user can read it, or choose another user with "
-                "--child-user / OPENRR_CHILD_USER."
-            )
+        require_reachable(config.child, "conversion workers")
 
     def kick(self) -> None:
         """Ask for a pass now; safe from any thread."""

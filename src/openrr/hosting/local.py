@@ -38,14 +38,12 @@ from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
 from openrr.util.child_process import (
     CHILD_OOM_SCORE_ADJ,
     ChildIdentity,
-    ChildUserError,
     child_identity,
     clean_env,
     give,
-    interpreter_paths,
     popen_identity,
     prepare_home,
-    unreachable_for,
+    require_reachable,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,15 +126,7 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
         self.identity: ChildIdentity = child_identity(options.child_user)
-        # At start, not at the first session: a root service whose interpreter lies under /root would otherwise
-        # fail every session with a bare 'permission denied' in a render server's log.
-        blocked = unreachable_for(self.identity, interpreter_paths())
-        if blocked is not None:
-            raise ChildUserError(
-                f"render servers run as '{self.identity.name}', who cannot reach {blocked} (needed to start the "
-                "interpreter and openrr). Install openrr where that user can read it, or choose another user with "
-                "--child-user / OPENRR_CHILD_USER."
-            )
+        require_reachable(self.identity, "render servers")
         scheme = "https" if options.certfile else "http"
         probe_host = "127.0.0.1" if options.bind_host in ("0.0.0.0", "") else options.bind_host
         probe_host = "[::1]" if probe_host == "::" else probe_host

@@ -53,9 +53,7 @@ def child_identity(configured: str | None) -> ChildIdentity:
     me = pwd.getpwuid(os.geteuid()).pw_name
     if os.geteuid() != 0:
         if configured and configured not in (me, str(os.geteuid())):
-            raise ChildUserError(
-                f"the child user '{configured}' needs the service to run as root; it runs as '{me}'"
-            )
+            raise ChildUserError(f"the child user '{configured}' needs the service to run as root; it runs as '{me}'")
         return ChildIdentity(None, None, me)
     name = configured or DEFAULT_CHILD_USER
     try:
@@ -86,6 +84,21 @@ def unreachable_for(identity: ChildIdentity, paths: list[Path]) -> Path | None:
         if current.exists() and not _may(identity, current, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
             return current
     return None
+
+
+def require_reachable(identity: ChildIdentity, role: str) -> None:
+    """Raise ChildUserError unless the child user can start the interpreter and openrr.
+
+    Called at start, not at the first child: a root service whose interpreter lies under /root would otherwise fail
+    every session or conversion with a bare 'permission denied' in a child's log.
+    """
+    blocked = unreachable_for(identity, interpreter_paths())
+    if blocked is not None:
+        raise ChildUserError(
+            f"{role} run as '{identity.name}', who cannot reach {blocked} (needed to start the interpreter and "
+            "openrr). Install openrr where that user can read it, or choose another user with --child-user / "
+            "OPENRR_CHILD_USER."
+        )
 
 
 def _may(identity: ChildIdentity, path: Path, user_bit: int, group_bit: int, other_bit: int) -> bool:
