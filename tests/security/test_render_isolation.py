@@ -211,3 +211,30 @@ def test_local_models_load_through_the_broker_only_from_the_account_area(
             assert len(set(messages)) == 1, messages  # outside and missing read alike
 
     asyncio.run(scenario(ready))
+
+
+
+@AS_ROOT
+def test_children_are_not_started_when_the_child_user_cannot_run_openrr() -> None:
+    """Finding 12: a root service whose Python the child user cannot reach (pyenv under /root) would start and then
+    fail every session with a bare 'permission denied', or tempt an operator into running children as root. The
+    backend and the conversion runner check at start and refuse, naming the path and --child-user. A directory of
+    root's (0700) stands in for /root; the real installation passes the same check."""
+    from openrr.util.child_process import ChildUserError, child_identity, require_reachable
+
+    top = Path(tempfile.mkdtemp(prefix="openrr-reach-", dir="/tmp"))  # pytest's tmp_path is itself root-only
+    try:
+        os.chmod(top, 0o755)
+        private = top / "private"
+        private.mkdir(mode=0o700)
+        (private / "python").write_text("")
+        nobody = child_identity(None)
+        assert nobody.uid == NOBODY
+        with pytest.raises(ChildUserError) as e:
+            require_reachable(nobody, "render servers", [private / "python"])
+        assert f"cannot reach {private} " in str(e.value) and "--child-user" in str(e.value)
+        os.chmod(private, 0o755)
+        require_reachable(nobody, "render servers", [private / "python"])
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    require_reachable(nobody, "render servers")  # this installation (CI's venv: Debian's Python, not under /root)

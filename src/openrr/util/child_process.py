@@ -86,13 +86,13 @@ def unreachable_for(identity: ChildIdentity, paths: list[Path]) -> Path | None:
     return None
 
 
-def require_reachable(identity: ChildIdentity, role: str) -> None:
+def require_reachable(identity: ChildIdentity, role: str, paths: list[Path] | None = None) -> None:
     """Raise ChildUserError unless the child user can start the interpreter and openrr.
 
     Called at start, not at the first child: a root service whose interpreter lies under /root would otherwise fail
     every session or conversion with a bare 'permission denied' in a child's log.
     """
-    blocked = unreachable_for(identity, interpreter_paths())
+    blocked = unreachable_for(identity, interpreter_paths() if paths is None else paths)
     if blocked is not None:
         raise ChildUserError(
             f"{role} run as '{identity.name}', who cannot reach {blocked} (needed to start the interpreter and "
