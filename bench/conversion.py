@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.local_files import HOST_FILES  # noqa: E402
+from tests.local_files import load_model  # noqa: E402
 from tests.models import serve_directory  # noqa: E402
 
 from bench.common import bench_workdir, load_average, print_header  # noqa: E402
@@ -39,8 +39,6 @@ from bench.render_common import ready_session, render_service, sphere_grid  # no
 from openrr.client.render_session import RenderSessionClient  # noqa: E402
 from openrr.conversions.converter import convert  # noqa: E402
 from openrr.render.raycast import RayCaster  # noqa: E402
-from openrr.render.scene import ModelData  # noqa: E402
-from openrr.render.scene import load_model as load_any  # noqa: E402
 
 GOAL = 2.0
 
@@ -54,11 +52,6 @@ def timed(fn: Callable[[], object]) -> float:
 def ms(values: list[float]) -> str:
     low, high = min(values) * 1000, max(values) * 1000
     return f"median {statistics.median(values) * 1000:7.1f} ms  (min {low:7.1f}, max {high:7.1f})"
-
-
-def load_model(path: str) -> ModelData:
-    """A local model file read as a session with access to its directory reads it."""
-    return load_any(path, local_files=HOST_FILES)
 
 
 def load_and_add(source: str) -> None:

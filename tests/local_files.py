@@ -4,9 +4,12 @@ path, read through the same AccountArea code as a session's, with the path's top
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from openrr.render.scene import AreaFiles
+from openrr.render.scene import AreaFiles, HttpOptions, ModelData
+from openrr.render.scene import load_model as load_in_session
 from openrr.storage.account_area import AccountArea, decode, shown
+from openrr.storage.guard import FetchPolicy
 
 
 class HostFiles:
@@ -19,3 +22,12 @@ class HostFiles:
 
 
 HOST_FILES = HostFiles()
+
+LOOPBACK = HttpOptions(FetchPolicy.parse("127.0.0.1"))
+"""Test model servers are on loopback, which load_model refuses unless allowed (tests/security/test_ssrf.py)."""
+
+
+def load_model(source: str, *args: Any, **kwargs: Any) -> ModelData:
+    """`openrr.render.scene.load_model` for tests about parsing models: local paths read through the same LocalFiles
+    code as a session's, loopback model servers allowed."""
+    return load_in_session(source, *args, **{"local_files": HOST_FILES, "http": LOOPBACK, **kwargs})

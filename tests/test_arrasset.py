@@ -22,15 +22,9 @@ from openrr.conversions.converter import convert
 from openrr.render.raycast import RayCaster, TriangleChunks, triangle_chunks
 from openrr.render.renderer import _VERTEX_DTYPE
 from openrr.render.scene import MeshData, ModelData, ModelLoadError
-from openrr.render.scene import load_model as _load_model
 from tests.harness import Service
-from tests.local_files import HOST_FILES
+from tests.local_files import load_model
 from tests.models import serve_directory
-
-
-def load_model(source: str, *args: Any, **kwargs: Any) -> ModelData:
-    """Local paths read through the same LocalFiles code as a session's (tests/local_files.py)."""
-    return _load_model(source, *args, local_files=HOST_FILES, **kwargs)
 
 
 def _textured_scene(path: Path) -> None:

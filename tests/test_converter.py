@@ -20,15 +20,9 @@ from PIL import Image
 from openrr.conversions.arrasset import read_metadata
 from openrr.conversions.converter import ConversionOutcome, convert
 from openrr.render.scene import ModelData
-from openrr.render.scene import load_model as load_any
-from tests.local_files import HOST_FILES
+from tests.local_files import load_model
 
 POINTS = np.random.default_rng(5).uniform(-1.0, 1.0, size=(2000, 3))
-
-
-def load_model(path: str) -> ModelData:
-    """Loads a local model file as a session with access to it would (these tests are about conversion, not areas)."""
-    return load_any(path, local_files=HOST_FILES)
 
 
 def run(root: Path, relative: str, **settings: Any) -> tuple[ConversionOutcome, list[dict[str, Any]], Path]:

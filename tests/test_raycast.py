@@ -10,7 +10,8 @@ import pytest
 import trimesh
 
 from openrr.render.raycast import RayCaster, RayHit
-from openrr.render.scene import ModelData, load_model
+from openrr.render.scene import ModelData
+from tests.local_files import load_model
 
 # faceted sphere: the surface sits up to ~1e-3 inside the unit sphere between vertices
 FACET = 2e-3

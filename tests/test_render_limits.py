@@ -25,7 +25,7 @@ def limited(base_dir: Path) -> Iterator[Service]:
         base_dir / "limits",
         free_port(),
         ["--warm-pool", "Standard=0", "--capacity", "Standard=1,Premium=1", "--rate-limit-per-s", "0",
-         "--standard-primitive-limit", str(LIMIT)],
+         "--standard-primitive-limit", str(LIMIT), "--fetch-allow", "127.0.0.1"],  # the model server is on loopback
     ).start()  # fmt: skip
     try:
         yield svc

@@ -360,7 +360,7 @@ def test_see_through_does_not_write_depth(renderer: Renderer) -> None:
 
 def test_a_textured_glb_from_the_loader_renders_right_side_up(renderer: Renderer, tmp_path: Path) -> None:
     """End to end with scene.py: its uv convention and the renderer's texture upload must agree."""
-    load_model = pytest.importorskip("openrr.render.scene").load_model
+    load_model = pytest.importorskip("tests.local_files").load_model
     image = np.zeros((8, 8, 4), dtype=np.uint8)
     image[:4, :, 0] = 255  # top half red
     image[4:, :, 2] = 255  # bottom half blue

@@ -18,19 +18,8 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 
-from openrr.render.scene import HttpOptions, ModelData, ModelLoadError
-from openrr.render.scene import load_model as _load_model
-from openrr.storage.guard import FetchPolicy
-from tests.local_files import HOST_FILES
-
-LOOPBACK = HttpOptions(FetchPolicy.parse("127.0.0.1"))
-"""The test's model server is on loopback, which load_model refuses unless allowed (tests/security/test_ssrf.py)."""
-
-
-def load_model(source: str, *args: Any, **kwargs: Any) -> ModelData:
-    """Local paths read through the same LocalFiles code as a session's (tests/local_files.py)."""
-    return _load_model(source, *args, local_files=HOST_FILES, **{"http": LOOPBACK, **kwargs})
-
+from openrr.render.scene import ModelData, ModelLoadError
+from tests.local_files import load_model
 
 SECRET = "sig=s3cr3tSignature%2Bxyz"
 QUERY = f"?sv=2021-08-06&sr=c&sp=r&{SECRET}"

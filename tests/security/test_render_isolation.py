@@ -213,7 +213,6 @@ def test_local_models_load_through_the_broker_only_from_the_account_area(
     asyncio.run(scenario(ready))
 
 
-
 @AS_ROOT
 def test_children_are_not_started_when_the_child_user_cannot_run_openrr() -> None:
     """Finding 12: a root service whose Python the child user cannot reach (pyenv under /root) would start and then

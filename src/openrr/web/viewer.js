@@ -188,7 +188,8 @@ function showInspectorLink(doc, token) {
   const link = $("inspector-link");
   if (!doc.arrInspectorPort) return;
   const host = doc.hostname.includes(":") && !doc.hostname.startsWith("[") ? `[${doc.hostname}]` : doc.hostname;
-  link.href = `https://${host}:${doc.arrInspectorPort}/#access_token=${encodeURIComponent(token)}`;
+  // Same scheme as this page: the service and its render servers share one TLS setting.
+  link.href = `${location.protocol}//${host}:${doc.arrInspectorPort}/#access_token=${encodeURIComponent(token)}`;
   link.hidden = false;
 }
 
