@@ -54,11 +54,12 @@ def open_database(settings: Settings) -> Database:
 def build_services(settings: Settings) -> Services:
     db = open_database(settings)
     accounts = AccountService(db)
-    tokens = TokenService(db, settings.token_lifetime_s, secret_box(settings))
+    box = secret_box(settings)
+    tokens = TokenService(db, settings.token_lifetime_s, box)
     tokens.write_public_key(settings.sts_public_key_path)
     kick: list[Reconciler] = []
     sessions = SessionService(db, settings.capacity, on_change=lambda: kick[0].kick() if kick else None)
-    links = StorageLinks(db, secret_box(settings))
+    links = StorageLinks(db, box)
     # Sessions read the blobs of their account's linked storage with tokens the backend hands their servers.
     # ... and the account's current key ids, so that they refuse tokens of rotated keys and deleted accounts.
     backend = build_backend(settings, StorageGrants(links), accounts.token_key_ids)
