@@ -68,6 +68,8 @@ def serve_bare(port: int, certfile: str, keyfile: str) -> int:
     import uvicorn
     from fastapi import FastAPI
 
+    from openrr.tls import AEAD_CIPHERS
+
     app = FastAPI()
 
     @app.get("/ping")
@@ -85,6 +87,7 @@ def serve_bare(port: int, certfile: str, keyfile: str) -> int:
         port=port,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
+        ssl_ciphers=AEAD_CIPHERS,
         log_level="info",
         access_log=False,
         lifespan="on",
@@ -101,7 +104,8 @@ def bare_server(svc: Service, log_path: Path) -> Iterator[tuple[str, psutil.Proc
     port = free_port()
     cmd = [
         sys.executable, __file__, "--serve-bare", str(port),
-        "--certfile", svc.cert, "--keyfile", str(svc.data_dir / "tls" / "key.pem"),
+        "--certfile", str(svc.data_dir / "tls" / "server.pem"),
+        "--keyfile", str(svc.data_dir / "tls" / "server-key.pem"),
     ]  # fmt: skip
     log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

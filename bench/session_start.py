@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
 from tests.harness import Service, render_server_pids, wait_for  # noqa: E402
 
 from bench.common import bench_service, load_average, pct, print_header  # noqa: E402
+from openrr.render.access import CONTROL_HEADER  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 TERMINAL = {"Error", "Stopped", "Expired"}
@@ -136,13 +137,16 @@ def warm_server_healthy(svc: Service, client: httpx.Client) -> bool:
     for host_file in (svc.data_dir / "hosts").glob("*.host.json"):
         try:
             rec = json.loads(host_file.read_text())
-            ports = json.loads(host_file.with_name(host_file.name.replace(".host.json", ".ports.json")).read_text())
+            # The server writes its ports into its own home, hosts/<id>/.
+            ports = json.loads((host_file.parent / rec["host_id"] / "ports.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             continue
         if rec.get("session_id") is not None:
             continue
         try:
-            r = client.get(f"https://127.0.0.1:{ports['handshakePort']}/health", timeout=2)
+            # /health tells its identity only to the holder of the control secret (the control plane's probe).
+            headers = {CONTROL_HEADER: rec["secret"]}
+            r = client.get(f"https://127.0.0.1:{ports['handshakePort']}/health", headers=headers, timeout=2)
         except httpx.HTTPError:
             continue
         if r.status_code == 200 and r.json().get("sessionId") is None:
@@ -153,13 +157,13 @@ def warm_server_healthy(svc: Service, client: httpx.Client) -> bool:
 # --- the bare render server (cold baseline) --------------------------------------------------------------
 
 
-def bare_render_server_start(work: Path, cert: Path, key: Path, poll_s: float) -> float:
+def bare_render_server_start(work: Path, ca: Path, cert: Path, key: Path, poll_s: float) -> float:
     """Seconds from spawning `openrr render-server` to its first 200 on /health; the process is stopped after.
 
     A fresh client per start (like the service's first probe of a new server: a new TCP and TLS connection),
     closed before the SIGTERM so that no idle connection delays the exit.
     """
-    client = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)))
+    client = httpx.Client(verify=ssl.create_default_context(cafile=str(ca)))
     host_id = uuid.uuid4().hex[:16]
     state = work / f"{host_id}.ports.json"
     cmd = [
@@ -241,9 +245,10 @@ def cold_phase(base: Path, n: int, poll_s: float, grace: float) -> dict[str, lis
     bare_dir = base / "bare"
     bare_dir.mkdir(parents=True)
     with service(base / "cold", 0, grace) as svc, svc.api() as api:
-        cert, key = Path(svc.cert), svc.data_dir / "tls" / "key.pem"
+        # The control plane's own leaf (the service gives each server a leaf of its own, made at spawn).
+        ca, cert, key = Path(svc.cert), svc.data_dir / "tls" / "server.pem", svc.data_dir / "tls" / "server-key.pem"
         api.get("/", params=API)
-        bare_render_server_start(bare_dir, cert, key, poll_s)  # warms the OS page cache; not counted
+        bare_render_server_start(bare_dir, ca, cert, key, poll_s)  # warms the OS page cache; not counted
         for i in range(n):
             sid, ready, put = start_to_ready(api, svc, poll_s)
             out["ready"].append(ready)
@@ -253,7 +258,7 @@ def cold_phase(base: Path, n: int, poll_s: float, grace: float) -> dict[str, lis
             stop_session(api, svc, sid)
             wait_for(lambda p=pid: gone(p), 60, "the stopped session's server to exit", 0.02)  # type: ignore[misc]
             out["exit"].append(time.perf_counter() - t_stop)
-            out["bare"].append(bare_render_server_start(bare_dir, cert, key, poll_s))
+            out["bare"].append(bare_render_server_start(bare_dir, ca, cert, key, poll_s))
             bare, exited = out["bare"][-1], out["exit"][-1]
             line = f"ready {ready * 1000:7.1f} ms, bare {bare * 1000:7.1f} ms; after stop: exited {exited:4.2f} s"
             print(f"    cold {i + 1:2d}/{n}: {line}", flush=True)
