@@ -69,7 +69,9 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
                     "The openrr service was shut down while this session was running."
                 )
 
-    app = FastAPI(title="openrr", version=__version__, lifespan=lifespan)
+    # The OpenAPI document is published at /openapi.json; FastAPI's /docs and /redoc pages are not served, because
+    # they load their scripts from a CDN into the API's origin.
+    app = FastAPI(title="openrr", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
     app.add_exception_handler(ArrError, arr_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error)

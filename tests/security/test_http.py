@@ -248,3 +248,12 @@ def test_links_use_the_public_url_not_host(tmp_path: Path, monkeypatch: pytest.M
         finally:
             for sid in made:
                 api.post(f"/accounts/{aid}/sessions/{sid}/:stop", params=V21)
+
+
+def test_no_page_loads_scripts_from_elsewhere(service: Service) -> None:
+    """Issue 9 (HTTP): FastAPI's /docs and /redoc pages loaded Swagger UI and ReDoc from a CDN into the API's
+    origin (a third party's script beside the API). They are gone; the OpenAPI document itself stays published."""
+    with service.http() as http:
+        assert http.get("/docs").status_code == 404
+        assert http.get("/redoc").status_code == 404
+        assert http.get("/openapi.json").json()["openapi"].startswith("3.")
