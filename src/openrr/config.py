@@ -83,6 +83,7 @@ class Settings(BaseSettings):
 
             FetchPolicy.parse([str(v) for v in value])
         return value
+
     local_models: bool = True
     """Render servers may load local files from the session account's area (`<local storage root>/<accountId>/`)."""
     model_max_bytes: int = 2 * 1024**3
