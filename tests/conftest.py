@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.azurite import Azurite, azurite, azurite_available
 from tests.harness import Service, free_port, ready_session, render_process_pids, render_server_pids, wait_for
 from tests.models import serve_directory, write_models
 
@@ -67,3 +69,13 @@ def session(service: Service) -> Iterator[dict[str, Any]]:
     """A Ready session of the shared service (its 2021 API document), stopped afterwards."""
     with ready_session(service, "render") as doc:
         yield doc
+
+
+@pytest.fixture(scope="module")
+def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite (the Azure Storage emulator) on loopback, one per test module. Skipped only on a developer machine
+    without it (`npm install`); CI always has it."""
+    if azurite_available() is not None and not os.environ.get("CI"):
+        pytest.skip(str(azurite_available()))
+    with azurite(tmp_path_factory.mktemp("azurite")) as az:
+        yield az

@@ -21,7 +21,7 @@ import trimesh
 from azure.core.exceptions import HttpResponseError
 from azure.mixedreality.remoterendering import AssetConversionInputSettings, AssetConversionOutputSettings
 
-from tests.azurite import Azurite, azurite, azurite_available
+from tests.azurite import Azurite, azurite_available
 from tests.conversions import (
     API,
     blobs,
@@ -42,14 +42,6 @@ needs_azurite = pytest.mark.skipif(
 ACCESS_DENIED = (
     "Access to the input blob container was denied. Invalid access rights or invalid shared access signature."
 )
-
-
-@pytest.fixture(scope="module")
-def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    if azurite_available() is not None and not os.environ.get("CI"):
-        pytest.skip(str(azurite_available()))
-    with azurite(tmp_path_factory.mktemp("azurite")) as az:
-        yield az
 
 
 # --- storage and input faults, against Azurite ----------------------------------------------------

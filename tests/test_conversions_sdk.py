@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from azure.mixedreality.remoterendering import (
 )
 
 from openrr.client.render_session import RenderSessionClient
-from tests.azurite import Azurite, azurite, azurite_available
+from tests.azurite import Azurite, azurite_available
 from tests.conversions import (
     API,
     blob_sas_url,
@@ -40,12 +39,6 @@ pytestmark = pytest.mark.skipif(
     azurite_available() is not None and not os.environ.get("CI"), reason=str(azurite_available())
 )
 BACKGROUND = np.array([0.12, 0.12, 0.14]) * 255
-
-
-@pytest.fixture(scope="module")
-def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    with azurite(tmp_path_factory.mktemp("azurite")) as az:
-        yield az
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 
 from openrr.client.convert_storage import Progress
 from openrr.conversions.arrasset import read_asset
-from tests.azurite import ACCOUNT, KEY, Azurite, azurite, azurite_available
+from tests.azurite import ACCOUNT, KEY, Azurite, azurite_available
 from tests.conversions import blobs, container_uri, conversion_doc, new_container, upload
 from tests.harness import Service, create_account, openrr, running_service
 from tests.models import write_models
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.skipif(
     azurite_available() is not None and not os.environ.get("CI"), reason=str(azurite_available())
 )
 SAS_URL_LINE = re.compile(r"^(http\S+\?\S*sig=\S+)$", re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    with azurite(tmp_path_factory.mktemp("azurite")) as az:
-        yield az
 
 
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

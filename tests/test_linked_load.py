@@ -27,7 +27,7 @@ from openrr.storage.links import StorageLinks
 from openrr.storage.session_access import BlobGrant, SessionStorage, StorageGrants, storage_account_of
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
-from tests.azurite import ACCOUNT, KEY, Azurite, azurite, azurite_available
+from tests.azurite import ACCOUNT, KEY, Azurite, azurite_available
 from tests.conversions import API, blobs, container_uri, new_container, upload, wait_conversion
 from tests.harness import Service, create_account, openrr, wait_status
 from tests.models import write_models
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.skipif(
     azurite_available() is not None and not os.environ.get("CI"), reason=str(azurite_available())
 )
 BACKGROUND = np.array([31, 31, 36])
-
-
-@pytest.fixture(scope="module")
-def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    with azurite(tmp_path_factory.mktemp("azurite")) as az:
-        yield az
 
 
 @contextmanager

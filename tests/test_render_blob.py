@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from openrr.client.render_session import RenderSessionClient, SessionError
-from tests.azurite import ACCOUNT, KEY, Azurite, azurite, azurite_available
+from tests.azurite import ACCOUNT, KEY, Azurite, azurite_available
 from tests.harness import Service, wait_status
 from tests.models import write_models
 
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.skipif(
     azurite_available() is not None and not os.environ.get("CI"), reason=str(azurite_available())
 )
 API = {"api-version": "2021-01-01"}
-
-
-@pytest.fixture(scope="module")
-def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    with azurite(tmp_path_factory.mktemp("azurite")) as az:
-        yield az
 
 
 def _sas_url(az: Azurite, container: str, name: str, permission: str = "r") -> str:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mixedreality.remoterendering import AssetConversionInputSettings, AssetConversionOutputSettings
 from azure.mixedreality.remoterendering.aio import RemoteRenderingClient as AsyncRemoteRenderingClient
 
-from tests.azurite import Azurite, azurite, azurite_available
+from tests.azurite import Azurite
 from tests.conversions import blobs, container_sas, container_uri, new_container, result_entries, upload
 from tests.harness import Service
 
@@ -28,14 +27,6 @@ ARR_SENTENCE = (
     "Could not find the asset file in the storage account. Please make sure all paths and names are correct and "
     "the file is uploaded to storage."
 )
-
-
-@pytest.fixture(scope="module")
-def blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    if azurite_available() is not None and not os.environ.get("CI"):
-        pytest.skip(str(azurite_available()))
-    with azurite(tmp_path_factory.mktemp("azurite")) as az:
-        yield az
 
 
 def _settings(blob: Azurite, cid: str) -> tuple[AssetConversionInputSettings, AssetConversionOutputSettings, str]:
