@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from openrr.accounts.sts import TokenService
-from openrr.accounts.tokens import verify_token
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
+from openrr.tokens import verify_token
 from tests.harness import BANNER_KEY, create_account, running_service
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from openrr.accounts.keys import key_id_of
-from openrr.accounts.tokens import AUDIENCE, ISSUER
 from openrr.store.secretbox import SecretBox
+from openrr.tokens import AUDIENCE, ISSUER
 from tests.harness import Service, create_account, openrr, wait_for
 
 V = {"api-version": "2021-01-01"}

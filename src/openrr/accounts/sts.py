@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from openrr.accounts.tokens import AUDIENCE, ISSUER, KEY_ID_CLAIM, InvalidToken, TokenClaims, verify_token
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
 from openrr.store.tables import SigningKeyRow
+from openrr.tokens import AUDIENCE, ISSUER, KEY_ID_CLAIM, InvalidToken, TokenClaims, verify_token
 
 REUSE_WINDOW_S = 60
 """A token minted for an account is handed out again for this long (it then has >= 23h59m left).

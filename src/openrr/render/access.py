@@ -15,8 +15,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from openrr.accounts.tokens import InvalidToken, TokenClaims, verify_token
 from openrr.render.identity import ServerIdentity
+from openrr.tokens import InvalidToken, TokenClaims, verify_token
 
 
 class Refused(Exception):

@@ -12,7 +12,6 @@ from typing import Any, TypeGuard
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from openrr.accounts.tokens import TokenClaims
 from openrr.render.access import Refused, TokenGate, bearer
 from openrr.render.identity import ServerIdentity
 from openrr.render.protocol import CLOSE_BAD_REQUEST, CLOSE_CONTROLLER_TAKEN, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
@@ -20,6 +19,7 @@ from openrr.render.renderer import Camera
 from openrr.render.scene import ModelLoadError
 from openrr.render.session import CODECS, Client, SceneSession
 from openrr.render.webrtc import WEBRTC_COMMANDS, WebRTCPeers
+from openrr.tokens import TokenClaims
 
 logger = logging.getLogger(__name__)
 MUTATING = {"loadModel", "unloadModel", "setTransform", "setOverride", "setCamera", "setCutPlanes", "setStream"}
