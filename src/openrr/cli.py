@@ -234,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _account(args: argparse.Namespace) -> int:
     from openrr.accounts.service import AccountNotFound, AccountService
-    from openrr.services import open_database
     from openrr.sessions import quota_cli
     from openrr.storage import link_cli
+    from openrr.store.db import open_database
 
     if args.action in link_cli.ACTIONS:
         return link_cli.run(args)

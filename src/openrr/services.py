@@ -12,15 +12,14 @@ from openrr.config import Settings
 from openrr.conversions.runner import ConversionRunner, RunnerConfig
 from openrr.conversions.service import ConversionService
 from openrr.hosting.factory import build_backend
-from openrr.http.auth import Authenticator
+from openrr.accounts.auth import Authenticator
 from openrr.sessions.reconciler import ClosableBackend, Reconciler
 from openrr.sessions.service import SessionService
 from openrr.storage.links import StorageLinks
 from openrr.storage.session_access import StorageGrants
-from openrr.store.db import Database
+from openrr.store.db import Database, open_database
 from openrr.store.secretbox import SecretBox
 from openrr.util.child_process import child_identity
-from openrr.util.private_dir import create_private_file, private_umask
 
 
 @dataclass
@@ -37,18 +36,6 @@ class Services:
     conversions: ConversionService
     conversion_runner: ConversionRunner | None
     """None where this control plane runs no conversions (conversion_workers = 0)."""
-
-
-def open_database(settings: Settings) -> Database:
-    # Whatever this process creates in the data directory is owner-only; the database file is created 0600
-    # before SQLite opens it, and SQLite gives its -wal/-shm files the database file's mode.
-    private_umask()
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if settings.database_url is None:
-        create_private_file(settings.sqlite_path)
-    db = Database(settings.effective_database_url)
-    db.migrate()
-    return db
 
 
 def build_services(settings: Settings) -> Services:

@@ -6,13 +6,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+
+from openrr.util.private_dir import create_private_file, private_umask
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 P = ParamSpec("P")
@@ -96,6 +98,32 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self._write_engine.dispose()
+
+
+class DatabaseSettings(Protocol):
+    """What `open_database` needs of the settings (config.Settings has it; store/ does not import config)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def database_url(self) -> str | None: ...
+    @property
+    def sqlite_path(self) -> Path: ...
+    @property
+    def effective_database_url(self) -> str: ...
+
+
+def open_database(settings: DatabaseSettings) -> Database:
+    """The control plane's database, migrated to the latest schema."""
+    # Whatever this process creates in the data directory is owner-only; the database file is created 0600
+    # before SQLite opens it, and SQLite gives its -wal/-shm files the database file's mode.
+    private_umask()
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if settings.database_url is None:
+        create_private_file(settings.sqlite_path)
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    return db
 
 
 def _sqlite_engine(url: str, begin: str | None) -> Engine:
