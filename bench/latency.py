@@ -66,7 +66,7 @@ from bench.common import bench_workdir, load_average, pct, print_header  # noqa:
 from bench.render_common import FOV_Y, HEIGHT, WIDTH, orbit, ready_session, render_service, sphere_grid  # noqa: E402
 from openrr.client.render_session import RenderSessionClient, SessionError  # noqa: E402
 from openrr.client.webrtc import WebRTCVideo, open_webrtc  # noqa: E402
-from openrr.render.protocol import CODEC_JPEG, unpack_frame  # noqa: E402
+from openrr.protocol.render import CODEC_JPEG, unpack_frame  # noqa: E402
 
 TRIANGLES = 100_000
 DEFAULT_CAP = 60.0  # the server's default frame cap (session.DEFAULT_FPS)

@@ -17,7 +17,8 @@ from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket, unpack_
 
 from openrr.client.render_session import RenderSessionClient
 from openrr.client.webrtc import WebRTCVideo, open_webrtc
-from openrr.render.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp, write_stamp_i420
+from openrr.protocol.stamp import STAMP_BLOCK_H, STAMP_WIDTH, read_stamp, write_stamp
+from openrr.render.stamp import write_stamp_i420
 from openrr.render.webrtc import PLAYOUT_DELAY_URI, REPEAT_AFTER_S, RenderTrack, _ZeroPlayoutDelayMap
 from openrr.render.yuv import to_i420
 from tests.harness import Service

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from openrr.client.render_session import RenderSessionClient, SessionError
-from openrr.render.protocol import CLOSE_UNAUTHORIZED
+from openrr.protocol.render import CLOSE_UNAUTHORIZED
 from tests.harness import Service, create_account, openrr, wait_for, wait_status
 
 API = {"api-version": "2021-01-01"}

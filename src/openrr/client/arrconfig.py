@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
-from openrr.sessions.timespan import parse_timespan
+from openrr.protocol.timespan import parse_timespan
 
 # ARRUtils.ps1 $AllPublicRegions: bare names from this list map to Azure's hosts.
 PUBLIC_REGIONS = (

@@ -25,7 +25,7 @@ import simplejpeg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from openrr.render.protocol import CODEC_H264, CODEC_JPEG, unpack_frame
+from openrr.protocol.render import CODEC_H264, CODEC_JPEG, unpack_frame
 
 
 class SessionError(Exception):

@@ -7,7 +7,7 @@ async with await RenderSessionClient.connect(...) as s:
     await video.close()
 
 Each picture carries the id of the last command applied before it was rendered, stamped into its top-left
-corner (openrr.render.stamp); `next_frame` reads it back.
+corner (openrr.protocol.stamp); `next_frame` reads it back.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from types import TracebackType
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from openrr.client.render_session import RenderSessionClient, SessionError
-from openrr.render.rtcsdp import negotiated_video_codec, preferred_video_codecs
-from openrr.render.stamp import read_stamp
+from openrr.protocol.sdp import negotiated_video_codec, preferred_video_codecs
+from openrr.protocol.stamp import read_stamp
 
 
 class WebRTCVideo:
@@ -111,7 +111,7 @@ async def open_webrtc(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         transceiver = pc.addTransceiver("video", direction="recvonly")
-        transceiver.setCodecPreferences(preferred_video_codecs(codecs))
+        transceiver.setCodecPreferences(preferred_video_codecs(RTCRtpSender.getCapabilities("video").codecs, codecs))
         await pc.setLocalDescription(await pc.createOffer())  # returns once ICE gathering is complete
         offer = pc.localDescription
         async with asyncio.timeout(timeout):

@@ -40,7 +40,7 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.sdp import SessionDescription
 from av.video.frame import PictureType
 
-from openrr.render.rtcsdp import negotiated_video_codec, preferred_video_codecs
+from openrr.protocol.sdp import negotiated_video_codec, preferred_video_codecs
 from openrr.render.session import RAW_CODEC, Client, SceneSession
 from openrr.render.yuv import I420
 
@@ -247,7 +247,7 @@ class WebRTCPeers:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server: host candidates only
         track = RenderTrack(flush)
         transceiver: RTCRtpTransceiver = pc.addTransceiver(track, direction="sendonly")
-        transceiver.setCodecPreferences(preferred_video_codecs())
+        transceiver.setCodecPreferences(preferred_video_codecs(RTCRtpSender.getCapabilities("video").codecs))
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             zero_delay = _ask_for_zero_playout_delay(transceiver, sdp)

@@ -16,6 +16,7 @@ from openrr.http.errors import account_gone, bad_request, not_found
 from openrr.http.links import route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, check_resource_id
+from openrr.protocol.timespan import format_timespan, parse_timespan
 from openrr.services import Services, services_of
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
@@ -23,7 +24,6 @@ from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.service import MAX_LEASE_MINUTES, AccountGone, LeaseNotExtendable, SessionNotFound
 from openrr.sessions.state import SessionStatus
-from openrr.sessions.timespan import format_timespan, parse_timespan
 
 router = APIRouter()
 BASE = "/v1/accounts/{account_id}/sessions"
