@@ -68,7 +68,8 @@ from bench.render_common import (  # noqa: E402
     sphere_grid,
 )
 from openrr.client.render_session import Frame, RenderSessionClient  # noqa: E402
-from openrr.render.renderer import Camera, Renderer, look_at, perspective  # noqa: E402
+from openrr.render.camera import Camera, look_at, perspective  # noqa: E402
+from openrr.render.renderer import Renderer  # noqa: E402
 from openrr.render.scene import ModelData, load_model  # noqa: E402
 
 SIZES = {"100k": 100_000, "1M": 1_000_000, "5M": 5_000_000}

@@ -14,7 +14,8 @@ import pytest
 import trimesh
 from PIL import Image
 
-from openrr.render.renderer import PER_PIXEL_BELOW, Camera, Renderer
+from openrr.render.camera import Camera
+from openrr.render.renderer import PER_PIXEL_BELOW, Renderer
 from openrr.render.scene import MeshData, ModelData
 
 W, H = 256, 192
