@@ -17,11 +17,11 @@ from PIL import Image
 
 from openrr.client.render_session import RenderSessionClient
 from openrr.conversions.arrasset import ALIGN, HEADER, MAGIC, VERTEX_DTYPE, AssetFormatError, read_asset, write_asset
-from openrr.conversions.atomic import atomic_file
 from openrr.conversions.converter import convert
 from openrr.render.raycast import RayCaster, TriangleChunks, triangle_chunks
 from openrr.render.renderer import _VERTEX_DTYPE
 from openrr.render.scene import MeshData, ModelData, ModelLoadError
+from openrr.util.atomic import atomic_file
 from tests.harness import Service
 from tests.local_files import load_model
 from tests.models import serve_directory

@@ -9,10 +9,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from openrr.accounts.service import AccountService
+from openrr.accounts.storage_links import StorageLinks
 from openrr.conversions.request import ConversionRequest, build_request
 from openrr.conversions.service import ConversionConflict, ConversionService, LinkedStorageMissing
 from openrr.conversions.state import ConversionStatus, InvalidTransition, transition
-from openrr.storage.links import StorageLinks
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox, SecretUnreadable
 from openrr.store.tables import ConversionRow

@@ -22,8 +22,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from openrr.accounts.service import AccountService
+from openrr.accounts.storage_links import StorageLinks
 from openrr.client.render_session import RenderSessionClient, SessionError
-from openrr.storage.links import StorageLinks
 from openrr.storage.session_access import BlobGrant, SessionStorage, StorageGrants, storage_account_of
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox

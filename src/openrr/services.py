@@ -6,16 +6,16 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from openrr.accounts.auth import Authenticator
 from openrr.accounts.service import AccountService
+from openrr.accounts.storage_links import StorageLinks
 from openrr.accounts.sts import TokenService
 from openrr.config import Settings
 from openrr.conversions.runner import ConversionRunner, RunnerConfig
 from openrr.conversions.service import ConversionService
 from openrr.hosting.factory import build_backend
-from openrr.accounts.auth import Authenticator
 from openrr.sessions.reconciler import ClosableBackend, Reconciler
 from openrr.sessions.service import SessionService
-from openrr.storage.links import StorageLinks
 from openrr.storage.session_access import StorageGrants
 from openrr.store.db import Database, open_database
 from openrr.store.secretbox import SecretBox

@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from openrr.conversions.atomic import atomic_file
 from openrr.render.raycast import CHUNK, TriangleChunks
 from openrr.render.scene import MeshData, ModelData
+from openrr.util.atomic import atomic_file
 
 MAGIC = b"ORRASSET"
 VERSION = 1

@@ -25,7 +25,6 @@ import numpy as np
 
 import openrr
 from openrr.conversions.arrasset import write_asset
-from openrr.conversions.atomic import write_atomic
 from openrr.conversions.formats import (
     FORMAT_NAMES,
     InputError,
@@ -52,6 +51,7 @@ from openrr.conversions.settings import (
 )
 from openrr.render.raycast import TriangleChunks, triangle_chunks
 from openrr.render.scene import MeshData, ModelData, MonotonicProgress
+from openrr.util.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from sqlalchemy import bindparam, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from openrr.accounts.storage_links import StorageLinks
 from openrr.conversions.codes import CANCELLED, INTERNAL, LINK_MISSING, LINK_MISSING_MESSAGE
 from openrr.conversions.model import ConversionView
 from openrr.conversions.request import ConversionRequest, InvalidSetting
 from openrr.conversions.state import TERMINAL, ConversionStatus, transition
 from openrr.storage.account_area import AccountArea
-from openrr.storage.links import LinkCredentials, StorageLinks
+from openrr.storage.links import LinkCredentials
 from openrr.storage.local import allowed_root
 from openrr.storage.uri import ContainerUri
 from openrr.store.db import Database

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from openrr.conversions import codes
-from openrr.conversions.atomic import write_atomic
 from openrr.conversions.job import CONVERT, DOWNLOAD, JobSpec, Outcome, outcome_line, progress_line
 from openrr.conversions.report import result_document
 from openrr.conversions.request import ASSET_SUFFIX
 from openrr.storage.container import Container, open_container
 from openrr.storage.errors import StorageError, redact
 from openrr.storage.transfer import download_prefix, upload_tree
+from openrr.util.atomic import write_atomic
 from openrr.util.child_process import lower_standing
 
 logger = logging.getLogger("openrr.conversions.worker")

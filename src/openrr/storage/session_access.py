@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from openrr.storage.links import LinkCredentials
 from openrr.storage.uri import normalise_endpoint
-
-if TYPE_CHECKING:
-    from openrr.storage.links import StorageLinks
 
 GRANT_LIFETIME = dt.timedelta(hours=1)
 # Well inside the lifetime: a control plane that is down for most of an hour leaves running sessions working.
@@ -62,10 +60,23 @@ class GrantSource(Protocol):
     def __call__(self, account_id: str) -> list[BlobGrant]: ...
 
 
+class _Linked(Protocol):
+    @property
+    def blob_endpoint(self) -> str: ...
+
+
+class LinkRegistry(Protocol):
+    """Where an account's links are kept (accounts/storage_links.py's StorageLinks)."""
+
+    def list(self, account_id: str) -> Sequence[_Linked]: ...
+
+    def credentials(self, account_id: str, blob_endpoint: str) -> LinkCredentials | None: ...
+
+
 class StorageGrants:
     """Control-plane side: read-only SAS tokens for every storage account linked to an openrr account."""
 
-    def __init__(self, links: StorageLinks, lifetime: dt.timedelta = GRANT_LIFETIME) -> None:
+    def __init__(self, links: LinkRegistry, lifetime: dt.timedelta = GRANT_LIFETIME) -> None:
         self.links = links
         self.lifetime = lifetime
 
