@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from openrr.cli.session import WaitTimeout, wait_for_terminal
+from openrr.cli.toolkit import StatusLine
 from openrr.client.arrconfig import ConfigError, is_filled, resolve_lease, to_domain
-from openrr.client.progress import StatusLine
-from openrr.client.session_cli import WaitTimeout, wait_for_terminal
 from tests.harness import Service, running_service, session_doc
 
 # ARR's Scripts/arrconfig.json as shipped: every value a "<...>" placeholder.
@@ -504,7 +504,7 @@ def test_the_cli_does_not_load_the_render_stack() -> None:
     heavy = ["openrr.render.server", "openrr.render.session", "moderngl", "cv2", "aiortc", "trimesh"]
     probe = (
         "import sys\n"
-        "from openrr.cli import build_parser\n"
+        "from openrr.cli.main import build_parser\n"
         "build_parser().parse_args(['session', 'list'])\n"
         f"print([m for m in {heavy!r} if m in sys.modules])\n"
     )

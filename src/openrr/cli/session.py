@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from openrr.cli.exit_codes import run_command
+from openrr.cli.toolkit import StatusLine
 from openrr.client.arrconfig import (
     ENV_ACCOUNT_ID,
     ENV_ACCOUNT_KEY,
@@ -31,8 +33,6 @@ from openrr.client.arrconfig import (
     resolve_lease,
     resolve_size,
 )
-from openrr.client.exit_codes import run_command
-from openrr.client.progress import StatusLine
 from openrr.client.rest import ArrConnectionError, ArrHttpError, RestClient, tls_context
 
 _T = TypeVar("_T")

@@ -184,18 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--domain", default="localhost", help="account domain reported to clients")
         if name == "rotate-key":
             p.add_argument("--key", choices=["primary", "secondary"], default="primary")
-    from openrr.storage import link_cli
+    from openrr.cli import links as link_cli
 
     link_cli.add_parsers(asub, _add_data_dir)
-    from openrr.sessions import quota_cli
+    from openrr.cli import quota as quota_cli
 
     quota_cli.add_parser(asub, _add_data_dir)
 
-    from openrr.client import session_cli
+    from openrr.cli import session as session_cli
 
     session_cli.add_parser(sub)
 
-    from openrr.client import convert_cli
+    from openrr.cli import convert as convert_cli
 
     convert_cli.add_parser(sub)
 
@@ -222,11 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "account":
         return _account(args)
     if args.command == "session":
-        from openrr.client import session_cli
+        from openrr.cli import session as session_cli
 
         return session_cli.run(args)
     if args.command == "convert":
-        from openrr.client import convert_cli
+        from openrr.cli import convert as convert_cli
 
         return convert_cli.run(args)
     return 2
@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _account(args: argparse.Namespace) -> int:
     from openrr.accounts.service import AccountNotFound, AccountService
-    from openrr.sessions import quota_cli
-    from openrr.storage import link_cli
+    from openrr.cli import links as link_cli
+    from openrr.cli import quota as quota_cli
     from openrr.store.db import open_database
 
     if args.action in link_cli.ACTIONS:

@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from openrr.cli.exit_codes import run_command
+from openrr.cli.toolkit import StatusLine
 from openrr.client.arrconfig import (
     ENV_ACCOUNT_ID,
     ENV_ACCOUNT_KEY,
@@ -43,8 +45,6 @@ from openrr.client.convert_settings import (
     flag_dest,
     resolve_plan,
 )
-from openrr.client.exit_codes import run_command
-from openrr.client.progress import StatusLine
 from openrr.client.rest import ArrConnectionError, ArrHttpError, tls_context
 
 ACTIONS = ("upload", "start", "status", "wait", "cancel")

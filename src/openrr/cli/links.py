@@ -39,9 +39,10 @@ def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser], co
 
 def run(args: argparse.Namespace) -> int:
     from openrr.accounts.service import AccountNotFound, AccountService
-    from openrr.cli import settings_from
+    from openrr.accounts.storage_links import StorageLinks
+    from openrr.cli.main import settings_from
     from openrr.services import secret_box
-    from openrr.storage.links import StorageLinks, parse_connection_string
+    from openrr.storage.links import parse_connection_string
     from openrr.store.db import open_database
 
     settings = settings_from(args)
