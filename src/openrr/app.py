@@ -18,6 +18,7 @@ from openrr import __version__
 from openrr.accounts import api_sts
 from openrr.conversions import api_2021 as conversions_2021
 from openrr.conversions import api_v1 as conversions_v1
+from openrr.http.app_state import attach_services
 from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
 from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
 from openrr.http.openapi import install as install_openapi
@@ -72,7 +73,7 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     # The OpenAPI document is published at /openapi.json; FastAPI's /docs and /redoc pages are not served, because
     # they load their scripts from a CDN into the API's origin.
     app = FastAPI(title="openrr", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.services = services
+    attach_services(app, services)
     app.add_exception_handler(ArrError, arr_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

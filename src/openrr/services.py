@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
-
 from openrr.accounts.auth import Authenticator
 from openrr.accounts.service import AccountService
 from openrr.accounts.storage_links import StorageLinks
@@ -102,9 +100,3 @@ def runner_config(settings: Settings) -> RunnerConfig:
         fetch_allow=tuple(settings.fetch_allow),
         child=child_identity(settings.child_user),
     )
-
-
-def services_of(request: Request) -> Services:
-    services = request.app.state.services
-    assert isinstance(services, Services)
-    return services

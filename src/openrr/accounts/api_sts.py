@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from openrr.accounts.api_deps import sts_services
 from openrr.accounts.keys import key_id_of
 from openrr.accounts.service import normalize_account_id
 from openrr.http.openapi import empty, error, json_body, operation
 from openrr.http.responses import ArrJSONResponse
-from openrr.services import services_of
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _rejected(status: int, why: str) -> Response:
 
 @router.get("/accounts/{account_id}/token", **_STS_DOC)
 async def get_token(request: Request, account_id: str) -> Response:
-    services = services_of(request)
+    services = sts_services(request)
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return _rejected(401, "an 'Authorization: Bearer <accountId>:<accountKey>' header is required")

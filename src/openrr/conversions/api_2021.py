@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from openrr.conversions import openapi as doc
+from openrr.conversions.api_deps import ConversionApiServices, conversion_services
 from openrr.conversions.body import CreateConversionBody
 from openrr.conversions.codes import LINK_MISSING, LINK_MISSING_MESSAGE
 from openrr.conversions.request import ConversionRequest, InvalidSetting, build_request
@@ -17,15 +18,16 @@ from openrr.http.errors import ArrError, account_gone, bad_request, not_found
 from openrr.http.links import next_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_api_version, check_resource_id
-from openrr.services import Services, services_of
 from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 
 router = APIRouter()
 BASE = "/accounts/{account_id}/conversions"
 
 
-def _authorize(request: Request, account_id: str, conversion_id: str | None = None) -> tuple[Services, str]:
-    services = services_of(request)
+def _authorize(
+    request: Request, account_id: str, conversion_id: str | None = None
+) -> tuple[ConversionApiServices, str]:
+    services = conversion_services(request)
     account = services.auth.account_for(request, account_id)
     check_api_version(request.query_params.get("api-version"))
     if conversion_id is not None:
@@ -52,7 +54,7 @@ def link_missing(e: LinkedStorageMissing) -> ArrError:
 
 
 async def create(
-    services: Services, account: str, conversion_id: str, req: ConversionRequest
+    services: ConversionApiServices, account: str, conversion_id: str, req: ConversionRequest
 ) -> tuple[dict[str, object], bool]:
     """Shared by both API generations: the create, with its refusals as ArrErrors."""
     try:

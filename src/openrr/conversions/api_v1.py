@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from openrr.conversions import openapi as doc
 from openrr.conversions.api_2021 import create
+from openrr.conversions.api_deps import ConversionApiServices, conversion_services
 from openrr.conversions.body import CreateConversionV1Body
 from openrr.conversions.model import ConversionView
 from openrr.conversions.request import InvalidSetting, build_request
@@ -26,10 +27,9 @@ from openrr.http.errors import ArrError, not_found
 from openrr.http.links import next_link, route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_resource_id
-from openrr.services import Services, services_of
+from openrr.protocol.storage_uri import parse_container_uri
 from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 from openrr.storage.links import default_endpoint
-from openrr.storage.uri import parse_container_uri
 
 router = APIRouter()
 BASE = "/v1/accounts/{account_id}/conversions"
@@ -65,12 +65,12 @@ class V1ProblemDetails(ArrError):
         }
 
 
-def _authorize(request: Request, account_id: str) -> tuple[Services, str]:
-    services = services_of(request)
+def _authorize(request: Request, account_id: str) -> tuple[ConversionApiServices, str]:
+    services = conversion_services(request)
     return services, services.auth.account_for(request, account_id)
 
 
-async def _parse(request: Request, services: Services) -> CreateConversionV1Body:
+async def _parse(request: Request, services: ConversionApiServices) -> CreateConversionV1Body:
     try:
         data = await read_json_object(request, services.settings.max_body_bytes)
     except ArrError as e:
@@ -87,7 +87,9 @@ _AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^(\$root|\$web|[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9])$")
 
 
-def _container_uri(services: Services, account: str, storage_account: str, container: str, where: str) -> str:
+def _container_uri(
+    services: ConversionApiServices, account: str, storage_account: str, container: str, where: str
+) -> str:
     endpoint = services.links.endpoint_of(account, storage_account)
     if endpoint is None:
         if not _AZURE_ACCOUNT.fullmatch(storage_account):

@@ -15,8 +15,8 @@ from openrr.http.errors import ArrError, account_gone, bad_request, not_found
 from openrr.http.links import next_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
-from openrr.services import Services, services_of
 from openrr.sessions import openapi as doc
+from openrr.sessions.api_deps import SessionApiServices, session_services
 from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.serialize import session_json
@@ -51,8 +51,8 @@ class UpdateSessionSettings(BaseModel):
     maxLeaseTimeMinutes: WholeMinutes = Field(json_schema_extra=LEASE_RANGE)
 
 
-def _authorize(request: Request, account_id: str, session_id: str | None = None) -> tuple[Services, str]:
-    services = services_of(request)
+def _authorize(request: Request, account_id: str, session_id: str | None = None) -> tuple[SessionApiServices, str]:
+    services = session_services(request)
     account = services.auth.account_for(request, account_id)
     check_api_version(request.query_params.get("api-version"))
     if session_id is not None:

@@ -17,9 +17,9 @@ from openrr.http.links import route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, check_resource_id
 from openrr.protocol.timespan import format_timespan, parse_timespan
-from openrr.services import Services, services_of
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
+from openrr.sessions.api_deps import SessionApiServices, session_services
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.service import MAX_LEASE_MINUTES, AccountGone, LeaseNotExtendable, SessionNotFound
@@ -59,8 +59,8 @@ def _lease_minutes(text: str) -> int:
     return minutes
 
 
-def _authorize(request: Request, account_id: str) -> tuple[Services, str]:
-    services = services_of(request)
+def _authorize(request: Request, account_id: str) -> tuple[SessionApiServices, str]:
+    services = session_services(request)
     return services, services.auth.account_for(request, account_id)
 
 
