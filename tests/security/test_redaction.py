@@ -1,5 +1,5 @@
 """Finding 5 (URL half): URLs are shown everywhere without user-info, query or fragment, through one redactor
-(openrr.storage.redaction): in Entity.describe (load answers, welcome, getScene), the inspector and messages."""
+(openrr.protocol.redaction): in Entity.describe (load answers, welcome, getScene), the inspector and messages."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from openrr.client.render_session import RenderSessionClient
+from openrr.protocol.redaction import display_url, redact
 from openrr.storage.errors import redact as storage_redact
-from openrr.storage.redaction import display_url, redact
 from tests.harness import Service
 
 PASSWORD = "hunter2-Secret"

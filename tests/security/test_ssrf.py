@@ -26,12 +26,12 @@ import trimesh
 
 from openrr.client.render_session import RenderSessionClient, SessionError
 from openrr.config import Settings
+from openrr.protocol.storage_uri import parse_container_uri
 from openrr.render.scene import HttpOptions, ModelLoadError, load_model
 from openrr.storage.blob import BlobContainer
 from openrr.storage.container import ContainerAccess
 from openrr.storage.errors import StorageError
 from openrr.storage.guard import FetchPolicy, FetchRefused, check_address, resolve_checked
-from openrr.storage.uri import parse_container_uri
 from tests.harness import Service, free_port, ready_session, wait_for
 
 API = {"api-version": "2021-01-01"}

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from openrr.client.arrconfig import ArrConfig, ConfigError, is_filled
-from openrr.storage.uri import normalise_endpoint
+from openrr.protocol.storage_uri import normalise_endpoint
 
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 ENV_STORAGE_ACCOUNT = "AZURE_STORAGE_ACCOUNT"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from openrr.storage.uri import ContainerUri, parse_container_uri
+from openrr.protocol.storage_uri import ContainerUri, parse_container_uri
 
 ASSET_SUFFIX = ".arrAsset"
 MAX_URI = 2048

@@ -36,10 +36,10 @@ import psutil
 from openrr.conversions import codes, staging
 from openrr.conversions.job import CONVERT, DOWNLOAD, JobSpec, Outcome, StagingError, parse_report
 from openrr.conversions.service import Claim, ConversionService
+from openrr.protocol.storage_uri import ContainerUri
 from openrr.storage.container import ContainerAccess
 from openrr.storage.errors import StorageError, redact
 from openrr.storage.links import LinkCredentials
-from openrr.storage.uri import ContainerUri
 from openrr.util.child_process import (
     ChildIdentity,
     child_identity,

@@ -16,10 +16,10 @@ from openrr.conversions.codes import CANCELLED, INTERNAL, LINK_MISSING, LINK_MIS
 from openrr.conversions.model import ConversionView
 from openrr.conversions.request import ConversionRequest, InvalidSetting
 from openrr.conversions.state import TERMINAL, ConversionStatus, transition
+from openrr.protocol.storage_uri import ContainerUri
 from openrr.storage.account_area import AccountArea
 from openrr.storage.links import LinkCredentials
 from openrr.storage.local import allowed_root
-from openrr.storage.uri import ContainerUri
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
 from openrr.store.tables import AccountRow, ConversionRow

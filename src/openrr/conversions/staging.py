@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from openrr.protocol.storage_uri import parse_container_uri
 from openrr.storage.account_area import AccountArea
 from openrr.storage.local import LocalContainer
 from openrr.storage.transfer import Progress, download_prefix, upload_tree
-from openrr.storage.uri import parse_container_uri
 from openrr.util.child_process import ChildIdentity
 
 INPUT, OUTPUT = "input", "output"

@@ -32,12 +32,12 @@ from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
+from openrr.protocol.redaction import display_url, redact
 from openrr.render.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name, texture_limits
 from openrr.storage.account_area import AccountArea, AreaRefused, decode, opened_path, shown
 from openrr.storage.decoding import ACCEPT_ENCODING, BoundedDecoder, DecodeFailure, DecodeLimit
 from openrr.storage.guard import FetchPolicy, FetchRefused
 from openrr.storage.guard_http import guarded_client
-from openrr.storage.redaction import display_url, redact
 from openrr.storage.session_access import SESSION_STORAGE, SessionStorage
 
 if TYPE_CHECKING:

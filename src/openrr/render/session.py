@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import simplejpeg
 
+from openrr.protocol.redaction import display_url
 from openrr.protocol.render import CODEC_H264, CODEC_JPEG, FrameHeader, pack_frame
 from openrr.render.camera import Camera
 from openrr.render.frame_process import FrameState, RenderedFrame, RenderProcess
@@ -31,7 +32,6 @@ from openrr.render.scene import DEFAULT_HTTP, HttpOptions, LocalFiles, ModelData
 from openrr.render.stamp import write_stamp_i420
 from openrr.render.texture_guard import DEFAULT_TEXTURES, TextureLimits
 from openrr.render.yuv import I420, even_size, to_i420
-from openrr.storage.redaction import display_url
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient, ContentSettings, LinearRetry
 
+from openrr.protocol.redaction import display_url, redact
+from openrr.protocol.storage_uri import ContainerUri
 from openrr.storage.container import BlobEntry, ContainerAccess
 from openrr.storage.errors import StorageError
 from openrr.storage.guard import FetchPolicy, FetchRefused
 from openrr.storage.guard_azure import guarded_transport
-from openrr.storage.redaction import display_url, redact
-from openrr.storage.uri import ContainerUri
 
 # The library's default retry waits 15 s and more between tries; an unreachable container should fail in seconds.
 _RETRY = LinearRetry(backoff=1, retry_total=2, random_jitter_range=0)

@@ -54,7 +54,7 @@ class ContainerAccess:
 
 
 def open_container(access: ContainerAccess) -> Container:
-    from openrr.storage.uri import parse_container_uri
+    from openrr.protocol.storage_uri import parse_container_uri
 
     uri = parse_container_uri(access.uri)
     if uri.is_local:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from openrr.storage.redaction import redact
+from openrr.protocol.redaction import redact
 
 __all__ = ["Reason", "StorageError", "redact"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from openrr.protocol.storage_uri import normalise_endpoint
 from openrr.storage.links import LinkCredentials
-from openrr.storage.uri import normalise_endpoint
 
 GRANT_LIFETIME = dt.timedelta(hours=1)
 # Well inside the lifetime: a control plane that is down for most of an hour leaves running sessions working.

@@ -1,4 +1,4 @@
-"""The one way openrr shows a URL or text that may quote one: without credentials.
+"""The one way openrr (server and client) shows a URL or text that may quote one: without credentials.
 
 URLs name SAS signatures in their query and passwords in their user-info; both end up in messages, logs, the
 inspector and `getScene` answers unless every place that shows a URL goes through here.
