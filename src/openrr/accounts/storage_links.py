@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from openrr.accounts.service import AccountNotFound, normalize_account_id
-from openrr.protocol.storage_uri import normalise_endpoint
-from openrr.storage.links import LinkCredentials, default_endpoint
+from openrr.protocol.storage_uri import default_endpoint, normalise_endpoint
+from openrr.storage.links import LinkCredentials
 from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
 from openrr.store.tables import AccountRow, StorageLinkRow

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from openrr.accounts.service import AccountNotFound, AccountService
     from openrr.accounts.storage_links import StorageLinks
     from openrr.cli.main import settings_from
+    from openrr.protocol.storage_uri import parse_connection_string
     from openrr.services import secret_box
-    from openrr.storage.links import parse_connection_string
     from openrr.store.db import open_database
 
     settings = settings_from(args)

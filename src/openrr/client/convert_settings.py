@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from openrr.client.arrconfig import ArrConfig, ConfigError, is_filled
-from openrr.protocol.storage_uri import normalise_endpoint
+from openrr.protocol.storage_uri import default_endpoint, normalise_endpoint, parse_connection_string
 
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 ENV_STORAGE_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
@@ -207,9 +207,6 @@ def _local(r: _Resolver, input_asset: str | None) -> tuple[Path | None, str | No
 
 
 def _storage(r: _Resolver, *, required: bool, key_required: bool) -> StorageAccount | None:
-    # Imported here: openrr.storage.links brings the store along (~0.5 s); only actions that touch storage pay it.
-    from openrr.storage.links import default_endpoint, parse_connection_string
-
     args = r.args
     problems = r.problems
     name = r.value("storageAccountName", ENV_STORAGE_ACCOUNT)

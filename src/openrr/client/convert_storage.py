@@ -19,8 +19,8 @@ from azure.storage.blob import (
 )
 
 from openrr.client.convert_settings import StorageAccount, StorageFailure
+from openrr.protocol.redaction import redact
 from openrr.protocol.storage_uri import parse_container_uri
-from openrr.storage.errors import redact
 
 # Conversion.ps1's tokens lived 24 h: long enough for a large conversion queued behind others.
 SAS_LIFETIME = dt.timedelta(hours=24)

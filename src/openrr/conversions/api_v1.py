@@ -27,9 +27,8 @@ from openrr.http.errors import ArrError, not_found
 from openrr.http.links import next_link, route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_resource_id
-from openrr.protocol.storage_uri import parse_container_uri
+from openrr.protocol.storage_uri import default_endpoint, parse_container_uri
 from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
-from openrr.storage.links import default_endpoint
 
 router = APIRouter()
 BASE = "/v1/accounts/{account_id}/conversions"
