@@ -12,6 +12,17 @@ from tests.azurite import Azurite, azurite, azurite_available
 from tests.harness import Service, free_port, ready_session, render_process_pids, render_server_pids, wait_for
 from tests.models import serve_directory, write_models
 
+UNIT_DIR = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit/ is end to end (it may start the service, render servers, workers, Azurite,
+    PostgreSQL or Chromium): marked `e2e`, so that `pytest -m "not e2e"` runs the fast layer alone. By place, not
+    by hand, so that a new process-level test cannot slip into the quick loop unmarked."""
+    for item in items:
+        if not item.path.is_relative_to(UNIT_DIR):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session")
 def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
