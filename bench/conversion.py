@@ -38,7 +38,7 @@ from bench.common import bench_workdir, load_average, print_header  # noqa: E402
 from bench.render_common import ready_session, render_service, sphere_grid  # noqa: E402
 from openrr.client.render_session import RenderSessionClient  # noqa: E402
 from openrr.conversions.converter import convert  # noqa: E402
-from openrr.render.raycast import RayCaster  # noqa: E402
+from openrr.model.raycast import RayCaster  # noqa: E402
 
 GOAL = 2.0
 

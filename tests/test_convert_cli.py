@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from openrr.client.convert_storage import Progress
-from openrr.conversions.arrasset import read_asset
+from openrr.model.arrasset import read_asset
 from tests.azurite import ACCOUNT, KEY, Azurite, azurite_available
 from tests.conversions import blobs, container_uri, conversion_doc, new_container, upload
 from tests.harness import Service, create_account, openrr, running_service

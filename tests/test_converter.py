@@ -17,8 +17,8 @@ import pytest
 import trimesh
 from PIL import Image
 
-from openrr.conversions.arrasset import read_metadata
 from openrr.conversions.converter import ConversionOutcome, convert
+from openrr.model.arrasset import read_metadata
 from openrr.render.scene import ModelData
 from tests.local_files import load_model
 

@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 import trimesh
 
-from openrr.render.raycast import RayCaster, RayHit
+from openrr.model.raycast import RayCaster, RayHit
 from openrr.render.scene import ModelData
 from tests.local_files import load_model
 

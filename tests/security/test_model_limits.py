@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from openrr.model.texture_guard import TextureLimits
 from openrr.render.scene import AreaFiles, ModelLoadError, load_model
-from openrr.render.texture_guard import TextureLimits
 from openrr.storage.account_area import AccountArea
 
 SIDE = 13000

@@ -24,7 +24,6 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 import openrr
-from openrr.conversions.arrasset import write_asset
 from openrr.conversions.formats import (
     FORMAT_NAMES,
     InputError,
@@ -49,7 +48,8 @@ from openrr.conversions.settings import (
     ignored_for_point_clouds,
     parse_settings_file,
 )
-from openrr.render.raycast import TriangleChunks, triangle_chunks
+from openrr.model.arrasset import write_asset
+from openrr.model.raycast import TriangleChunks, triangle_chunks
 from openrr.render.scene import MeshData, ModelData, MonotonicProgress
 from openrr.util.atomic import write_atomic
 

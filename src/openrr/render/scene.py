@@ -32,8 +32,8 @@ from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
+from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name, texture_limits
 from openrr.protocol.redaction import display_url, redact
-from openrr.render.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name, texture_limits
 from openrr.storage.account_area import AccountArea, AreaRefused, decode, opened_path, shown
 from openrr.storage.decoding import ACCEPT_ENCODING, BoundedDecoder, DecodeFailure, DecodeLimit
 from openrr.storage.guard import FetchPolicy, FetchRefused
@@ -41,7 +41,7 @@ from openrr.storage.guard_http import guarded_client
 from openrr.storage.session_access import SESSION_STORAGE, SessionStorage
 
 if TYPE_CHECKING:
-    from openrr.render.raycast import TriangleChunks
+    from openrr.model.raycast import TriangleChunks
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def _is_asset(name: str) -> bool:
 
 def _asset(data: bytes, name: str, display: str, started: float, report: MonotonicProgress) -> ModelData:
     # imported here: the conversions package builds on this module
-    from openrr.conversions.arrasset import AssetFormatError, read_asset
+    from openrr.model.arrasset import AssetFormatError, read_asset
 
     if not data:
         raise ModelLoadError(f"{display} is empty (0 bytes)")

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from openrr.model.texture_guard import DEFAULT_MAX_DIMENSION, DEFAULT_MAX_PIXELS, TextureLimits
 from openrr.render.access import CONTROL_HEADER, Refused, TokenGate, bearer
 from openrr.render.identity import ServerIdentity
 from openrr.render.local_files import BrokeredFiles
@@ -36,7 +37,6 @@ from openrr.render.ports import bind_in_range
 from openrr.render.scene import HttpOptions
 from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
-from openrr.render.texture_guard import DEFAULT_MAX_DIMENSION, DEFAULT_MAX_PIXELS, TextureLimits
 from openrr.storage.guard import FetchPolicy
 from openrr.storage.session_access import SESSION_STORAGE, BlobGrant, SessionStorage
 from openrr.tls import AEAD_CIPHERS

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from openrr.render.raycast import CHUNK, TriangleChunks
+from openrr.model.raycast import CHUNK, TriangleChunks
 from openrr.render.scene import MeshData, ModelData
 from openrr.util.atomic import atomic_file
 
