@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from openrr.cli.session import WaitTimeout, wait_for_terminal
-from openrr.cli.toolkit import StatusLine
+from openrr.cli.session import TERMINAL, poll_interval
+from openrr.cli.toolkit import StatusLine, WaitTimeout, poll_until_terminal
 from openrr.client.arrconfig import ConfigError, is_filled, resolve_lease, to_domain
 from tests.harness import Service, running_service, session_doc
 
@@ -484,7 +484,9 @@ def test_wait_is_bounded_by_the_timeout() -> None:
         return {"id": "s", "status": "Starting", "size": "Standard"}
 
     with open(os.devnull, "w") as sink, pytest.raises(WaitTimeout) as e:
-        wait_for_terminal(fetch, StatusLine(sink, "s"), None, 7.0, clock=clock, sleep=clock.sleep)
+        poll_until_terminal(
+            fetch, TERMINAL, StatusLine(sink, "s"), poll_interval(None), 7.0, clock=clock, sleep=clock.sleep
+        )
     assert e.value.last["status"] == "Starting" and e.value.waited_s == pytest.approx(7.0)
     assert polls == [0.0, 2.0, 4.0, 6.0, 7.0]  # the script's 2 s for standard, then the remainder
 

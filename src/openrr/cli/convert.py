@@ -11,17 +11,22 @@ conversion Failed or Cancelled, wait timed out, unreachable), 2 missing or malfo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import ssl
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from openrr.cli.exit_codes import run_command
-from openrr.cli.toolkit import StatusLine
+from openrr.cli.toolkit import (
+    StatusLine,
+    WaitTimeout,
+    poll_until_terminal,
+    positive,
+    print_fields,
+    print_json,
+    run_command,
+)
 from openrr.client.arrconfig import (
     ENV_ACCOUNT_ID,
     ENV_ACCOUNT_KEY,
@@ -51,13 +56,6 @@ ACTIONS = ("upload", "start", "status", "wait", "cancel")
 TERMINAL = ("succeeded", "failed", "cancelled")
 DEFAULT_POLL_S = 2.0
 _PROG = "openrr convert"
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _common(suppress: bool) -> argparse.ArgumentParser:
@@ -123,10 +121,10 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
 def _add_wait_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     none: Any = argparse.SUPPRESS if suppress else None
     p.add_argument(
-        "--poll-interval", type=_positive, metavar="S", default=none,
+        "--poll-interval", type=positive, metavar="S", default=none,
         help=f"seconds between polls (default {DEFAULT_POLL_S:g}; Conversion.ps1 slept 10)",
     )  # fmt: skip
-    p.add_argument("--timeout", type=_positive, metavar="S", default=none, help="give up waiting after S seconds")
+    p.add_argument("--timeout", type=positive, metavar="S", default=none, help="give up waiting after S seconds")
 
 
 def _add_id(p: argparse.ArgumentParser, suppress: bool, helptext: str, positional: bool) -> None:
@@ -247,7 +245,7 @@ def _act(
             doc = _start(client, plan, conversion_id)
             if action == "start" and not getattr(args, "wait", False):
                 if as_json:
-                    _print_json(doc)
+                    print_json(doc)
                 else:
                     print(f"Started conversion '{conversion_id}'. Follow it with: {_PROG} wait {conversion_id}")
                     _print_conversion(doc)
@@ -260,7 +258,7 @@ def _act(
         if action == "status":
             doc = client.get_conversion(conversion_id)
             if as_json:
-                _print_json(_with_sas_url(doc, plan))
+                print_json(_with_sas_url(doc, plan))
             else:
                 print("Conversion Status:")
                 _print_conversion(doc)
@@ -269,7 +267,7 @@ def _act(
         if action == "cancel":
             doc = client.cancel_conversion(conversion_id)
             if as_json:
-                _print_json(doc)
+                print_json(doc)
             else:
                 cancelled = str(doc.get("status", "")).lower() == "cancelled"
                 print(f"Cancelled conversion '{conversion_id}'." if cancelled else "The conversion had already ended.")
@@ -292,7 +290,7 @@ def _upload(plan: ConversionPlan, as_json: bool) -> None:
         print(f"Created the container {plan.storage.container_uri(plan.input_container)}", file=sys.stderr)
     done = upload_files(plan.storage, plan.input_container, files, Progress(sys.stderr))
     if as_json:
-        _print_json({"containerUri": done.container_uri, "blobs": done.blobs, "bytes": done.bytes})
+        print_json({"containerUri": done.container_uri, "blobs": done.blobs, "bytes": done.bytes})
     else:
         where = f"{done.container_uri}/{plan.input_folder}"
         print(f"Uploaded {len(done.blobs)} file(s), {human_bytes(done.bytes)}, to {where}")
@@ -324,13 +322,6 @@ def _start(client: ConversionClient, plan: ConversionPlan, conversion_id: str) -
     return client.create_conversion(conversion_id, {"inputLocation": inp, "outputLocation": out})
 
 
-class _WaitTimeout(Exception):
-    def __init__(self, last: dict[str, Any], waited_s: float) -> None:
-        super().__init__(f"still {last.get('status')} after {waited_s:.0f} s")
-        self.last = last
-        self.waited_s = waited_s
-
-
 def _status_text(doc: dict[str, Any]) -> str:
     status = str(doc.get("status", "?"))
     progress = doc.get("progress")
@@ -339,36 +330,26 @@ def _status_text(doc: dict[str, Any]) -> str:
     return status
 
 
-def _wait(client: ConversionClient, conversion_id: str, interval: float, timeout: float | None) -> tuple[Any, float]:
-    display = StatusLine(sys.stderr, f"Conversion '{conversion_id}'")
-    start = time.monotonic()
-    try:
-        while True:
-            doc = client.get_conversion(conversion_id)
-            waited = time.monotonic() - start
-            display.update(_status_text(doc), waited)
-            if str(doc.get("status", "")).lower() in TERMINAL:
-                return doc, waited
-            if timeout is not None and waited >= timeout:
-                raise _WaitTimeout(doc, waited)
-            time.sleep(interval if timeout is None else min(interval, max(timeout - waited, 0.0)))
-    finally:
-        display.finish()
-
-
 def _wait_and_report(client: ConversionClient, args: argparse.Namespace, plan: ConversionPlan, cid: str) -> int:
     as_json = bool(getattr(args, "json", False))
     interval = getattr(args, "poll_interval", None) or DEFAULT_POLL_S
     try:
-        doc, waited = _wait(client, cid, interval, getattr(args, "timeout", None))
-    except _WaitTimeout as e:
+        doc, waited = poll_until_terminal(
+            lambda: client.get_conversion(cid),
+            TERMINAL,
+            StatusLine(sys.stderr, f"Conversion '{cid}'"),
+            lambda _: interval,
+            getattr(args, "timeout", None),
+            describe=_status_text,
+        )
+    except WaitTimeout as e:
         print(
             f"{_PROG}: timed out after {e.waited_s:.0f} s: conversion '{cid}' is still {e.last.get('status')}. "
             f"It goes on; follow it with: {_PROG} wait {cid}, or stop it with: {_PROG} cancel {cid}",
             file=sys.stderr,
         )
         if as_json:
-            _print_json(e.last)
+            print_json(e.last)
         return 1
     except KeyboardInterrupt:
         print(
@@ -387,7 +368,7 @@ def _wait_and_report(client: ConversionClient, args: argparse.Namespace, plan: C
             file=sys.stderr,
         )
     if as_json:
-        _print_json(_with_sas_url(doc, plan))
+        print_json(_with_sas_url(doc, plan))
         return 0 if succeeded else 1
     print(f"Conversion {status}. Time elapsed: {waited:.0f} s")
     _print_conversion(doc)
@@ -451,16 +432,8 @@ def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
 
 
 def _print_conversion(doc: dict[str, Any]) -> None:
-    for label, path in _FIELDS:
-        value = _lookup(doc, path)
-        if value is None:
-            continue
-        if isinstance(value, dict) and "code" in value:
-            value = f"{value.get('code')}: {value.get('message', '')}"
-        elif label == "status" and str(value).lower() == "running":
-            value = _status_text(doc)
-        print(f"    {label + ':':<{_WIDTH}} {value}")
-
-
-def _print_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=2))
+    rows = ((label, _lookup(doc, path)) for label, path in _FIELDS)
+    print_fields(
+        ((label, _status_text(doc) if label == "status" else value) for label, value in rows if value is not None),
+        _WIDTH,
+    )

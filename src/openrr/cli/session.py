@@ -7,11 +7,9 @@ Expired or Stopped, wait timed out, unreachable), 2 missing or malformed setting
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import ssl
 import sys
-import time
 import uuid
 import webbrowser
 from collections.abc import Callable
@@ -19,8 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from openrr.cli.exit_codes import run_command
-from openrr.cli.toolkit import StatusLine
+from openrr.cli.toolkit import (
+    StatusLine,
+    WaitTimeout,
+    poll_until_terminal,
+    positive,
+    print_fields,
+    print_json,
+    run_command,
+)
 from openrr.client.arrconfig import (
     ENV_ACCOUNT_ID,
     ENV_ACCOUNT_KEY,
@@ -39,13 +44,6 @@ _T = TypeVar("_T")
 
 TERMINAL = ("ready", "error", "expired", "stopped")
 DEFAULT_TIMEOUT_S = 1200.0
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _size(text: str) -> str:
@@ -105,13 +103,13 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--wait", action="store_true", help=f"{what} poll until Ready, Error, Expired or Stopped")
         p.add_argument(
             "--poll-interval",
-            type=_positive,
+            type=positive,
             metavar="S",
             help="seconds between polls (default 2 standard, 10 premium)",
         )
         p.add_argument(
             "--timeout",
-            type=_positive,
+            type=positive,
             default=DEFAULT_TIMEOUT_S,
             metavar="S",
             help=f"give up waiting after S seconds (default {DEFAULT_TIMEOUT_S:.0f})",
@@ -222,7 +220,7 @@ def _inspect(client: RestClient, args: argparse.Namespace, session_id: str) -> i
     host = f"[{host}]" if ":" in host else host
     url = f"https://{host}:{port}/#" + urlencode({"access_token": client.token()})
     if args.json:
-        _print_json({"sessionId": session_id, "inspectorUrl": url})
+        print_json({"sessionId": session_id, "inspectorUrl": url})
     else:
         print(url)
     if args.open:
@@ -254,7 +252,7 @@ def _create(client: RestClient, args: argparse.Namespace, session_id: str, size:
     doc = client.create_session(session_id, lease, size)
     if not args.wait:
         if args.json:
-            _print_json(doc)
+            print_json(doc)
         else:
             print(f"Created session '{session_id}'. Follow it with: openrr session get --id {session_id} --wait")
             _print_session(doc)
@@ -269,7 +267,7 @@ def _get(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
         return _wait_and_report(client, args, session_id, args.poll_interval)
     doc = client.get_session(session_id)
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print("Session Status:")
         _print_session(doc)
@@ -279,7 +277,7 @@ def _get(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
 def _list(client: RestClient, args: argparse.Namespace) -> int:
     sessions = list(client.list_sessions())
     if args.json:
-        _print_json({"sessions": sessions})
+        print_json({"sessions": sessions})
         return 0
     print(f"Currently there are {len(sessions)} sessions:")
     for doc in sessions:
@@ -291,7 +289,7 @@ def _list(client: RestClient, args: argparse.Namespace) -> int:
 def _extend(client: RestClient, args: argparse.Namespace, session_id: str, lease: int) -> int:
     doc = client.update_session(session_id, lease)
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print("Successfully updated session. Session properties:")
         _print_session(doc)
@@ -303,7 +301,7 @@ def _stop(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
     # Stop answers 204 with no body; show the session's state after it (Stopped) instead of nothing.
     doc = client.get_session(session_id)
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(f"Stopped session '{session_id}'.")
         _print_session(doc)
@@ -313,50 +311,22 @@ def _stop(client: RestClient, args: argparse.Namespace, session_id: str) -> int:
 # --- waiting -------------------------------------------------------------------------------------
 
 
-class WaitTimeout(Exception):
-    def __init__(self, last: dict[str, Any], waited_s: float) -> None:
-        super().__init__(f"still {last.get('status')} after {waited_s:.0f} s")
-        self.last = last
-        self.waited_s = waited_s
-
-
 def _default_interval(size: str) -> float:
     # RenderingSession.ps1 polled every 2 s for standard VMs and every 10 s otherwise.
     return 2.0 if size.lower() == "standard" else 10.0
 
 
-def wait_for_terminal(
-    fetch: Callable[[], dict[str, Any]],
-    display: StatusLine,
-    interval: float | None,
-    timeout: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[dict[str, Any], float]:
-    """Poll until the status is terminal (or Ready); returns the last document and the seconds waited."""
-    start = clock()
-    try:
-        while True:
-            doc = fetch()
-            waited = clock() - start
-            status = str(doc.get("status", "?"))
-            display.update(status, waited)
-            if status.lower() in TERMINAL:
-                return doc, waited
-            if interval is None:
-                interval = _default_interval(str(doc.get("size", "")))
-            remaining = timeout - waited
-            if remaining <= 0:
-                raise WaitTimeout(doc, waited)
-            sleep(min(interval, remaining))
-    finally:
-        display.finish()
+def poll_interval(chosen: float | None) -> Callable[[dict[str, Any]], float]:
+    """--poll-interval, or else the script's pause for the session's size."""
+    return lambda doc: chosen or _default_interval(str(doc.get("size", "")))
 
 
 def _wait_and_report(client: RestClient, args: argparse.Namespace, session_id: str, interval: float | None) -> int:
     display = StatusLine(sys.stderr, f"Session '{session_id}'")
     try:
-        doc, waited = wait_for_terminal(lambda: client.get_session(session_id), display, interval, args.timeout)
+        doc, waited = poll_until_terminal(
+            lambda: client.get_session(session_id), TERMINAL, display, poll_interval(interval), args.timeout
+        )
     except WaitTimeout as e:
         print(
             f"openrr session: timed out after {e.waited_s:.0f} s: session '{session_id}' is still "
@@ -364,7 +334,7 @@ def _wait_and_report(client: RestClient, args: argparse.Namespace, session_id: s
             file=sys.stderr,
         )
         if args.json:
-            _print_json(e.last)
+            print_json(e.last)
         return 1
 
     status = str(doc.get("status", "")).lower()
@@ -378,7 +348,7 @@ def _wait_and_report(client: RestClient, args: argparse.Namespace, session_id: s
     if args.json:
         if status != "ready":
             print(f"openrr session: {message}", file=sys.stderr)
-        _print_json(doc)
+        print_json(doc)
     else:
         print(message)
         _print_session(doc)
@@ -402,17 +372,5 @@ _FIELDS = (
 _WIDTH = max(len(label) for label, _ in _FIELDS) + 1
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, dict) and "code" in value:
-        return f"{value.get('code')}: {value.get('message', '')}"
-    return str(value)
-
-
 def _print_session(doc: dict[str, Any]) -> None:
-    for label, key in _FIELDS:
-        if doc.get(key) is not None:
-            print(f"    {label + ':':<{_WIDTH}} {_format_value(doc[key])}")
-
-
-def _print_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=2))
+    print_fields(((label, doc[key]) for label, key in _FIELDS if doc.get(key) is not None), _WIDTH)

@@ -1,14 +1,53 @@
-"""A one-line live status display: redrawn in place on a terminal, plain log lines anywhere else."""
+"""What the client commands (`openrr session`, `openrr convert`) share: how they end (exit codes), the live status
+line, polling until a terminal state, and printing documents as JSON or as aligned fields.
+
+Exit codes, as the users' scripts check them: 0 success, 1 the service or storage said no (or could not be reached),
+2 missing or malformed settings, 130 interrupted.
+"""
 
 from __future__ import annotations
 
-from typing import TextIO
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from openrr.client.arrconfig import ConfigError
 
 # Without a terminal, repeat an unchanged status this often so a log shows the wait is still alive.
 HEARTBEAT_S = 30.0
 
 
+def run_command(prog: str, body: Callable[[], int], failures: tuple[type[Exception], ...]) -> int:
+    """`body`'s status; 2 for bad settings (every problem on a line of its own), 1 for one of `failures` (the
+    service or storage said no, or could not be reached), 130 when interrupted."""
+    try:
+        return body()
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"{prog}: {problem}", file=sys.stderr)
+        return 2
+    except failures as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def positive(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 class StatusLine:
+    """A one-line live status display: redrawn in place on a terminal, plain log lines anywhere else."""
+
     def __init__(self, stream: TextIO, label: str) -> None:
         self.stream = stream
         self.label = label
@@ -35,3 +74,61 @@ class StatusLine:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+
+
+class WaitTimeout(Exception):
+    """The wait ran out before a terminal state; `last` is the last document polled."""
+
+    def __init__(self, last: dict[str, Any], waited_s: float) -> None:
+        super().__init__(f"still {last.get('status')} after {waited_s:.0f} s")
+        self.last = last
+        self.waited_s = waited_s
+
+
+def status_of(doc: dict[str, Any]) -> str:
+    return str(doc.get("status", "?"))
+
+
+def poll_until_terminal(
+    fetch: Callable[[], dict[str, Any]],
+    terminal: Iterable[str],
+    display: StatusLine,
+    interval: Callable[[dict[str, Any]], float],
+    timeout: float | None,
+    describe: Callable[[dict[str, Any]], str] = status_of,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], float]:
+    """Poll until the status (lower-cased) is in `terminal`; the last document and the seconds waited.
+
+    `interval` gives the pause after a document (it may depend on it, e.g. on the session's size); no pause runs
+    past `timeout`, and the poll at the timeout is the last (WaitTimeout). `describe` is what the status line shows.
+    """
+    ends = {t.lower() for t in terminal}
+    start = clock()
+    try:
+        while True:
+            doc = fetch()
+            waited = clock() - start
+            display.update(describe(doc), waited)
+            if status_of(doc).lower() in ends:
+                return doc, waited
+            remaining = None if timeout is None else timeout - waited
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeout(doc, waited)
+            pause = interval(doc)
+            sleep(pause if remaining is None else min(pause, remaining))
+    finally:
+        display.finish()
+
+
+def print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2))
+
+
+def print_fields(rows: Iterable[tuple[str, Any]], width: int) -> None:
+    """`    label:   value` lines, as ARR's scripts printed a document; error objects as `code: message`."""
+    for label, value in rows:
+        if isinstance(value, dict) and "code" in value:
+            value = f"{value.get('code')}: {value.get('message', '')}"
+        print(f"    {label + ':':<{width}} {value}")
