@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from openrr.accounts.service import AccountService
+from openrr.sessions.lease import LeaseNotExtendable
 from openrr.sessions.quotas import SessionQuotas
-from openrr.sessions.service import LeaseNotExtendable, SessionConflict, SessionService
+from openrr.sessions.service import SessionConflict, SessionService
 from openrr.sessions.state import InvalidTransition, SessionSize, SessionStatus, transition
 from openrr.store.db import Database
 from openrr.store.tables import SessionRow

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from openrr.accounts.keys import hash_key, key_fingerprint, key_matches, new_key
 from openrr.store.db import Database
@@ -39,6 +40,17 @@ class AccountWithKeys:
 
 class AccountNotFound(LookupError):
     pass
+
+
+class AccountGone(Exception):
+    """The account was deleted after its token was issued."""
+
+
+def require_account(s: Session, account_id: str) -> None:
+    """Inside a write that creates something of the account: raises AccountGone if the account is gone.
+    Authentication may answer from a short-lived cache (EXISTS_TTL_S); the write itself must not trust it."""
+    if s.get(AccountRow, account_id) is None:
+        raise AccountGone(account_id)
 
 
 def normalize_account_id(value: str) -> str | None:

@@ -6,19 +6,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from openrr.accounts.service import AccountGone
 from openrr.conversions import openapi as doc
 from openrr.conversions.api_deps import ConversionApiServices, conversion_services
 from openrr.conversions.body import CreateConversionBody
 from openrr.conversions.codes import LINK_MISSING, LINK_MISSING_MESSAGE
 from openrr.conversions.request import ConversionRequest, InvalidSetting, build_request
 from openrr.conversions.serialize import conversion_json
-from openrr.conversions.service import AccountGone, ConversionConflict, ConversionNotFound, LinkedStorageMissing
+from openrr.conversions.service import ConversionConflict, ConversionNotFound, LinkedStorageMissing
 from openrr.http.body import parse_body
 from openrr.http.errors import ArrError, account_gone, bad_request, not_found
-from openrr.http.links import next_link
+from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_api_version, check_resource_id
-from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 
 router = APIRouter()
 BASE = "/accounts/{account_id}/conversions"
@@ -102,14 +102,8 @@ async def cancel_conversion(request: Request, account_id: str, conversion_id: st
 @router.get(BASE, **doc.LIST_2021)
 async def list_conversions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
-    token = request.query_params.get("skiptoken")
-    after = decode_skiptoken(token) if token else None
-    page = await services.db.read_async(
-        services.conversions.list_page, account, services.settings.list_page_size, after
-    )
-    link: str | None = None
-    if page.next_after is not None:
-        # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.
-        link = next_link(services.settings.public_base, request, encode_skiptoken(page.next_after))
+    size = services.settings.list_page_size
+    page = await services.db.read_async(services.conversions.list_page, account, size, requested_after(request))
+    link = next_page_link(services.settings.public_base, request, page.next_after)
     # ARR sent an explicit null on the last page.
     return ArrJSONResponse({"conversions": [conversion_json(v) for v in page.items], "@nextLink": link})

@@ -24,11 +24,11 @@ from openrr.conversions.service import ConversionNotFound
 from openrr.conversions.state import ConversionStatus
 from openrr.http.body import read_json_object, validate_body
 from openrr.http.errors import ArrError, not_found
-from openrr.http.links import next_link, route_link
+from openrr.http.links import route_link
+from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import check_resource_id
 from openrr.protocol.storage_uri import default_endpoint, parse_container_uri
-from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
 
 router = APIRouter()
 BASE = "/v1/accounts/{account_id}/conversions"
@@ -213,10 +213,6 @@ async def get_conversion(request: Request, account_id: str, conversion_id: str) 
 @router.get(BASE, **doc.LIST_V1)
 async def list_conversions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
-    token = request.query_params.get("skiptoken")
-    after = decode_skiptoken(token) if token else None
-    page = await services.db.read_async(services.conversions.list_page, account, PAGE_SIZE, after)
-    link: str | None = None
-    if page.next_after is not None:
-        link = next_link(services.settings.public_base, request, encode_skiptoken(page.next_after))
+    page = await services.db.read_async(services.conversions.list_page, account, PAGE_SIZE, requested_after(request))
+    link = next_page_link(services.settings.public_base, request, page.next_after)
     return ArrJSONResponse({"conversions": [v1_conversion(v) for v in page.items], "@nextLink": link})

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import bindparam, or_, select, tuple_, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from openrr.accounts.service import require_account
 from openrr.accounts.storage_links import StorageLinks
 from openrr.conversions.codes import CANCELLED, INTERNAL, LINK_MISSING, LINK_MISSING_MESSAGE
 from openrr.conversions.model import ConversionView
@@ -21,8 +22,10 @@ from openrr.storage.account_area import AccountArea
 from openrr.storage.links import LinkCredentials
 from openrr.storage.local import allowed_root
 from openrr.store.db import Database
+from openrr.store.paging import Cursor, Page, keyset_page
+from openrr.store.rows import purge_older_than, row_for_update
 from openrr.store.secretbox import SecretBox
-from openrr.store.tables import AccountRow, ConversionRow
+from openrr.store.tables import ConversionRow
 
 _CONVERSIONS = ConversionRow.__table__
 _GET = select(_CONVERSIONS).where(
@@ -38,10 +41,6 @@ class ConversionConflict(Exception):
     pass
 
 
-class AccountGone(Exception):
-    """The account was deleted after its token was issued."""
-
-
 class LinkedStorageMissing(Exception):
     """A container without a SAS token lies under no storage account linked to the account."""
 
@@ -49,12 +48,6 @@ class LinkedStorageMissing(Exception):
         super().__init__(f"{location}: no storage account linked for {endpoint}")
         self.location = location
         self.endpoint = endpoint
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[ConversionView]
-    next_after: tuple[dt.datetime, str] | None
 
 
 @dataclass(frozen=True)
@@ -97,8 +90,7 @@ class ConversionService:
         settings_json = request.settings_json()
         secrets = request.secrets_json()
         with self.db.write() as s:
-            if s.get(AccountRow, account_id) is None:
-                raise AccountGone(account_id)
+            require_account(s, account_id)
             existing = s.get(ConversionRow, (account_id, conversion_id))
             if existing is not None:
                 # SAS tokens are not compared: a retry may well carry freshly generated ones.
@@ -127,16 +119,10 @@ class ConversionService:
             raise ConversionNotFound(conversion_id)
         return ConversionView.of(row)
 
-    def list_page(self, account_id: str, limit: int, after: tuple[dt.datetime, str] | None = None) -> Page:
+    def list_page(self, account_id: str, limit: int, after: Cursor | None = None) -> Page[ConversionView]:
         """Every conversion of the account, oldest first, in pages of `limit`."""
         t = _CONVERSIONS
-        q = select(t).where(t.c.account_id == account_id).order_by(t.c.creation_time, t.c.id).limit(limit + 1)
-        if after is not None:
-            q = q.where(tuple_(t.c.creation_time, t.c.id) > tuple_(*after))
-        rows = self.db.fetch_all(q)
-        items = [ConversionView.of(r) for r in rows[:limit]]
-        next_after = (rows[limit - 1].creation_time, rows[limit - 1].id) if len(rows) > limit else None
-        return Page(items, next_after)
+        return keyset_page(self.db, t, t.c.account_id == account_id, limit, after, ConversionView.of)
 
     def cancel(self, account_id: str, conversion_id: str) -> ConversionView:
         """Cancel a conversion that has not ended; an ended one is left as it is."""
@@ -256,7 +242,7 @@ class ConversionService:
         """Record a job's outcome (error None: Succeeded). False if it was no longer this owner's to finish."""
         now = _now()
         with self.db.write() as s:
-            row = s.get(ConversionRow, (account_id, conversion_id), with_for_update=not self.db.is_sqlite)
+            row = row_for_update(self.db, s, ConversionRow, (account_id, conversion_id))
             if row is None or row.owner != owner or row.status != ConversionStatus.RUNNING.value:
                 return False
             row.warnings_json = json.dumps(warnings) if warnings else None
@@ -271,7 +257,7 @@ class ConversionService:
         """After a worker died without an outcome: True if the job should run again (it stays this owner's)."""
         now = _now()
         with self.db.write() as s:
-            row = s.get(ConversionRow, (account_id, conversion_id), with_for_update=not self.db.is_sqlite)
+            row = row_for_update(self.db, s, ConversionRow, (account_id, conversion_id))
             if row is None or row.owner != owner or row.status != ConversionStatus.RUNNING.value:
                 return False
             if row.attempts < max_attempts:
@@ -312,18 +298,9 @@ class ConversionService:
         return self.db.fetch_one(q) is not None
 
     def purge_older_than(self, days: int) -> int:
-        cutoff = _now() - dt.timedelta(days=days)
-        with self.db.write() as s:
-            rows = list(
-                s.scalars(
-                    select(ConversionRow).where(
-                        ConversionRow.creation_time < cutoff, ConversionRow.status.in_([st.value for st in TERMINAL])
-                    )
-                )
-            )
-            for row in rows:
-                s.delete(row)
-            return len(rows)
+        """Ended conversions created more than `days` ago."""
+        ended = ConversionRow.status.in_([st.value for st in TERMINAL])
+        return purge_older_than(self.db, ConversionRow, days, ended, _now())
 
     # --- internals ---------------------------------------------------------------------------------
 
@@ -356,7 +333,7 @@ class ConversionService:
         return creds
 
     def _get_for_update(self, s: Session, account_id: str, conversion_id: str) -> ConversionRow:
-        row = s.get(ConversionRow, (account_id, conversion_id), with_for_update=not self.db.is_sqlite)
+        row = row_for_update(self.db, s, ConversionRow, (account_id, conversion_id))
         if row is None:
             raise ConversionNotFound(conversion_id)
         return row

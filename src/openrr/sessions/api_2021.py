@@ -10,23 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.config import JsonDict
 from starlette.concurrency import run_in_threadpool
 
+from openrr.accounts.service import AccountGone
 from openrr.http.body import parse_body
 from openrr.http.errors import ArrError, account_gone, bad_request, not_found
-from openrr.http.links import next_link
+from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_deps import SessionApiServices, session_services
-from openrr.sessions.paging import decode_skiptoken, encode_skiptoken
+from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, create_refusal
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.serialize import session_json
-from openrr.sessions.service import (
-    MAX_LEASE_MINUTES,
-    AccountGone,
-    LeaseNotExtendable,
-    SessionConflict,
-    SessionNotFound,
-)
+from openrr.sessions.service import SessionConflict, SessionNotFound
 from openrr.sessions.state import SessionSize
 
 router = APIRouter()
@@ -61,9 +56,10 @@ def _authorize(request: Request, account_id: str, session_id: str | None = None)
 
 
 def check_create_lease(minutes: int, field: str = "maxLeaseTimeMinutes") -> None:
-    if minutes < 0:
+    refusal = create_refusal(minutes)
+    if refusal == "negative":
         raise bad_request(f"The {field} value cannot be negative.", field)
-    if minutes > MAX_LEASE_MINUTES:
+    if refusal == "too_large":
         limit = "1.00:00:00" if field == "maxLeaseTime" else f"{MAX_LEASE_MINUTES} (24 hours)"
         raise bad_request(f"The {field} value cannot exceed {limit}.", field)
 
@@ -146,11 +142,10 @@ async def stop_session(request: Request, account_id: str, session_id: str) -> Re
 @router.get(BASE, **doc.LIST_2021)
 async def list_sessions(request: Request, account_id: str) -> Response:
     services, account = _authorize(request, account_id)
-    token = request.query_params.get("skiptoken")
-    after = decode_skiptoken(token) if token else None
-    page = await services.db.read_async(services.sessions.list_live, account, services.settings.list_page_size, after)
+    size = services.settings.list_page_size
+    page = await services.db.read_async(services.sessions.list_live, account, size, requested_after(request))
     doc: dict[str, object] = {"sessions": [session_json(v) for v in page.items]}
-    if page.next_after is not None:
-        # The official SDK fetches @nextLink as is, adding nothing: the link carries api-version itself.
-        doc["@nextLink"] = next_link(services.settings.public_base, request, encode_skiptoken(page.next_after))
+    link = next_page_link(services.settings.public_base, request, page.next_after)
+    if link is not None:  # the session list leaves it out on the last page (the conversion list sends null)
+        doc["@nextLink"] = link
     return ArrJSONResponse(doc)

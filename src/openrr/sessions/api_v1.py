@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from openrr.accounts.service import AccountGone
 from openrr.http.body import parse_body
 from openrr.http.errors import account_gone, bad_request, not_found
 from openrr.http.links import route_link
@@ -20,9 +20,10 @@ from openrr.protocol.timespan import format_timespan, parse_timespan
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
 from openrr.sessions.api_deps import SessionApiServices, session_services
+from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, whole_minutes
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded
-from openrr.sessions.service import MAX_LEASE_MINUTES, AccountGone, LeaseNotExtendable, SessionNotFound
+from openrr.sessions.service import SessionNotFound
 from openrr.sessions.state import SessionStatus
 
 router = APIRouter()
@@ -54,9 +55,7 @@ def _lease_minutes(text: str) -> int:
         seconds = parse_timespan(text)
     except ValueError as e:
         raise bad_request(f"Invalid value for 'maxLeaseTime': {e}", "maxLeaseTime") from e
-    # Leases are kept in whole minutes; never grant less than asked.
-    minutes = math.ceil(seconds / 60) if seconds >= 0 else math.floor(seconds / 60)
-    return minutes
+    return whole_minutes(seconds)
 
 
 def _authorize(request: Request, account_id: str) -> tuple[SessionApiServices, str]:

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
-from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
+from openrr.accounts.service import require_account
+from openrr.sessions.lease import (
+    MAX_LEASE_MINUTES,
+    LeaseNotExtendable,
+    create_refusal,
+    extend_refusal,
+    is_due,
+    lease_deadline,
+)
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded, default_quota
-from openrr.sessions.state import (
-    LIVE,
-    SessionSize,
-    SessionStatus,
-    lease_deadline,
-    transition,
-)
+from openrr.sessions.state import LIVE, SessionSize, SessionStatus, transition
 from openrr.store.db import Database
-from openrr.store.tables import AccountRow, SessionQuotaRow, SessionRow
+from openrr.store.paging import Cursor, Page, keyset_page
+from openrr.store.rows import purge_older_than, row_for_update
+from openrr.store.tables import SessionQuotaRow, SessionRow
 
-MAX_LEASE_MINUTES = 1440
 _SESSIONS = SessionRow.__table__
 # Built once: constructing a statement costs more than running it on SQLite (bench/RESULTS.md).
 _GET_SESSION = select(_SESSIONS).where(
@@ -46,35 +48,23 @@ class SessionConflict(Exception):
     pass
 
 
-class AccountGone(Exception):
-    """The account was deleted after its token was issued."""
-
-
-class LeaseNotExtendable(Exception):
-    """Why a lease update was refused; each API generation words it in its own units."""
-
-    def __init__(self, reason: Literal["ended", "not_larger", "too_large"], status: SessionStatus, current: int):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.current_minutes = current
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[SessionView]
-    next_after: tuple[dt.datetime, str] | None
-
-
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 class SessionService:
-    def __init__(self, db: Database, capacity: dict[str, int], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        capacity: dict[str, int],
+        on_change: Callable[[], None],
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        """`clock`: the time leases and state changes are stamped with (tests pass their own)."""
         self.db = db
         self.capacity = capacity
         self._on_change = on_change
+        self._now = clock
 
     # --- what clients ask for -------------------------------------------------------------------
 
@@ -82,13 +72,11 @@ class SessionService:
         self, account_id: str, session_id: str, size: SessionSize, lease_minutes: int
     ) -> tuple[SessionView, bool]:
         """Returns the session and whether it was created (False: an identical one already existed)."""
-        if not 0 <= lease_minutes <= MAX_LEASE_MINUTES:
+        if create_refusal(lease_minutes) is not None:
             raise ValueError(f"lease {lease_minutes} outside 0..{MAX_LEASE_MINUTES}")
-        now = _now()
+        now = self._now()
         with self.db.write() as s:
-            # Authentication may answer from a short-lived cache; the write itself must not trust it.
-            if s.get(AccountRow, account_id) is None:
-                raise AccountGone(account_id)
+            require_account(s, account_id)
             existing = s.get(SessionRow, (account_id, session_id))
             if existing is not None:
                 if existing.size == size.value and existing.requested_lease_minutes == lease_minutes:
@@ -132,37 +120,21 @@ class SessionService:
         row = self.db.fetch_one(_GET_SESSION, {"account_id": account_id, "session_id": session_id})
         if row is None:
             raise SessionNotFound(session_id)
-        return SessionView.of(row, _now())
+        return SessionView.of(row, self._now())
 
-    def list_live(self, account_id: str, limit: int, after: tuple[dt.datetime, str] | None = None) -> Page:
+    def list_live(self, account_id: str, limit: int, after: Cursor | None = None) -> Page[SessionView]:
         """Starting and Ready sessions, oldest first, in pages of `limit`."""
         t = _SESSIONS
-        q = (
-            select(t)
-            .where(t.c.account_id == account_id, t.c.status.in_([st.value for st in LIVE]))
-            .order_by(t.c.creation_time, t.c.id)
-            .limit(limit + 1)
-        )
-        if after is not None:
-            q = q.where(tuple_(t.c.creation_time, t.c.id) > tuple_(*after))
-        now = _now()
-        rows = self.db.fetch_all(q)
-        items = [SessionView.of(r, now) for r in rows[:limit]]
-        next_after = (rows[limit - 1].creation_time, rows[limit - 1].id) if len(rows) > limit else None
-        return Page(items, next_after)
+        now = self._now()
+        live = (t.c.account_id == account_id) & t.c.status.in_(_LIVE_VALUES)
+        return keyset_page(self.db, t, live, limit, after, lambda r: SessionView.of(r, now))
 
     def extend(self, account_id: str, session_id: str, lease_minutes: int) -> SessionView:
-        now = _now()
+        now = self._now()
         with self.db.write() as s:
             row = self._get_for_update(s, account_id, session_id)
             status = SessionStatus(row.status)
-            reason: Literal["ended", "not_larger", "too_large"] | None = None
-            if not status.is_live:
-                reason = "ended"
-            elif lease_minutes <= row.max_lease_minutes:
-                reason = "not_larger"
-            elif lease_minutes > MAX_LEASE_MINUTES:
-                reason = "too_large"
+            reason = extend_refusal(status, row.max_lease_minutes, lease_minutes)
             if reason is not None:
                 raise LeaseNotExtendable(reason, status, row.max_lease_minutes)
             row.max_lease_minutes = lease_minutes
@@ -172,7 +144,7 @@ class SessionService:
 
     def stop(self, account_id: str, session_id: str) -> SessionView:
         """Stop a live session; stopping an ended one changes nothing (stop is idempotent)."""
-        now = _now()
+        now = self._now()
         with self.db.write() as s:
             row = self._get_for_update(s, account_id, session_id)
             if SessionStatus(row.status).is_live:
@@ -187,7 +159,7 @@ class SessionService:
         """Live sessions, and ended ones whose render server may still run."""
         with self.db.read() as s:
             q = select(SessionRow).where(
-                SessionRow.status.in_([st.value for st in LIVE]) | (SessionRow.host_released.is_(False))
+                SessionRow.status.in_(_LIVE_VALUES) | (SessionRow.host_released.is_(False))
             )
             return list(s.scalars(q))
 
@@ -207,7 +179,7 @@ class SessionService:
             if SessionStatus(row.status) is not SessionStatus.STARTING:
                 return False
             row.hostname, row.handshake_port, row.inspector_port = hostname, handshake_port, inspector_port
-            transition(row, SessionStatus.READY, _now())
+            transition(row, SessionStatus.READY, self._now())
             return True
 
     def fail(self, account_id: str, session_id: str, code: str, message: str) -> bool:
@@ -215,15 +187,15 @@ class SessionService:
             row = self._get_for_update(s, account_id, session_id)
             if not SessionStatus(row.status).is_live:
                 return False
-            transition(row, SessionStatus.ERROR, _now(), (code, message))
+            transition(row, SessionStatus.ERROR, self._now(), (code, message))
             return True
 
     def expire_if_due(self, account_id: str, session_id: str) -> bool:
-        now = _now()
+        now = self._now()
         with self.db.write() as s:
             row = self._get_for_update(s, account_id, session_id)
-            deadline = lease_deadline(row)
-            if SessionStatus(row.status) is not SessionStatus.READY or deadline is None or now < deadline:
+            deadline = lease_deadline(row.ready_time, row.max_lease_minutes)
+            if SessionStatus(row.status) is not SessionStatus.READY or deadline is None or not is_due(deadline, now):
                 return False
             # The session ends at its deadline even if we notice a little later: elapsed time stays exact.
             transition(row, SessionStatus.EXPIRED, deadline)
@@ -237,26 +209,15 @@ class SessionService:
                 row.host_released = True
 
     def purge_older_than(self, days: int) -> int:
-        cutoff = _now() - dt.timedelta(days=days)
-        with self.db.write() as s:
-            rows = list(
-                s.scalars(
-                    select(SessionRow).where(
-                        SessionRow.creation_time < cutoff,
-                        SessionRow.status.not_in([st.value for st in LIVE]),
-                        SessionRow.host_released.is_(True),
-                    )
-                )
-            )
-            for row in rows:
-                s.delete(row)
-            return len(rows)
+        """Ended sessions whose render server is gone, created more than `days` ago."""
+        ended = SessionRow.status.not_in(_LIVE_VALUES) & SessionRow.host_released.is_(True)
+        return purge_older_than(self.db, SessionRow, days, ended, self._now())
 
     def seconds_until_next_expiry(self) -> float | None:
-        now = _now()
+        now = self._now()
         with self.db.read() as s:
             rows = s.scalars(select(SessionRow).where(SessionRow.status == SessionStatus.READY.value))
-            deadlines = [d for r in rows if (d := lease_deadline(r)) is not None]
+            deadlines = [d for r in rows if (d := lease_deadline(r.ready_time, r.max_lease_minutes)) is not None]
         if not deadlines:
             return None
         return max(0.0, (min(deadlines) - now).total_seconds())
@@ -264,7 +225,7 @@ class SessionService:
     # --- internals ---------------------------------------------------------------------------------
 
     def _get_for_update(self, s: Session, account_id: str, session_id: str) -> SessionRow:
-        row = s.get(SessionRow, (account_id, session_id), with_for_update=not self.db.is_sqlite)
+        row = row_for_update(self.db, s, SessionRow, (account_id, session_id))
         if row is None:
             raise SessionNotFound(session_id)
         return row

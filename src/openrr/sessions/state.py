@@ -77,9 +77,3 @@ def elapsed_seconds(row: SessionRow | Row[Any], now: dt.datetime) -> float:
         return 0.0
     end = row.end_time or now
     return max(0.0, (end - row.ready_time).total_seconds())
-
-
-def lease_deadline(row: SessionRow) -> dt.datetime | None:
-    if row.ready_time is None:
-        return None
-    return row.ready_time + dt.timedelta(minutes=row.max_lease_minutes)

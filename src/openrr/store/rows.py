@@ -1,0 +1,29 @@
+"""Row operations both use-case services (sessions, conversions) perform on their records the same way."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from openrr.store.db import Database
+
+R = TypeVar("R")
+
+
+def row_for_update(db: Database, s: Session, row_type: type[R], key: tuple[str, str]) -> R | None:
+    """The row of primary key `key`, locked until the transaction ends where the database locks rows
+    (PostgreSQL: replicas write the same rows); SQLite's write transaction serialises writers already."""
+    return s.get(row_type, key, with_for_update=not db.is_sqlite)
+
+
+def purge_older_than(db: Database, row_type: type[Any], days: int, ended: ColumnElement[bool], now: dt.datetime) -> int:
+    """Delete the records created more than `days` before `now` that `ended` says are finished; how many went."""
+    cutoff = now - dt.timedelta(days=days)
+    with db.write() as s:
+        rows = list(s.scalars(select(row_type).where(row_type.creation_time < cutoff, ended)))
+        for row in rows:
+            s.delete(row)
+        return len(rows)
