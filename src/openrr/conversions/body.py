@@ -6,30 +6,18 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from openrr.http.validation import JsonString
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"the string '{value[:40]}'"
-    if isinstance(value, list):
-        return "an array"
-    return f"the number {value}"
+from openrr.http.validation import JsonString, describe
 
 
 def _optional_string(value: Any) -> Any:
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_describe(value)}.")
+        raise ValueError(f"expected a string, got {describe(value)}.")
     return value
 
 
 def _object(value: Any) -> Any:
     if not isinstance(value, dict):
-        raise ValueError(f"expected an object, got {_describe(value)}.")
+        raise ValueError(f"expected an object, got {describe(value)}.")
     return value
 
 

@@ -40,7 +40,7 @@ def check_api_version(value: str | None) -> str:
 def _whole_number(value: Any) -> Any:
     # JSON has one number type; 30 and 30.0 mean the same lease (PowerShell's TotalMinutes is a double).
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected an integer number of minutes, got {_describe(value)}.")
+        raise ValueError(f"expected an integer number of minutes, got {describe(value)}.")
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueError(f"expected an integer number of minutes, got {value}.")
@@ -50,11 +50,12 @@ def _whole_number(value: Any) -> Any:
 
 def _string(value: Any) -> Any:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_describe(value)}.")
+        raise ValueError(f"expected a string, got {describe(value)}.")
     return value
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A JSON value as an error message names it: `got the string 'x'`, `got 5`."""
     if value is None:
         return "null"
     if isinstance(value, bool):
