@@ -224,7 +224,7 @@ class ClientWebRTCTransport(ClientTransport):
 
     async def _consume(self) -> None:
         for number in itertools.count(1):
-            command_id, _ = await self.video.next_frame()
+            command_id, _ = await self.video.next_frame(after_command=0)  # every picture, to count them
             self._add(Received(number, command_id, time.perf_counter(), None))
 
     async def close(self) -> None:

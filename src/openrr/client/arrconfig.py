@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
+from openrr.client.errors import ClientError
 from openrr.protocol.timespan import parse_timespan
 
 # ARRUtils.ps1 $AllPublicRegions: bare names from this list map to Azure's hosts.
@@ -41,7 +42,7 @@ ENV_REQUESTS_CA = "REQUESTS_CA_BUNDLE"
 DEFAULT_CONFIG_NAME = "arrconfig.json"
 
 
-class ConfigError(Exception):
+class ConfigError(ClientError):
     """Settings that are missing or malformed; one line per problem, each naming where to set it."""
 
     def __init__(self, problems: list[str]) -> None:

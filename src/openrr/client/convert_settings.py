@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from openrr.client.arrconfig import ArrConfig, ConfigError, is_filled
+from openrr.client.errors import ClientError
 from openrr.protocol.storage_uri import default_endpoint, normalise_endpoint, parse_connection_string
 
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
@@ -37,7 +38,7 @@ FIELDS = {
 }
 
 
-class StorageFailure(Exception):
+class StorageFailure(ClientError):
     """A storage operation failed; the message says which and why, without credentials."""
 
 

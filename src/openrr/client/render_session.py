@@ -1,9 +1,12 @@
 """Python client of a render session: connect, load models, drive the camera, receive frames as numpy arrays.
 
-async with await RenderSessionClient.connect_session(endpoint, account_id, key, session_id, ca=cert) as s:
-    model = await s.load_model("https://.../house.glb")
-    await s.set_camera(position=(0, 0, 5), target=(0, 0, 0))
-    frame = await s.next_frame()          # Frame.image: (height, width, 3) uint8
+A whole program is examples/render_frame.py; tests/test_client_examples.py runs both it and this example:
+
+    async with await RenderSessionClient.connect_session(endpoint, account_id, key, session_id, ca=cert) as s:
+        model = await s.load_model(model_url)
+        await s.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+        frame = await s.next_frame()  # the first frame that shows the model and the camera
+        print(model["name"], frame.image.shape)  # Frame.image: (height, width, 3) uint8 RGB
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import simplejpeg
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from openrr.protocol.render import CODEC_H264, CODEC_JPEG, unpack_frame
+from openrr.client.errors import ClientError
+from openrr.client.rest import ArrConnectionError, describe_transport_error, error_of
+from openrr.protocol.render import CODEC_H264, CODEC_JPEG, STAMPED_COMMANDS, unpack_frame
 
 
-class SessionError(Exception):
+class SessionError(ClientError):
     """A command the render server refused; `code` is its error code (e.g. ModelLoadFailed)."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -40,6 +46,7 @@ class SessionError(Exception):
 @dataclass(frozen=True)
 class Frame:
     number: int
+    """Counts from 1 for the render server's life."""
     command_id: int
     """The last command applied before this frame was rendered: a frame with command_id >= n shows command n."""
     image: np.ndarray
@@ -65,6 +72,10 @@ class RenderSessionClient:
         self.bytes_received = 0
         self._reader = asyncio.create_task(self._read())
         self.last_command = 0
+        """Id of this connection's last command that succeeded."""
+        self.shown_command = 0
+        """Id of this connection's last command that changes the picture (protocol.render.STAMPED_COMMANDS): a
+        frame with command_id >= it shows everything this client asked for."""
 
     # --- connecting ------------------------------------------------------------------------------------
 
@@ -74,10 +85,16 @@ class RenderSessionClient:
     ) -> RenderSessionClient:
         """`codec`: "jpeg" (default) or "h264" (smaller frames; decoded here with PyAV)."""
         url = f"wss://{host}:{port}/stream?role={role}&codec={codec}"
-        ws = await connect(
-            url, ssl=_tls(ca), additional_headers={"Authorization": f"Bearer {token}"}, max_size=64 * 1024 * 1024
-        )
-        first = await ws.recv()
+        try:
+            ws = await connect(
+                url, ssl=_tls(ca), additional_headers={"Authorization": f"Bearer {token}"}, max_size=64 * 1024 * 1024
+            )
+        except (OSError, InvalidHandshake, TimeoutError) as e:
+            raise ArrConnectionError(f"connecting to the render server failed: cannot reach {url}: {e}") from e
+        try:
+            first = await ws.recv()
+        except ConnectionClosed as e:
+            raise SessionError("Disconnected", f"the render server closed the connection at once ({e})") from e
         doc = json.loads(first)
         if doc.get("type") != "welcome":
             await ws.close()
@@ -97,19 +114,30 @@ class RenderSessionClient:
         ca: str | None = None,
     ) -> RenderSessionClient:
         """Find the session through the service's API (it must be Ready), then connect to its server."""
+        account, session = quote(account_id, safe=""), quote(session_id, safe="")
+
+        async def get(http: httpx.AsyncClient, operation: str, url: str, **kwargs: Any) -> dict[str, Any]:
+            try:
+                r = await http.get(url, **kwargs)
+            except httpx.HTTPError as e:
+                raise ArrConnectionError(describe_transport_error(operation, f"{endpoint}{url}", e)) from e
+            if r.status_code >= 400:
+                raise error_of(operation, r)
+            doc: dict[str, Any] = r.json()
+            return doc
+
         async with httpx.AsyncClient(base_url=endpoint, verify=_tls(ca), timeout=30) as http:
-            r = await http.get(
-                f"/accounts/{account_id}/token", headers={"Authorization": f"Bearer {account_id}:{account_key}"}
-            )
-            r.raise_for_status()
-            token = r.json()["AccessToken"]
-            r = await http.get(
-                f"/accounts/{account_id}/sessions/{session_id}",
+            auth = {"Authorization": f"Bearer {account_id}:{account_key}"}
+            token = (await get(http, "getting an access token", f"/accounts/{account}/token", headers=auth))[
+                "AccessToken"
+            ]
+            doc = await get(
+                http,
+                f"getting session '{session_id}'",
+                f"/accounts/{account}/sessions/{session}",
                 params={"api-version": "2021-01-01"},
                 headers={"Authorization": f"Bearer {token}"},
             )
-            r.raise_for_status()
-            doc = r.json()
         if doc["status"] != "Ready":
             raise SessionError("NotReady", f"session {session_id} is {doc['status']}, not Ready")
         return await cls.connect(doc["hostname"], doc["handshakePort"], token, role=role, codec=codec, ca=ca)
@@ -146,6 +174,8 @@ class RenderSessionClient:
             err = reply.get("error", {})
             raise SessionError(err.get("code", "Error"), err.get("message", ""))
         self.last_command = mid
+        if kind in STAMPED_COMMANDS:
+            self.shown_command = mid
         return reply
 
     async def load_model(
@@ -217,12 +247,15 @@ class RenderSessionClient:
 
     # --- frames ----------------------------------------------------------------------------------------
 
-    async def next_frame(self, after_command: int = 0, timeout: float = 30.0) -> Frame:
-        """The next frame that shows at least command `after_command` (older frames are skipped)."""
+    async def next_frame(self, after_command: int | None = None, timeout: float = 30.0) -> Frame:
+        """The next frame that shows at least command `after_command`; older frames are skipped. By default, the first
+        that shows every command of this client's so far (`shown_command`): after `load_model` and `set_camera`,
+        the model from that camera, never a frame from before. `after_command=0`: whatever frame comes next."""
+        after = self.shown_command if after_command is None else after_command
         async with asyncio.timeout(timeout):
             while True:
                 frame = await self._frames.get()
-                if frame.command_id >= after_command:
+                if frame.command_id >= after:
                     return frame
 
     async def frames(self) -> AsyncIterator[Frame]:

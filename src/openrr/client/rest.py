@@ -11,13 +11,14 @@ from urllib.parse import quote
 import httpx
 
 from openrr import __version__
+from openrr.client.errors import ClientError
 
 API_VERSION = "2021-01-01"
 _MAX_429_RETRIES = 3
 _MAX_RETRY_AFTER_S = 30.0
 
 
-class ArrHttpError(Exception):
+class ArrHttpError(ClientError):
     """The service answered with an error status; carries ARR's error code/message and the MS-CV."""
 
     def __init__(self, operation: str, status: int, code: str | None, message: str, ms_cv: str | None) -> None:
@@ -38,7 +39,7 @@ class ArrHttpError(Exception):
         return text + (f"\nResponse's MS-CV is '{self.ms_cv}'" if self.ms_cv else "")
 
 
-class ArrConnectionError(Exception):
+class ArrConnectionError(ClientError):
     """No HTTP answer at all: refused, DNS, TLS, timeout."""
 
 
@@ -47,7 +48,7 @@ def tls_context(ca_cert: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_cert) if ca_cert else ssl.create_default_context()
 
 
-def _error_of(operation: str, response: httpx.Response) -> ArrHttpError:
+def error_of(operation: str, response: httpx.Response) -> ArrHttpError:
     code: str | None = None
     message = ""
     try:
@@ -101,13 +102,13 @@ class RestClient:
             try:
                 response = self._http.request(method, url, **kwargs)
             except httpx.HTTPError as e:
-                raise ArrConnectionError(_describe_transport_error(operation, url, e)) from e
+                raise ArrConnectionError(describe_transport_error(operation, url, e)) from e
             if response.status_code == 429 and attempt < _MAX_429_RETRIES:
                 # ARR's throttling asks clients to come back after Retry-After; polling must not die of it.
                 time.sleep(_retry_after(response))
                 continue
             if response.status_code >= 400:
-                raise _error_of(operation, response)
+                raise error_of(operation, response)
             return response
         raise AssertionError("unreachable")
 
@@ -194,7 +195,7 @@ def _retry_after(response: httpx.Response) -> float:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
-def _describe_transport_error(operation: str, url: str, error: httpx.HTTPError) -> str:
+def describe_transport_error(operation: str, url: str, error: httpx.HTTPError) -> str:
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):

@@ -1,10 +1,10 @@
 """Receive a render session's frames over WebRTC (aiortc), signalled over an existing session connection.
 
-async with await RenderSessionClient.connect(...) as s:
-    video = await open_webrtc(s)              # s's frames now come over WebRTC, H.264 preferred
-    cmd = await s.set_camera(position=(0, 0, 5))
-    command_id, image = await video.next_frame(after_command=cmd)
-    await video.close()
+    async with await RenderSessionClient.connect_session(endpoint, account_id, key, session_id, ca=cert) as s:
+        async with await open_webrtc(s) as video:  # s's frames now come over WebRTC, H.264 preferred
+            await s.load_model(model_url)
+            await s.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+            command_id, image = await video.next_frame()  # the first picture that shows the model and the camera
 
 Each picture carries the id of the last command applied before it was rendered, stamped into its top-left
 corner (openrr.protocol.stamp); `next_frame` reads it back.
@@ -44,8 +44,10 @@ class WebRTCVideo:
         self._ended = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
-    async def next_frame(self, after_command: int = 0, timeout: float = 30.0) -> tuple[int, np.ndarray]:
-        """(command id, (height, width, 3) uint8 RGB) of the next picture that shows at least `after_command`."""
+    async def next_frame(self, after_command: int | None = None, timeout: float = 30.0) -> tuple[int, np.ndarray]:
+        """(command id, (height, width, 3) uint8 RGB) of the next picture that shows at least `after_command`; by
+        default every command of the client's so far (RenderSessionClient.next_frame), 0: whatever comes next."""
+        after = self.client.shown_command if after_command is None else after_command
         async with asyncio.timeout(timeout):
             while True:
                 if self._frames.empty() and self._ended.is_set():
@@ -61,7 +63,7 @@ class WebRTCVideo:
                 if get.cancelled():
                     continue
                 command_id, image = get.result()
-                if command_id >= after_command:
+                if command_id >= after:
                     return command_id, image
 
     async def close(self) -> None:

@@ -27,6 +27,23 @@ class FrameHeader:
     keyframe: bool = True
 
 
+STAMPED_COMMANDS = frozenset(
+    {
+        "loadModel",
+        "unloadModel",
+        "setTransform",
+        "setOverride",
+        "setCamera",
+        "setCutPlanes",
+        "setStream",
+        "requestKeyframe",
+    }
+)
+"""Commands whose id the server stamps into the frames rendered after them (`FrameHeader.command_id`, the WebRTC
+stamp): a frame with command_id >= such a command's id shows its effect. The others (rayCast, getStats, getScene,
+webrtcOffer, webrtcClose) change no picture and stamp nothing."""
+
+
 def pack_frame(header: FrameHeader, payload: bytes) -> bytes:
     flags = header.codec | (KEYFRAME if header.keyframe else 0)
     return _HEADER.pack(FRAME_MAGIC, header.frame, header.command_id, flags) + payload
