@@ -11,8 +11,9 @@ from openrr.accounts.sts import TokenService
 from openrr.config import Settings
 from openrr.conversions.runner import ConversionRunner, RunnerConfig
 from openrr.conversions.service import ConversionService
+from openrr.hosting.backend import HostingBackend
 from openrr.hosting.factory import build_backend
-from openrr.sessions.reconciler import ClosableBackend, Reconciler
+from openrr.sessions.reconciler import Reconciler
 from openrr.sessions.service import SessionService
 from openrr.storage.session_access import StorageGrants
 from openrr.store.db import Database, open_database
@@ -27,7 +28,7 @@ class Services:
     accounts: AccountService
     tokens: TokenService
     sessions: SessionService
-    backend: ClosableBackend
+    backend: HostingBackend
     reconciler: Reconciler
     auth: Authenticator
     links: StorageLinks

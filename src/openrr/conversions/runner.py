@@ -40,6 +40,7 @@ from openrr.protocol.storage_uri import ContainerUri
 from openrr.storage.container import ContainerAccess
 from openrr.storage.errors import StorageError, redact
 from openrr.storage.links import LinkCredentials
+from openrr.util.background import BackgroundLoop
 from openrr.util.child_process import (
     ChildIdentity,
     child_identity,
@@ -97,37 +98,21 @@ class _Stopped(Exception):
     """Raised into a copy running in a thread (through its progress callback) to stop it at the next file."""
 
 
-class ConversionRunner:
+class ConversionRunner(BackgroundLoop[tuple[str, str]]):
+    """Its tasks are the jobs it runs, keyed (account id, conversion id)."""
+
     def __init__(self, service: ConversionService, config: RunnerConfig) -> None:
+        super().__init__("openrr-conversions", config.interval_s)
         self.service = service
         self.config = config
         self.owner = f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._last_maintenance = 0.0
         require_reachable(config.child, "conversion workers")
 
-    def kick(self) -> None:
-        """Ask for a pass now; safe from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    async def before_start(self) -> None:
         await asyncio.to_thread(self._clean_leftovers)
-        self._task = asyncio.create_task(self._run(), name="openrr-conversions")
 
-    async def stop(self) -> None:
-        """Stop every worker and hand their jobs back, so that the next start resumes them without delay."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        jobs = list(self._jobs.values())
-        for task in jobs:
-            task.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+    async def after_stop(self) -> None:
+        """Every worker stopped: hand their jobs back, so that the next start resumes them without delay."""
         try:
             released = await asyncio.to_thread(self.service.release, self.owner)
             if released:
@@ -137,18 +122,9 @@ class ConversionRunner:
 
     # --- the loop ------------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception("conversion pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.interval_s)
-            self._wake.clear()
-
     async def run_once(self) -> None:
-        free = self.config.workers - len(self._jobs)
+        running = self.running_keys()
+        free = self.config.workers - len(running)
         if free > 0 and await asyncio.to_thread(self.service.claimable, self.config.lease_s):
             claims = await asyncio.to_thread(
                 self.service.claim,
@@ -156,25 +132,17 @@ class ConversionRunner:
                 free,
                 self.config.lease_s,
                 self.config.attempts,
-                frozenset(self._jobs),
+                running,
             )
             for claim in claims:
-                key = (claim.account_id, claim.id)
-                task = asyncio.create_task(self._run_job(claim), name=f"conversion {claim.id}")
-                self._jobs[key] = task
-                task.add_done_callback(lambda t, k=key: self._done(t, k))  # type: ignore[misc]
-        now = time.monotonic()
-        if now - self._last_maintenance > MAINTENANCE_EVERY_S:
-            self._last_maintenance = now
+                self.spawn((claim.account_id, claim.id), self._run_job(claim), f"running conversion {claim.id}")
+        if self.maintenance_due(MAINTENANCE_EVERY_S):
             purged = await asyncio.to_thread(self.service.purge_older_than, self.config.retention_days)
             if purged:
                 logger.info("purged %d conversion records older than %d days", purged, self.config.retention_days)
 
-    def _done(self, task: asyncio.Task[None], key: tuple[str, str]) -> None:
-        self._jobs.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("running conversion %s failed", key[1], exc_info=task.exception())
-        self._wake.set()  # a worker slot is free
+    def on_finished(self, key: tuple[str, str]) -> None:
+        self.wake()  # a worker slot is free
 
     # --- one job -------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The one interface between sessions and whatever runs render servers."""
+"""The one interface between sessions and whatever runs render servers: every call the reconciler and the
+service wiring make of a backend is declared here (hosting/local.py implements it; unit tests fake it)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,6 @@ class Placement:
 
 class HostGone(Exception):
     """The render server exited or can no longer be found; the message says why."""
-
-
-class NoCapacity(Exception):
-    pass
 
 
 class HostingBackend(Protocol):
@@ -59,5 +56,9 @@ class HostingBackend(Protocol):
         ...
 
     def shutdown(self) -> None:
-        """Stop every server this backend runs."""
+        """Stop every server this backend runs. Blocking."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of what the backend holds for probing (its HTTP client); after the last probe."""
         ...

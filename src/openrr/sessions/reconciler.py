@@ -9,102 +9,65 @@ with it, perhaps from another process) loses its server on the next pass, not at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from typing import Protocol
+from collections.abc import Callable
 
 from openrr.hosting.backend import HostGone, HostingBackend, SessionKey
-from openrr.sessions.service import SessionNotFound, SessionService
+from openrr.sessions.service import SessionNotFound, SessionService, utc_now
 from openrr.sessions.state import SessionStatus
 from openrr.store.tables import SessionRow
+from openrr.util.background import BackgroundLoop
 
 logger = logging.getLogger(__name__)
+_RELEASING = "render server"
+"""Keys of release tasks are (_RELEASING, host_ref); those of session tasks (account id, session id), and no
+account id is this."""
 
 
-class ClosableBackend(HostingBackend, Protocol):
-    async def aclose(self) -> None: ...
-
-
-class Reconciler:
+class Reconciler(BackgroundLoop[tuple[str, str]]):
     def __init__(
         self,
         service: SessionService,
-        backend: ClosableBackend,
+        backend: HostingBackend,
         interval_s: float,
         start_timeout_s: float,
         retention_days: int,
+        clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
+        """`clock`: what start timeouts are measured with (tests pass their own, with the service's)."""
+        super().__init__("openrr-reconciler", interval_s)
         self.service = service
         self.backend = backend
-        self.interval_s = interval_s
         self.start_timeout_s = start_timeout_s
         self.retention_days = retention_days
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._busy: set[tuple[str, str]] = set()
-        self._releasing: set[str] = set()
-        """host_refs of unclaimed servers being stopped now (a stop may take the whole grace period)."""
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._last_maintenance = 0.0
+        self._clock = clock
 
-    def kick(self) -> None:
-        """Ask for a pass now; safe from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    async def before_start(self) -> None:
         # Before any session is handled: what a crashed control plane left behind.
         for ref in self._unclaimed(await asyncio.to_thread(self.service.needing_attention)):
             await asyncio.to_thread(self.backend.release, ref)
-        self._task = asyncio.create_task(self._run(), name="openrr-reconciler")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def after_stop(self) -> None:
         await self.backend.aclose()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.reconcile_once()
-            except Exception:
-                logger.exception("reconcile pass failed")
-            timeout = self.interval_s
-            until_expiry = await asyncio.to_thread(self.service.seconds_until_next_expiry)
-            if until_expiry is not None:
-                timeout = min(timeout, until_expiry + 0.01)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+    async def next_wait_s(self) -> float:
+        # Wake up for the next lease to run out, even between passes.
+        until_expiry = await asyncio.to_thread(self.service.seconds_until_next_expiry)
+        return self.interval_s if until_expiry is None else min(self.interval_s, until_expiry + 0.01)
+
+    async def run_once(self) -> None:
+        await self.reconcile_once()
 
     async def reconcile_once(self) -> None:
         rows = await asyncio.to_thread(self.service.needing_attention)
         for row in rows:
             key = (row.account_id, row.id)
-            if key in self._busy:
-                continue
-            self._busy.add(key)
-            task = asyncio.create_task(self._handle(row), name=f"session {row.id}")
-            self._tasks.add(task)
-            task.add_done_callback(lambda t, k=key: self._done(t, k))  # type: ignore[misc]
+            if not self.running(key):
+                self.spawn(key, self._handle(row), f"handling session {row.id}")
         self._release_unclaimed(rows)
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_maintenance > 5 * self.interval_s:
-            self._last_maintenance = loop.time()
+        if self.maintenance_due(5 * self.interval_s):
             await asyncio.to_thread(self._maintain)
-
-    def _done(self, task: asyncio.Task[None], key: tuple[str, str]) -> None:
-        self._busy.discard(key)
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("handling session %s failed", key[1], exc_info=task.exception())
 
     def _maintain(self) -> None:
         self.backend.maintain()
@@ -134,7 +97,7 @@ class Reconciler:
                 logger.exception("could not start a render server for %s", key.session_id)
                 await self._fail(key, "RenderServerStartFailed", f"The render server could not start: {e}")
                 return
-            self._last_maintenance = 0.0  # refill the warm pool on the next pass, not minutes later
+            self.maintain_soon()  # refill the warm pool on the next pass, not minutes later
             still_starting = await asyncio.to_thread(self.service.attach_host, key.account_id, key.session_id, host_ref)
             if not still_starting:
                 return  # stopped meanwhile: the next pass releases the server
@@ -157,7 +120,7 @@ class Reconciler:
                 if ready:
                     logger.info("session %s is Ready on %s", key.session_id, placement)
                 return
-            if dt.datetime.now(dt.UTC) > deadline:
+            if self._clock() > deadline:
                 await self._fail(
                     key,
                     "RenderServerStartTimeout",
@@ -185,7 +148,7 @@ class Reconciler:
         if await asyncio.to_thread(self.service.fail, key.account_id, key.session_id, code, message):
             logger.warning("session %s failed: %s", key.session_id, message)
         # The server of a failed session is released by the next pass, like any ended session's.
-        self._wake.set()
+        self.wake()
 
     async def _release(self, row: SessionRow, key: SessionKey) -> None:
         if row.host_ref is not None:
@@ -206,22 +169,14 @@ class Reconciler:
         return [
             ref
             for ref, key in self.backend.claimed_refs().items()
-            if ref not in refs and (key.account_id, key.session_id) not in keys and ref not in self._releasing
+            # Not one being stopped now, either: a stop may take the whole grace period.
+            if ref not in refs and (key.account_id, key.session_id) not in keys and not self.running((_RELEASING, ref))
         ]
 
     def _release_unclaimed(self, rows: list[SessionRow]) -> None:
         for ref in self._unclaimed(rows):
             logger.info("stopping render server %s: no session claims it any more", ref)
-            self._releasing.add(ref)
-            task = asyncio.create_task(asyncio.to_thread(self.backend.release, ref), name=f"release {ref}")
-            self._tasks.add(task)
-            task.add_done_callback(lambda t, r=ref: self._released(t, r))  # type: ignore[misc]
-
-    def _released(self, task: asyncio.Task[None], ref: str) -> None:
-        self._releasing.discard(ref)
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("stopping render server %s failed", ref, exc_info=task.exception())
+            self.spawn((_RELEASING, ref), asyncio.to_thread(self.backend.release, ref), f"stopping render server {ref}")
 
     async def shutdown_sessions(self, message: str) -> None:
         """On a clean shutdown: stop every render server; live sessions end in Error.
