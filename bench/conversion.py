@@ -6,9 +6,9 @@ The model is a grid of icospheres saved as GLB with normals (bench/render_common
 
 (a) CONVERSION: `openrr.conversions.converter.convert` on the GLB, --rounds times; triangles per second from the
     median time (reading, merging, building the collision structure, writing .arrAsset + info + result).
-(b) LOAD IN PROCESS: `openrr.render.scene.load_model` of the GLB (the baseline) and of the .arrAsset, interleaved,
-    --rounds each; and load + `RayCaster.add`, which a session does for every model (the asset brings its
-    collision structure, the GLB's triangles must be sorted).
+(b) LOAD IN PROCESS: `openrr.render.model_loader.load_model` of the GLB (the baseline) and of the .arrAsset,
+    interleaved, --rounds each; and load + `RayCaster.add`, which a session does for every model (the asset brings
+    its collision structure, the GLB's triangles must be sorted).
 (c) LOAD THROUGH A SESSION: a real `openrr serve` (through tests.harness), a Standard session created through the
     REST API, the Python client sends `loadModel` with the model's URL on a local HTTP server and waits for the
     reply (fetch, parse, GPU upload, ray-cast structure); GLB and .arrAsset interleaved, each unloaded after.

@@ -9,7 +9,7 @@ following, --duration seconds each (at least 6 frames, 3 from 2M triangles, afte
     vertices and triangles, back faces culled (the GLB has no material: single-sided by glTF's rules, as openrr
     draws it), the same resolution and camera orbit; clear, draw, read back into an RGBA numpy array (llvmpipe's
     fastest readback, which openrr's render process uses too).
-(b) openrr's `Renderer` alone, in this process: the model loaded with `openrr.render.scene.load_model`, then
+(b) openrr's `Renderer` alone, in this process: the model loaded with `openrr.render.model_loader.load_model`, then
     `set_camera` + `render(into=...)` (render + readback into an RGBA numpy array, as the render process) in a loop.
 (c) END TO END, closed loop: a real `openrr serve` (through tests.harness), a Standard session created through
     the REST API, the Python client (`RenderSessionClient`) loads the model over HTTP from a local server, then
@@ -68,9 +68,10 @@ from bench.render_common import (  # noqa: E402
     sphere_grid,
 )
 from openrr.client.render_session import Frame, RenderSessionClient  # noqa: E402
+from openrr.model.mesh import ModelData  # noqa: E402
 from openrr.render.camera import Camera, look_at, perspective  # noqa: E402
+from openrr.render.model_loader import load_model  # noqa: E402
 from openrr.render.renderer import Renderer  # noqa: E402
-from openrr.render.scene import ModelData, load_model  # noqa: E402
 
 SIZES = {"100k": 100_000, "1M": 1_000_000, "5M": 5_000_000}
 DEFAULT_CAP = 60.0  # the server's default frame cap (session.DEFAULT_FPS)

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from openrr.render.scene import AreaFiles, HttpOptions, ModelData
-from openrr.render.scene import load_model as load_in_session
-from openrr.storage.account_area import AccountArea, decode, shown
+from openrr.model.mesh import ModelData
+from openrr.render.model_loader import load_model as load_in_session
+from openrr.storage.account_area import AccountArea, decode
+from openrr.storage.area_files import AreaFiles
+from openrr.storage.fetch import HttpOptions
 from openrr.storage.guard import FetchPolicy
+from openrr.util.paths import shown
 
 
 class HostFiles:
@@ -28,6 +31,6 @@ LOOPBACK = HttpOptions(FetchPolicy.parse("127.0.0.1"))
 
 
 def load_model(source: str, *args: Any, **kwargs: Any) -> ModelData:
-    """`openrr.render.scene.load_model` for tests about parsing models: local paths read through the same LocalFiles
-    code as a session's, loopback model servers allowed."""
+    """`openrr.render.model_loader.load_model` for tests about parsing models: local paths read through the same
+    LocalFiles code as a session's, loopback model servers allowed."""
     return load_in_session(source, *args, **{"local_files": HOST_FILES, "http": LOOPBACK, **kwargs})

@@ -18,9 +18,9 @@ from PIL import Image
 from openrr.client.render_session import RenderSessionClient
 from openrr.conversions.converter import convert
 from openrr.model.arrasset import ALIGN, HEADER, MAGIC, VERTEX_DTYPE, AssetFormatError, read_asset, write_asset
+from openrr.model.mesh import MeshData, ModelData, ModelLoadError
 from openrr.model.raycast import RayCaster, TriangleChunks, triangle_chunks
 from openrr.render.renderer import _VERTEX_DTYPE
-from openrr.render.scene import MeshData, ModelData, ModelLoadError
 from openrr.util.atomic import atomic_file
 from tests.harness import Service
 from tests.local_files import load_model

@@ -19,7 +19,7 @@ from PIL import Image
 
 from openrr.conversions.converter import ConversionOutcome, convert
 from openrr.model.arrasset import read_metadata
-from openrr.render.scene import ModelData
+from openrr.model.mesh import ModelData
 from tests.local_files import load_model
 
 POINTS = np.random.default_rng(5).uniform(-1.0, 1.0, size=(2000, 3))

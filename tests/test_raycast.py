@@ -9,8 +9,8 @@ import numpy.typing as npt
 import pytest
 import trimesh
 
+from openrr.model.mesh import ModelData
 from openrr.model.raycast import RayCaster, RayHit
-from openrr.render.scene import ModelData
 from tests.local_files import load_model
 
 # faceted sphere: the surface sits up to ~1e-3 inside the unit sphere between vertices

@@ -14,9 +14,9 @@ import pytest
 import trimesh
 from PIL import Image
 
+from openrr.model.mesh import MeshData, ModelData
 from openrr.render.camera import Camera
 from openrr.render.renderer import PER_PIXEL_BELOW, Renderer
-from openrr.render.scene import MeshData, ModelData
 
 W, H = 256, 192
 BACKGROUND = (0.12, 0.12, 0.14)
@@ -216,7 +216,7 @@ def test_texture_colours_appear(renderer: Renderer) -> None:
 
 
 def test_texture_rows_follow_gltf_uvs(renderer: Renderer) -> None:
-    """scene.py's convention: uv (0, 0) is the top-left texel, row 0 of the image array."""
+    """model/trimesh_import.py's convention: uv (0, 0) is the top-left texel, row 0 of the image array."""
     quad = trimesh.Trimesh(
         vertices=[[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], faces=[[0, 1, 2], [0, 2, 3]], process=False
     )
@@ -360,7 +360,7 @@ def test_see_through_does_not_write_depth(renderer: Renderer) -> None:
 
 
 def test_a_textured_glb_from_the_loader_renders_right_side_up(renderer: Renderer, tmp_path: Path) -> None:
-    """End to end with scene.py: its uv convention and the renderer's texture upload must agree."""
+    """End to end with model/trimesh_import.py: its uv convention and the renderer's texture upload must agree."""
     load_model = pytest.importorskip("tests.local_files").load_model
     image = np.zeros((8, 8, 4), dtype=np.uint8)
     image[:4, :, 0] = 255  # top half red

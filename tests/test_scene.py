@@ -18,7 +18,7 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 
-from openrr.render.scene import ModelData, ModelLoadError
+from openrr.model.mesh import ModelData, ModelLoadError
 from tests.local_files import load_model
 
 SECRET = "sig=s3cr3tSignature%2Bxyz"

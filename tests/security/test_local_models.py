@@ -20,8 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openrr.render.scene import AreaFiles, DirectoryResolver, ModelLoadError, load_model, read_scene
+from openrr.model.mesh import ModelLoadError
+from openrr.model.references import DirectoryResolver
+from openrr.model.trimesh_import import read_scene
+from openrr.render.model_loader import load_model
 from openrr.storage.account_area import AccountArea, AreaRefused
+from openrr.storage.area_files import AreaFiles
 
 SECRET = np.array([[7.0, 8.0, 9.0]] * 3, np.float32).tobytes()  # as positions it would make bounds (7, 8, 9)
 TRIANGLE = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32).tobytes()

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from openrr.model.mesh import ModelLoadError
 from openrr.model.texture_guard import TextureLimits
-from openrr.render.scene import AreaFiles, ModelLoadError, load_model
+from openrr.render.model_loader import load_model
 from openrr.storage.account_area import AccountArea
+from openrr.storage.area_files import AreaFiles
 
 SIDE = 13000
 MESSAGE = "texture {} is 13000x13000, over the limit of 16384 px per side / 67108864 pixels"
@@ -94,7 +96,9 @@ def test_oversized_texture_is_refused_before_decoding(area: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from openrr.render.scene import AreaFiles, ModelLoadError, load_model\n"
+        "from openrr.model.mesh import ModelLoadError\n"
+        "from openrr.render.model_loader import load_model\n"
+        "from openrr.storage.area_files import AreaFiles\n"
         "from openrr.storage.account_area import AccountArea\n"
         "files = AreaFiles(AccountArea([Path(sys.argv[1])], 'acct'))\n"
         "for name in ('embedded.glb', 'referenced.glb'):\n"

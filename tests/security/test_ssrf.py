@@ -26,11 +26,13 @@ import trimesh
 
 from openrr.client.render_session import RenderSessionClient, SessionError
 from openrr.config import Settings
+from openrr.model.mesh import ModelLoadError
 from openrr.protocol.storage_uri import parse_container_uri
-from openrr.render.scene import HttpOptions, ModelLoadError, load_model
+from openrr.render.model_loader import load_model
 from openrr.storage.blob import BlobContainer
 from openrr.storage.container import ContainerAccess
 from openrr.storage.errors import StorageError
+from openrr.storage.fetch import HttpOptions
 from openrr.storage.guard import FetchPolicy, FetchRefused, check_address, resolve_checked
 from tests.harness import Service, free_port, ready_session, wait_for
 

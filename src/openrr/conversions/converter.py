@@ -49,9 +49,10 @@ from openrr.conversions.settings import (
     parse_settings_file,
 )
 from openrr.model.arrasset import write_asset
+from openrr.model.mesh import MeshData, ModelData
 from openrr.model.raycast import TriangleChunks, triangle_chunks
-from openrr.render.scene import MeshData, ModelData, MonotonicProgress
 from openrr.util.atomic import write_atomic
+from openrr.util.progress import MonotonicProgress
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Input formats: each reader turns one model file into `Part`s (placed geometry in float64) plus what info.json says.
 
-glTF/GLB, OBJ, PLY and STL go through trimesh (via `openrr.render.scene`, so a converted asset looks like the source
-loaded directly); FBX goes through Debian's assimp command-line tool, which rewrites it as GLB; point clouds come
+glTF/GLB, OBJ, PLY and STL go through trimesh (via `openrr.model.trimesh_import`, so a converted asset looks like the
+source loaded directly); FBX goes through Debian's assimp command-line tool, which rewrites it as GLB; point clouds come
 from XYZ text, LAS/LAZ (laspy, with lazrs for LAZ) and E57 (pye57).
 """
 
@@ -27,7 +27,10 @@ from trimesh.visual.texture import TextureVisuals
 
 from openrr.conversions.report import MISSING_FILE, MISSING_TEXTURE, ConversionWarning, InputInfo, InputStatistics
 from openrr.conversions.settings import ConversionSettings
-from openrr.render.scene import DirectoryResolver, ModelLoadError, ReferenceRefused, model_of_scene, read_scene
+from openrr.model.mesh import ModelLoadError
+from openrr.model.references import DirectoryResolver, ReferenceRefused
+from openrr.model.trimesh_import import model_of_scene, read_scene
+from openrr.protocol.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ def _read_trimesh(
 ) -> SourceModel:
     resolver = _RecordingResolver(resolve_beside or path, display)
     try:
-        scene = read_scene(path, display, MAX_INPUT_BYTES, resolver)
+        scene = read_scene(path, display, MAX_INPUT_BYTES, resolver, scrub=redact)
         _linearise(scene, settings.gamma_to_linear_material, settings.gamma_to_linear_vertex)
         model = model_of_scene(path.name, scene, display)
     except ModelLoadError as e:

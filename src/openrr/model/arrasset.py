@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from openrr.model.mesh import MeshData, ModelData
 from openrr.model.raycast import CHUNK, TriangleChunks
-from openrr.render.scene import MeshData, ModelData
 from openrr.util.atomic import atomic_file
 
 MAGIC = b"ORRASSET"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from openrr.render.scene import ModelData
+from openrr.model.mesh import ModelData
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -7,14 +7,14 @@ import os
 import socket
 import threading
 
-from openrr.render.scene import LocalFileRefused
-from openrr.storage.account_area import shown
+from openrr.storage.area_files import LocalFileRefused
+from openrr.util.paths import shown
 
 MAX_REQUEST = 16 * 1024
 
 
 class BrokeredFiles:
-    """scene.LocalFiles over the broker socket inherited as descriptor `fd`."""
+    """storage.area_files.LocalFiles over the broker socket inherited as descriptor `fd`."""
 
     def __init__(self, fd: int) -> None:
         self._sock = socket.socket(fileno=fd)

@@ -249,7 +249,7 @@ void main() {{
 
 
 class MeshLike(Protocol):
-    """What the renderer reads from `openrr.render.scene.MeshData` (uvs in glTF's convention: v = 0 at the top)."""
+    """What the renderer reads from `openrr.model.mesh.MeshData` (uvs in glTF's convention: v = 0 at the top)."""
 
     positions: np.ndarray
     normals: np.ndarray
@@ -264,7 +264,7 @@ class MeshLike(Protocol):
 
 
 class ModelLike(Protocol):
-    """What the renderer reads from `openrr.render.scene.ModelData`."""
+    """What the renderer reads from `openrr.model.mesh.ModelData`."""
 
     name: str
     bounds_min: np.ndarray

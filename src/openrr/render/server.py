@@ -34,9 +34,9 @@ from openrr.render.identity import ServerIdentity
 from openrr.render.local_files import BrokeredFiles
 from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.ports import bind_in_range
-from openrr.render.scene import HttpOptions
 from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
+from openrr.storage.fetch import HttpOptions
 from openrr.storage.guard import FetchPolicy
 from openrr.storage.session_access import SESSION_STORAGE, BlobGrant, SessionStorage
 from openrr.tls import AEAD_CIPHERS

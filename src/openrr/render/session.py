@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import simplejpeg
 
+from openrr.model.mesh import ModelData
 from openrr.model.raycast import RayCaster, RayHit
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits
 from openrr.protocol.redaction import display_url
@@ -29,9 +30,11 @@ from openrr.protocol.render import CODEC_H264, CODEC_JPEG, FrameHeader, pack_fra
 from openrr.render.camera import Camera
 from openrr.render.frame_process import FrameState, RenderedFrame, RenderProcess
 from openrr.render.h264 import H264Encoder
-from openrr.render.scene import DEFAULT_HTTP, HttpOptions, LocalFiles, ModelData, load_model
+from openrr.render.model_loader import load_model
 from openrr.render.stamp import write_stamp_i420
 from openrr.render.yuv import I420, even_size, to_i420
+from openrr.storage.area_files import LocalFiles
+from openrr.storage.fetch import DEFAULT_HTTP, HttpOptions
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ import stat
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from openrr.util.paths import opened_path, shown
+
 # Account ids are UUIDs; anything that could be read as more than one path component is refused outright.
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MAX_SHOWN = 200
 
 
 class AreaRefused(Exception):
@@ -35,12 +36,6 @@ def account_dir(root: Path, account_id: str) -> Path:
     if not _ACCOUNT_ID.match(account_id) or account_id in (".", ".."):
         raise ValueError(f"'{account_id}' is not an account id")
     return Path(os.path.realpath(root)) / account_id
-
-
-def shown(requested: str) -> str:
-    """The tenant's own words, shortened: quoted back in refusals, never anything resolved from them."""
-    text = requested if len(requested) <= _MAX_SHOWN else requested[:_MAX_SHOWN] + "…"
-    return text.replace("\n", " ").replace("\r", " ")
 
 
 def decode(requested: str) -> str:
@@ -136,12 +131,3 @@ class AccountArea:
         if size > max_bytes or len(data) > max_bytes:
             raise AreaRefused(f"'{shown(requested)}' is larger than the limit of {max_bytes} bytes", over_limit=True)
         return data
-
-
-def opened_path(fd: int) -> str:
-    """Where an open descriptor really points (the kernel's view, after every symlink and rename)."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        # No /proc: nothing better than an empty answer, which lies inside no area.
-        return ""

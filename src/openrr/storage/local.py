@@ -15,9 +15,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from openrr.storage.account_area import inside, opened_path
+from openrr.storage.account_area import inside
 from openrr.storage.container import BlobEntry
 from openrr.storage.errors import StorageError
+from openrr.util.paths import opened_path
 
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 _DIR = os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
