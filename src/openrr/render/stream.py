@@ -12,11 +12,11 @@ from typing import Any, TypeGuard
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from openrr.model.mesh import ModelLoadError
 from openrr.protocol.render import CLOSE_BAD_REQUEST, CLOSE_CONTROLLER_TAKEN, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 from openrr.render.access import Refused, TokenGate, bearer
 from openrr.render.camera import Camera
 from openrr.render.identity import ServerIdentity
-from openrr.render.scene import ModelLoadError
 from openrr.render.session import CODECS, Client, SceneSession
 from openrr.render.webrtc import WEBRTC_COMMANDS, WebRTCPeers
 from openrr.tokens import TokenClaims
