@@ -58,12 +58,11 @@ DEFAULT_POLL_S = 2.0
 _PROG = "openrr convert"
 
 
-def _common(suppress: bool) -> argparse.ArgumentParser:
+def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
     """The flags every action takes. Given twice (before and after the action), so the action's copy must not
     overwrite what was parsed before it: there its defaults are SUPPRESS."""
     none: Any = argparse.SUPPRESS if suppress else None
     false: Any = argparse.SUPPRESS if suppress else False
-    p = argparse.ArgumentParser(add_help=False)
     conn = p.add_argument_group("connection", "flags override environment variables, which override the config file")
     conn.add_argument(
         "--config", type=Path, metavar="FILE", default=none,
@@ -115,7 +114,6 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
         default=false, help="no SAS: the storage account is linked to the account (openrr account link-storage)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", default=false, help="print the service's JSON instead of a summary")
-    return p
 
 
 def _add_wait_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
@@ -134,19 +132,18 @@ def _add_id(p: argparse.ArgumentParser, suppress: bool, helptext: str, positiona
     p.add_argument("--id", dest="id_flag", metavar="ID", default=none, help=helptext)
 
 
-def add_parser(sub: Any) -> None:
-    convert = sub.add_parser(
-        "convert",
-        parents=[_common(suppress=False)],
-        help="convert models to .arrAsset (like ARR's Conversion.ps1)",
-        description="Upload a model to blob storage, convert it and wait for the result, or do one of those steps. "
-        "With no action: upload, start, wait, and print the output asset's SAS URL.",
-        epilog=__doc__.split("\n\n", 1)[1].strip() if __doc__ else None,
+def add_arguments(convert: argparse.ArgumentParser) -> None:
+    convert.description = (
+        "Upload a model to blob storage, convert it and wait for the result, or do one of those steps. "
+        "With no action: upload, start, wait, and print the output asset's SAS URL."
     )
+    convert.epilog = __doc__.split("\n\n", 1)[1].strip() if __doc__ else None
+    _add_common(convert, suppress=False)
     _add_id(convert, False, "conversion ID of the default flow (default Sample-Conversion-<guid>)", positional=False)
     _add_wait_flags(convert, False)
     actions = convert.add_subparsers(dest="action", metavar="{upload,start,status,wait,cancel}")
-    common = _common(suppress=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, suppress=True)
 
     actions.add_parser("upload", parents=[common], help="upload localAssetDirectoryPath to the input container")
     start = actions.add_parser("start", parents=[common], help="create a conversion of the uploaded model")

@@ -8,12 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from openrr.accounts.service import AccountNotFound, AccountService
+from openrr.accounts.storage_links import StorageLinks
+from openrr.cli.settings import add_data_dir
+from openrr.protocol.storage_uri import parse_connection_string
+from openrr.store.db import open_database
+from openrr.store.secretbox import SecretBox
+
+if TYPE_CHECKING:
+    from openrr.config import Settings
 
 ACTIONS = ("link-storage", "unlink-storage", "storage-links")
 
 
-def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]) -> None:
+def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     link = actions.add_parser(
         "link-storage",
         help="let the account's conversions use a blob storage account without SAS tokens",
@@ -33,21 +43,13 @@ def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser], co
     listing = actions.add_parser("storage-links", help="list an account's linked storage accounts (never their keys)")
     listing.add_argument("account_id")
     for p in (link, unlink, listing):
-        common(p)
+        add_data_dir(p)
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def run(args: argparse.Namespace) -> int:
-    from openrr.accounts.service import AccountNotFound, AccountService
-    from openrr.accounts.storage_links import StorageLinks
-    from openrr.cli.main import settings_from
-    from openrr.protocol.storage_uri import parse_connection_string
-    from openrr.services import secret_box
-    from openrr.store.db import open_database
-
-    settings = settings_from(args)
+def run(args: argparse.Namespace, settings: Settings) -> int:
     db = open_database(settings)
-    links = StorageLinks(db, secret_box(settings))
+    links = StorageLinks(db, SecretBox.from_settings(settings.secrets_key, settings.secrets_key_path))
     try:
         AccountService(db).get(args.account_id)
         if args.action == "link-storage":

@@ -1,13 +1,14 @@
 """`openrr account set-quota`, and the quota line of `openrr account show`.
 
-Parsing imports nothing heavy: every `openrr` command builds the parser, and only these two actions need the store.
+Parsing imports nothing heavy: every `openrr account` action builds the parser, and only these two need the quotas.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from openrr.cli.settings import add_data_dir
 
 if TYPE_CHECKING:
     from openrr.store.db import Database
@@ -16,7 +17,7 @@ ACTION = "set-quota"
 _SIZES = {"standard": "Standard", "premium": "Premium"}
 
 
-def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]) -> None:
+def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = actions.add_parser(
         ACTION,
         help="set how many live sessions of a size an account may hold",
@@ -29,7 +30,7 @@ def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser], com
     value = p.add_mutually_exclusive_group(required=True)
     value.add_argument("--sessions", type=_count, help="live sessions of that size the account may hold")
     value.add_argument("--reset", action="store_true", help="back to the default (capacity minus one, at least 1)")
-    common(p)
+    add_data_dir(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -52,13 +52,9 @@ def _size(text: str) -> str:
     return text.lower()
 
 
-def add_parser(sub: Any) -> None:
-    session = sub.add_parser(
-        "session",
-        help="manage rendering sessions (like ARR's RenderingSession.ps1)",
-        description="Create, inspect, extend and stop rendering sessions through the ARR REST API.",
-        epilog=__doc__.split("\n\n", 1)[1].strip() if __doc__ else None,
-    )
+def add_arguments(session: argparse.ArgumentParser) -> None:
+    session.description = "Create, inspect, extend and stop rendering sessions through the ARR REST API."
+    session.epilog = __doc__.split("\n\n", 1)[1].strip() if __doc__ else None
     actions = session.add_subparsers(dest="action", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
