@@ -43,7 +43,7 @@ if str(REPO) not in sys.path:
 from tests.harness import Service, render_server_pids, wait_for  # noqa: E402
 
 from bench.common import bench_service, load_average, pct, print_header  # noqa: E402
-from openrr.render.access import CONTROL_HEADER  # noqa: E402
+from openrr.render.control import CONTROL_HEADER  # noqa: E402
 
 API = {"api-version": "2021-01-01"}
 TERMINAL = {"Error", "Stopped", "Expired"}
@@ -167,7 +167,7 @@ def bare_render_server_start(work: Path, ca: Path, cert: Path, key: Path, poll_s
     host_id = uuid.uuid4().hex[:16]
     state = work / f"{host_id}.ports.json"
     cmd = [
-        sys.executable, "-m", "openrr", "render-server", "--host-id", host_id, "--state-file", str(state),
+        sys.executable, "-m", "openrr", "render-server", "--host-id", host_id, "--ports-file", str(state),
         "--certfile", str(cert), "--keyfile", str(key),
     ]  # fmt: skip
     log = open(work / f"{host_id}.log", "ab")  # noqa: SIM115 (the child owns it)

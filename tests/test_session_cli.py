@@ -515,4 +515,4 @@ def test_the_cli_does_not_load_the_render_stack() -> None:
     usage = subprocess.run(
         [sys.executable, "-m", "openrr", "render-server", "--help"], capture_output=True, text=True, timeout=60
     )
-    assert usage.returncode == 0 and "--state-file" in usage.stdout and "--standard-primitive-limit" in usage.stdout
+    assert usage.returncode == 0 and "--ports-file" in usage.stdout and "--standard-primitive-limit" in usage.stdout

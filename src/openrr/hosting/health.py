@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from openrr.render.access import CONTROL_HEADER
+from openrr.render.control import control_headers
 
 
 async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str) -> dict[str, Any] | None:
@@ -16,7 +16,7 @@ async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str)
     without it, /health says only that the server is up.
     """
     try:
-        r = await client.get(url, timeout=2.0, headers={CONTROL_HEADER: control_secret})
+        r = await client.get(url, timeout=2.0, headers=control_headers(control_secret))
     except httpx.HTTPError:
         return None
     if r.status_code != 200:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import ssl
@@ -32,8 +31,20 @@ from openrr.hosting.backend import HostGone, Placement, SessionKey
 from openrr.hosting.file_broker import FileBroker, socket_pair
 from openrr.hosting.health import fetch_health
 from openrr.hosting.render_tls import RenderCertificates
-from openrr.render.access import CONTROL_HEADER
-from openrr.render.frame_process import RENDER_PROCESS_FAILED
+from openrr.render.control import (
+    HEALTH_PATH,
+    PORTS_FILE,
+    AssignBody,
+    KeyIdsBody,
+    RenderServerArgs,
+    StorageGrantsBody,
+    control_headers,
+    exit_reason,
+    new_secret,
+    read_ports,
+    send_secret,
+    server_command,
+)
 from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
 from openrr.util.child_process import (
     CHILD_OOM_SCORE_ADJ,
@@ -48,7 +59,6 @@ from openrr.util.child_process import (
 
 logger = logging.getLogger(__name__)
 GRANT_RETRY_S = 5.0
-PORTS_FILE = "ports.json"
 CHILD_HOME = Path("/proc/self/cwd")
 """A render server's HOME as it sees it: its working directory, which Popen enters before dropping privileges."""
 
@@ -162,7 +172,7 @@ class LocalBackend:
             return None
         if self._client is None:
             self._client = httpx.AsyncClient(verify=self._verify)
-        doc = await fetch_health(self._client, f"{self._base}:{ports[0]}/health", host.record.secret)
+        doc = await fetch_health(self._client, f"{self._base}:{ports[0]}{HEALTH_PATH}", host.record.secret)
         if doc is None:
             self._check_alive(host)
             return None
@@ -213,10 +223,6 @@ class LocalBackend:
             await self._client.aclose()
             self._client = None
 
-    def host_refs(self) -> list[str]:
-        with self._lock:
-            return list(self._hosts)
-
     def claimed_refs(self) -> dict[str, SessionKey]:
         # A warm server being handed over has session_id "" until its server took the assignment: not claimed yet.
         with self._lock:
@@ -225,10 +231,6 @@ class LocalBackend:
                 for ref, h in self._hosts.items()
                 if h.record.session_id and h.record.account_id
             }
-
-    def pid_of(self, host_ref: str) -> int | None:
-        host = self._hosts.get(host_ref) or self._load(host_ref)
-        return host.record.pid if host else None
 
     # --- internals -------------------------------------------------------------------------------------
 
@@ -248,9 +250,9 @@ class LocalBackend:
             return True
         try:
             r = await self._client.post(
-                f"{self._base}:{port}/control/tokens",
-                json={"accountId": key.account_id, "keyIds": sorted(key_ids)},
-                headers={CONTROL_HEADER: host.record.secret},
+                f"{self._base}:{port}{KeyIdsBody.path}",
+                json=KeyIdsBody(key.account_id, tuple(sorted(key_ids))).to_json(),
+                headers=control_headers(host.record.secret),
                 timeout=5,
             )
             r.raise_for_status()
@@ -272,9 +274,9 @@ class LocalBackend:
         try:
             grants = await asyncio.to_thread(source, key.account_id)
             r = await self._client.post(
-                f"{self._base}:{port}/control/storage",
-                json={"accountId": key.account_id, "grants": [g.to_json() for g in grants]},
-                headers={CONTROL_HEADER: host.record.secret},
+                f"{self._base}:{port}{StorageGrantsBody.path}",
+                json=StorageGrantsBody(key.account_id, tuple(g.to_json() for g in grants)).to_json(),
+                headers=control_headers(host.record.secret),
                 timeout=5,
             )
             r.raise_for_status()
@@ -286,63 +288,46 @@ class LocalBackend:
 
     def _spawn(self, size: str, key: SessionKey | None) -> _Host:
         host_id = uuid.uuid4().hex[:16]
-        secret = secrets.token_urlsafe(24)
+        secret = new_secret()
         # The server's home: owned by the child user, 0700, inside hosts_dir (which that user cannot traverse).
         # Popen enters it as root before switching user, so the server reaches it only as its working directory
         # (relative paths, /proc/self/cwd): nothing else under the data directory is reachable to it.
         home = prepare_home(self.identity, self._home(host_id))
-        cmd = [
-            sys.executable,
-            "-P",  # not the working directory (the child's own home) on sys.path
-            "-m",
-            "openrr",
-            "render-server",
-            "--host-id",
-            host_id,
-            "--size",
-            size,
-            "--bind",
-            self.opts.bind_host,
-            "--state-file",
-            str(home / PORTS_FILE),
-            "--standard-primitive-limit",
-            str(self.opts.standard_primitive_limit),
-            "--oom-score-adj",
-            str(CHILD_OOM_SCORE_ADJ),
-            "--handshake-timeout-s",
-            str(self.opts.handshake_timeout_s),
-            "--keep-alive-timeout-s",
-            str(self.opts.keep_alive_timeout_s),
-        ]
-        limit = self.opts.memory_limit.get(size)
-        if limit:
-            cmd += ["--memory-limit", str(limit)]
-        cmd += ["--model-max-bytes", str(self.opts.model_max_bytes)]
-        cmd += ["--model-max-compression-ratio", str(self.opts.model_max_compression_ratio)]
-        cmd += ["--texture-max-dimension", str(self.opts.texture_max_dimension)]
-        cmd += ["--texture-max-pixels", str(self.opts.texture_max_pixels)]
-        if self.opts.fetch_allow:
-            cmd += ["--fetch-allow", ",".join(self.opts.fetch_allow)]
-        if key is not None:
-            cmd += ["--session-id", key.session_id, "--account-id", key.account_id]
-        if self.opts.sts_public_key is not None:
-            cmd += ["--sts-public-key", str(self._hand(home, "sts-public.pem", self.opts.sts_public_key.read_bytes()))]
+        certfile = keyfile = None
         if self._certs is not None:
             chain, leaf_key = self._certs.issue()
-            cmd += [
-                "--certfile",
-                str(self._hand(home, "tls-cert.pem", chain)),
-                "--keyfile",
-                str(self._hand(home, "tls-key.pem", leaf_key)),
-            ]
+            certfile, keyfile = self._hand(home, "tls-cert.pem", chain), self._hand(home, "tls-key.pem", leaf_key)
+        sts_key = self.opts.sts_public_key
+        sts_public_key = self._hand(home, "sts-public.pem", sts_key.read_bytes()) if sts_key else None
         ours, theirs = socket_pair()
-        cmd += ["--files-fd", str(theirs.fileno())]
+        args = RenderServerArgs(
+            host_id=host_id,
+            ports_file=home / PORTS_FILE,
+            size=size,
+            bind=self.opts.bind_host,
+            session_id=key.session_id if key else None,
+            account_id=key.account_id if key else None,
+            certfile=certfile,
+            keyfile=keyfile,
+            sts_public_key=sts_public_key,
+            standard_primitive_limit=self.opts.standard_primitive_limit,
+            fetch_allow=self.opts.fetch_allow,
+            model_max_bytes=self.opts.model_max_bytes,
+            model_max_compression_ratio=self.opts.model_max_compression_ratio,
+            memory_limit=self.opts.memory_limit.get(size) or None,
+            oom_score_adj=CHILD_OOM_SCORE_ADJ,
+            files_fd=theirs.fileno(),
+            texture_max_dimension=self.opts.texture_max_dimension,
+            texture_max_pixels=self.opts.texture_max_pixels,
+            handshake_timeout_s=self.opts.handshake_timeout_s,
+            keep_alive_timeout_s=self.opts.keep_alive_timeout_s,
+        )
+        cmd = server_command(sys.executable) + args.to_argv()
         log = open(self.opts.logs_dir / f"render-{host_id}.log", "ab")  # noqa: SIM115 (the child owns it)
         try:
             # A session of its own: Ctrl-C in the control plane's terminal must not reach render servers
             # directly (the control plane stops them itself), and a killed control plane leaves them to adopt.
-            # The control secret goes over stdin, never the environment (/proc/<pid>/environ is readable by
-            # the child user's other processes, and the environment is inherited by the render process).
+            # The control secret goes over stdin (render/control.py's send_secret).
             popen = subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE,
@@ -361,11 +346,7 @@ class LocalBackend:
             log.close()
             theirs.close()
         assert popen.stdin is not None
-        try:
-            popen.stdin.write(secret.encode() + b"\n")
-            popen.stdin.close()
-        except OSError:
-            pass  # it died at once: the first probe says so
+        send_secret(popen.stdin, secret)
         try:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.NoSuchProcess:
@@ -418,9 +399,9 @@ class LocalBackend:
         if ports is None:
             raise HostGone("the warm server never reported its ports")
         r = httpx.post(
-            f"{self._base}:{ports[0]}/control/assign",
-            json={"sessionId": key.session_id, "accountId": key.account_id},
-            headers={CONTROL_HEADER: host.record.secret},
+            f"{self._base}:{ports[0]}{AssignBody.path}",
+            json=AssignBody(key.session_id, key.account_id).to_json(),
+            headers=control_headers(host.record.secret),
             verify=self._verify,
             timeout=5,
         )
@@ -432,15 +413,10 @@ class LocalBackend:
 
     def _ports(self, host: _Host) -> tuple[int, int] | None:
         if host.ports is None:
-            # Written by the (unprivileged) server: not followed if it made it a link.
-            try:
-                fd = os.open(self._ports_path(host.record.host_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                with os.fdopen(fd, "rb") as f:
-                    doc = json.loads(f.read(4096))
-                ports = (int(doc["handshakePort"]), int(doc["inspectorPort"]))
-            except (OSError, ValueError, KeyError, TypeError):
+            found = read_ports(self._ports_path(host.record.host_id))
+            if found is None:
                 return None
-            host.ports = ports
+            host.ports = (found.handshake_port, found.inspector_port)
         return host.ports
 
     def _alive(self, host: _Host) -> bool:
@@ -456,14 +432,7 @@ class LocalBackend:
         if self._alive(host):
             return
         rc = host.popen.returncode if host.popen is not None else None
-        if rc is not None and rc < 0:
-            why = f"was killed by {signal.Signals(-rc).name}"
-        elif rc == RENDER_PROCESS_FAILED:
-            why = f"exited with code {rc}: its render process (GL) died; the render server's log says more"
-        elif rc is not None:
-            why = f"exited with code {rc}"
-        else:
-            why = "is no longer running"
+        why = exit_reason(rc) if rc is not None else "is no longer running"
         raise HostGone(f"The render server (pid {host.record.pid}) {why}.")
 
     def _host(self, host_ref: str) -> _Host:

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from openrr.render.control import EXIT_RENDER_PROCESS_FAILED
+
 logger = logging.getLogger(__name__)
 
 _LENGTH = 8
@@ -59,7 +61,6 @@ _MALLOC_TUNING = {
     "MALLOC_TOP_PAD_": str(64 << 20),
 }
 RENDER_NICE = 10
-RENDER_PROCESS_FAILED = 70  # the render server's exit status when its render process dies (EX_SOFTWARE)
 
 
 def _frame(obj: object) -> bytes:
@@ -245,7 +246,7 @@ class RenderProcess:
             # plane see the failure and put the session in Error, instead of answering /health with no picture.
             logger.critical("the render process died (status %s); the render server exits", status)
             logging.shutdown()
-            os._exit(RENDER_PROCESS_FAILED)
+            os._exit(EXIT_RENDER_PROCESS_FAILED)
 
 
 def _slot_view(frames: mmap.mmap, slot: int, width: int, height: int) -> np.ndarray:

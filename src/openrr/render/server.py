@@ -9,8 +9,6 @@ import argparse
 import asyncio
 import base64
 import hashlib
-import hmac
-import json
 import logging
 import os
 import re
@@ -19,7 +17,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from starlette.applications import Starlette
@@ -29,7 +27,22 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from openrr.model.texture_guard import DEFAULT_MAX_DIMENSION, DEFAULT_MAX_PIXELS, TextureLimits
-from openrr.render.access import CONTROL_HEADER, Refused, TokenGate, bearer
+from openrr.render.access import Refused, TokenGate, bearer
+from openrr.render.control import (
+    CONTROL_HEADER,
+    EXIT_OK,
+    EXIT_USAGE,
+    HEALTH_PATH,
+    AssignBody,
+    KeyIdsBody,
+    RenderServerArgs,
+    ServerPorts,
+    StorageGrantsBody,
+    from_control_plane,
+    parse_body,
+    read_secret,
+    write_ports,
+)
 from openrr.render.identity import ServerIdentity
 from openrr.render.local_files import BrokeredFiles
 from openrr.render.logbuffer import RingBufferHandler
@@ -44,6 +57,7 @@ from openrr.util.child_process import CHILD_OOM_SCORE_ADJ, lower_standing
 from openrr.util.http_server import GuardedServer, guarded_config
 
 logger = logging.getLogger("openrr.render")
+_Body = TypeVar("_Body", AssignBody, StorageGrantsBody, KeyIdsBody)
 INSPECTOR_PAGE = Path(__file__).with_name("inspector.html")
 
 
@@ -68,10 +82,10 @@ class RenderServer:
         self.requests = 0
         self.handshake = Starlette(
             routes=[
-                Route("/health", self.health),
-                Route("/control/assign", self.assign, methods=["POST"]),
-                Route("/control/storage", self.grant_storage, methods=["POST"]),
-                Route("/control/tokens", self.set_key_ids, methods=["POST"]),
+                Route(HEALTH_PATH, self.health),
+                Route(AssignBody.path, self.assign, methods=["POST"]),
+                Route(StorageGrantsBody.path, self.grant_storage, methods=["POST"]),
+                Route(KeyIdsBody.path, self.set_key_ids, methods=["POST"]),
                 WebSocketRoute("/stream", stream.handle),
             ]
         )
@@ -97,8 +111,17 @@ class RenderServer:
         }
 
     def _from_control_plane(self, request: Request) -> bool:
-        given = request.headers.get(CONTROL_HEADER, "")
-        return hmac.compare_digest(given.encode(), self.control_secret.encode())
+        return from_control_plane(request.headers.get(CONTROL_HEADER), self.control_secret)
+
+    async def _control_body(self, request: Request, kind: type[_Body]) -> _Body | Response:
+        """The body of a control request, or the answer to give: 403 without the control secret, 400 (naming
+        the field) if the body is not a `kind`."""
+        if not self._from_control_plane(request):
+            return JSONResponse({"error": "bad control secret"}, status_code=403)
+        try:
+            return parse_body(kind, await request.body())
+        except ValueError as e:
+            return JSONResponse({"error": f"{request.url.path}: {e}"}, status_code=400)
 
     async def health(self, request: Request) -> Response:
         # Anyone may learn that the server is up; which tenant it serves is for the control plane only.
@@ -107,22 +130,27 @@ class RenderServer:
         return JSONResponse({"status": "ok", "renderer": self.scene.gl_renderer, **self._identity_doc()})
 
     async def assign(self, request: Request) -> Response:
-        if not self._from_control_plane(request):
-            return JSONResponse({"error": "bad control secret"}, status_code=403)
-        body = await request.json()
-        if not self.identity.assign(str(body["sessionId"]), str(body["accountId"])):
+        body = await self._control_body(request, AssignBody)
+        if isinstance(body, Response):
+            return body
+        if not self.identity.assign(body.session_id, body.account_id):
             return JSONResponse({"error": "already serving another session"}, status_code=409)
-        logger.info("assigned to session %s", body["sessionId"])
+        logger.info("assigned to session %s", body.session_id)
         return JSONResponse(self._identity_doc())
 
     async def grant_storage(self, request: Request) -> Response:
         """The control plane's read tokens for the session account's linked storage (storage/session_access.py)."""
-        if not self._from_control_plane(request):
-            return JSONResponse({"error": "bad control secret"}, status_code=403)
-        body = await request.json()
-        if self.identity.account_id is None or str(body.get("accountId")) != self.identity.account_id:
+        body = await self._control_body(request, StorageGrantsBody)
+        if isinstance(body, Response):
+            return body
+        if body.account_id != self.identity.account_id:
             return JSONResponse({"error": "these grants are for another account's session"}, status_code=409)
-        grants = [BlobGrant.from_json(g) for g in body.get("grants") or []]
+        grants: list[BlobGrant] = []
+        for i, doc in enumerate(body.grants):
+            try:
+                grants.append(BlobGrant.from_json(doc))
+            except (KeyError, ValueError) as e:  # a missing field, or an expiresOn that is not ISO 8601
+                return JSONResponse({"error": f"{request.url.path}: grants[{i}]: {e!r}"}, status_code=400)
         changed = sorted(g.storage_account for g in grants) != sorted(self.storage.storage_accounts)
         self.storage.replace(grants)
         if changed:
@@ -133,12 +161,12 @@ class RenderServer:
 
     async def set_key_ids(self, request: Request) -> Response:
         """The ids of the account's current keys: tokens of any other key are refused, their connections closed."""
-        if not self._from_control_plane(request):
-            return JSONResponse({"error": "bad control secret"}, status_code=403)
-        body = await request.json()
-        if self.identity.account_id is None or str(body.get("accountId")) != self.identity.account_id:
+        body = await self._control_body(request, KeyIdsBody)
+        if isinstance(body, Response):
+            return body
+        if body.account_id != self.identity.account_id:
             return JSONResponse({"error": "these key ids are for another account's session"}, status_code=409)
-        key_ids = frozenset(str(k) for k in body.get("keyIds") or [])
+        key_ids = frozenset(body.key_ids)
         if self.gate.key_ids is not None and key_ids != self.gate.key_ids:
             logger.info("the account's keys changed: tokens minted with other keys are refused from now on")
         self.gate.update(key_ids)
@@ -185,66 +213,9 @@ def _page_headers(page: str) -> dict[str, str]:
     return {"Content-Security-Policy": csp, "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 
 
-def _write_state(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host-id", required=True)
-    p.add_argument("--size", default="Standard")
-    p.add_argument("--bind", default="127.0.0.1")
-    p.add_argument("--state-file", type=Path, required=True, help="where to write the chosen ports")
-    p.add_argument("--session-id")
-    p.add_argument("--account-id")
-    p.add_argument("--certfile", type=Path)
-    p.add_argument("--keyfile", type=Path)
-    p.add_argument("--sts-public-key", type=Path, help="PEM public key that signs clients' STS tokens")
-    p.add_argument(
-        "--standard-primitive-limit", type=int, default=STANDARD_PRIMITIVE_LIMIT, help="a Standard session's limit"
-    )
-    p.add_argument(
-        "--reconnect-grace-s", type=float, default=60.0, help="how long a dropped controller's scene is kept"
-    )
-    p.add_argument(
-        "--fetch-allow",
-        action="append",
-        default=[],
-        help="non-public host, host:port or CIDR entries models may be fetched from (comma-separated, repeatable)",
-    )
-    p.add_argument("--model-max-bytes", type=int, default=2 * 1024**3, help="bytes fetched or decoded per model")
-    p.add_argument(
-        "--model-max-compression-ratio",
-        type=float,
-        default=200.0,
-        help="decoded bytes per transferred byte of a compressed download",
-    )
-    p.add_argument("--memory-limit", type=int, help="bytes this server and its render process may each use")
-    p.add_argument("--oom-score-adj", type=int, default=CHILD_OOM_SCORE_ADJ, help="killed first when memory is short")
-    p.add_argument("--files-fd", type=int, help="inherited socket of the control plane's file broker")
-    p.add_argument(
-        "--texture-max-dimension", type=int, default=DEFAULT_MAX_DIMENSION, help="texture width or height, pixels"
-    )
-    p.add_argument("--texture-max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="texture width x height")
-    p.add_argument("--handshake-timeout-s", type=float, default=10.0, help="seconds to complete TLS and send a request")
-    p.add_argument("--keep-alive-timeout-s", type=float, default=10.0, help="idle seconds of a kept-alive connection")
-
-
-def _read_secret() -> str:
-    """The control secret: the first line on stdin, written there by the control plane (never the environment,
-    which /proc/<pid>/environ shows and children inherit)."""
-    data = b""
-    while not data.endswith(b"\n") and len(data) < 1024:
-        chunk = os.read(0, 1024)
-        if not chunk:
-            break
-        data += chunk
-    # Nothing else comes on stdin: /dev/null in its place, so no later reader blocks on the pipe.
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    return data.decode(errors="replace").strip()
+    """`openrr render-server`'s flags: render/control.py's RenderServerArgs, which the control plane fills in."""
+    RenderServerArgs.add_arguments(p)
 
 
 def _here(path: Path | None) -> Path | None:
@@ -256,11 +227,14 @@ def _here(path: Path | None) -> Path | None:
     return Path(path.name)
 
 
-def run(args: argparse.Namespace) -> int:
-    secret = _read_secret()
+def run(ns: argparse.Namespace) -> int:
+    """Run the render server until SIGTERM; `ns` from a parser given `add_arguments`."""
+    args = RenderServerArgs.from_namespace(ns)
+    secret = read_secret()
     # First thing after the secret: this process and its render process are the first the kernel kills when
     # memory runs short, and neither grows past its limit.
-    lower_standing(args.oom_score_adj, args.memory_limit)
+    oom_score_adj = CHILD_OOM_SCORE_ADJ if args.oom_score_adj is None else args.oom_score_adj
+    lower_standing(oom_score_adj, args.memory_limit)
     ring = RingBufferHandler()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().addHandler(ring)
@@ -269,25 +243,27 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not secret:
         print("the control secret must come as the first line on stdin", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     identity = ServerIdentity(host_id=args.host_id, size=args.size)
     if args.session_id and args.account_id:
         identity.assign(args.session_id, args.account_id)
     scene = SceneSession(
         args.size,
-        label=f"--for={args.state_file}",
-        primitive_limit=args.standard_primitive_limit,
+        label=f"--for={args.ports_file}",
+        primitive_limit=args.standard_primitive_limit or STANDARD_PRIMITIVE_LIMIT,
         http=HttpOptions(FetchPolicy.parse(args.fetch_allow), args.model_max_compression_ratio),
         model_max_bytes=args.model_max_bytes,
-        textures=TextureLimits(args.texture_max_dimension, args.texture_max_pixels),
+        textures=TextureLimits(
+            args.texture_max_dimension or DEFAULT_MAX_DIMENSION, args.texture_max_pixels or DEFAULT_MAX_PIXELS
+        ),
     )
     if args.files_fd is not None:
         scene.local_files = BrokeredFiles(args.files_fd)
     gate = TokenGate.from_file(identity, _here(args.sts_public_key))
     stream = StreamEndpoint(identity, scene, gate, args.reconnect_grace_s)
     server_app = RenderServer(identity, secret, ring, scene, stream)
-    certfile, keyfile, state_file = _here(args.certfile), _here(args.keyfile), _here(args.state_file)
-    assert state_file is not None
+    certfile, keyfile, ports_file = _here(args.certfile), _here(args.keyfile), _here(args.ports_file)
+    assert ports_file is not None
 
     handshake_sock = bind_in_range(args.bind)
     inspector_sock = bind_in_range(args.bind)
@@ -311,14 +287,8 @@ def run(args: argparse.Namespace) -> int:
     )
     # Connections that never complete TLS or never send a request are dropped after the handshake timeout.
     server = GuardedServer(config, args.handshake_timeout_s)
-    _write_state(
-        state_file,
-        {
-            "pid": os.getpid(),
-            "hostId": args.host_id,
-            "handshakePort": handshake_sock.getsockname()[1],
-            "inspectorPort": server_app.inspector_port,
-        },
+    write_ports(
+        ports_file, ServerPorts(os.getpid(), args.host_id, handshake_sock.getsockname()[1], server_app.inspector_port)
     )
     logger.info(
         "render server %s (%s) on %s: handshake %d, inspector %d",
@@ -343,4 +313,4 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     logger.info("render server %s stopped", args.host_id)
-    return 0
+    return EXIT_OK
