@@ -8,7 +8,6 @@ Every failure is a `FetchError` whose message says what went wrong without ever 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,10 +40,7 @@ DEFAULT_HTTP = HttpOptions()
 def scrub(text: str, url: str) -> str:
     """`text` without `url`'s query string or anything else the redactor knows to be secret."""
     # httpx and parsers rarely quote URLs in their messages; when they do, the signature must not leak
-    query = urlsplit(url).query
-    if query:
-        text = text.replace(query, "<redacted>")
-    return redact(text)
+    return redact(text, url)
 
 
 class HttpFetcher:
