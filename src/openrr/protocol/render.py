@@ -61,3 +61,10 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_CONTROLLER_TAKEN = 4409
 CLOSE_BAD_REQUEST = 4400
+CLOSE_CODES = {
+    CLOSE_BAD_REQUEST: "BadRequest",
+    CLOSE_UNAUTHORIZED: "Unauthorized",
+    CLOSE_FORBIDDEN: "Forbidden",
+    CLOSE_CONTROLLER_TAKEN: "ControllerConnected",
+}
+"""Each close code's error code, as in the `{"type": "error", "code"}` message sent before the close."""

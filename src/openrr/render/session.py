@@ -28,6 +28,7 @@ from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits
 from openrr.protocol.redaction import display_url
 from openrr.protocol.render import CODEC_H264, CODEC_JPEG, FrameHeader, pack_frame
 from openrr.render.camera import Camera
+from openrr.render.commands import BAD_REQUEST, CommandError
 from openrr.render.frame_process import FrameState, RenderedFrame, RenderProcess
 from openrr.render.h264 import H264Encoder
 from openrr.render.model_loader import load_model
@@ -46,7 +47,6 @@ CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264}
 RAW_CODEC = "webrtc"
 """A client whose own transport encodes (WebRTC, see webrtc.py): it is handed each picture as I420 (yuv.py), with
 its command id stamped into it (stamp.py)."""
-MAX_CUT_PLANES = 8
 
 
 @dataclass
@@ -257,7 +257,7 @@ class SceneSession:
         try:
             return self.entities[entity_id]
         except KeyError:
-            raise KeyError(f"no entity {entity_id} is loaded") from None
+            raise CommandError(BAD_REQUEST, f"no entity {entity_id} is loaded") from None
 
     async def set_transform(self, entity_id: int, matrix: np.ndarray) -> None:
         entity = self.entity(entity_id)
@@ -277,10 +277,18 @@ class SceneSession:
         self.process.set_camera(camera)
 
     async def set_cut_planes(self, planes: list[tuple[list[float], list[float]]]) -> None:
-        if len(planes) > MAX_CUT_PLANES:
-            raise ValueError(f"at most {MAX_CUT_PLANES} cut planes are active at once, got {len(planes)}")
         await self.process.call("set_cut_planes", planes)
         self.cut_planes = planes
+
+    async def clear(self) -> None:
+        """Back to a new session's scene: no models, and the view a new client expects (the default camera, no cut
+        planes), so that a client arriving later does not look at its models from where the last one left off, or
+        through its cut planes. The stream size and frame cap stay: they are the client's, and it sets them."""
+        for entity_id in list(self.entities):
+            await self.unload(entity_id)  # its overrides go with it
+        await self.set_cut_planes([])
+        self.set_camera(Camera())
+        self.mark_dirty(0)
 
     async def resize(self, width: int, height: int) -> None:
         await self.process.call("resize", width, height)

@@ -41,12 +41,12 @@ from aiortc.sdp import SessionDescription
 from av.video.frame import PictureType
 
 from openrr.protocol.sdp import negotiated_video_codec, preferred_video_codecs
+from openrr.render.commands import BAD_REQUEST, CommandError
 from openrr.render.session import RAW_CODEC, Client, SceneSession
 from openrr.render.yuv import I420
 
 logger = logging.getLogger(__name__)
 
-WEBRTC_COMMANDS = {"webrtcOffer", "webrtcClose"}
 H264_BITRATE = 6_000_000
 """Pinned H.264 bitrate: sharp at 720p (aiortc caps H.264 at 3 Mbit/s, which looks soft) and well under level 3.1."""
 MAX_FPS = 30
@@ -230,19 +230,8 @@ class WebRTCPeers:
         self.scene = scene
         self.peers: dict[Client, Peer] = {}
 
-    async def command(self, client: Client, kind: str, message: dict[str, Any]) -> dict[str, Any]:
-        if kind == "webrtcClose":
-            await self.close(client)
-            return {}
-        sdp, sdp_type = message.get("sdp"), message.get("sdpType", "offer")
-        if not isinstance(sdp, str) or not sdp or sdp_type != "offer":
-            raise ValueError("webrtcOffer needs 'sdp' (a string) and 'sdpType': 'offer'.")
-        flush = message.get("flush", False)
-        if not isinstance(flush, bool):
-            raise ValueError(f"webrtcOffer's 'flush' must be true or false, not {flush!r}.")
-        return await self.offer(client, sdp, flush)
-
     async def offer(self, client: Client, sdp: str, flush: bool = False) -> dict[str, Any]:
+        """Answer the client's offer (commands.WebrtcOffer); a replacement for any peer connection it had."""
         await self.close(client)  # a new offer starts over
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server: host candidates only
         track = RenderTrack(flush)
@@ -254,7 +243,7 @@ class WebRTCPeers:
             await pc.setLocalDescription(await pc.createAnswer())  # returns once ICE gathering is complete
         except Exception as e:
             await pc.close()
-            raise ValueError(f"Cannot answer this WebRTC offer: {e}") from e
+            raise CommandError(BAD_REQUEST, f"Cannot answer this WebRTC offer: {e}") from e
         answer = pc.localDescription
         codec = negotiated_video_codec(answer.sdp) or "?"
         tuned = codec == "H264" and _install_low_latency_encoder(transceiver.sender)
