@@ -1,0 +1,72 @@
+"""Render one picture of a model in a Ready session, with the Python client (openrr.client).
+
+    export OPENRR_ENDPOINT=https://127.0.0.1:8443 OPENRR_ACCOUNT_ID=<account id> OPENRR_ACCOUNT_KEY=<account key>
+    export OPENRR_CA_CERT=~/.local/share/openrr/tls/cert.pem     # DATA_DIR/tls/cert.pem of `openrr serve`
+    python examples/render_frame.py SESSION_ID https://example.org/house.glb --out house.jpg [--webrtc]
+
+Prints what it saw as JSON. The model URL may be anything the session's server may load: an http(s) URL (local
+addresses only if `openrr serve --fetch-allow` allows them), a blob SAS URL, or a path in the account's area.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simplejpeg
+
+from openrr.client import ClientError, RenderSessionClient, open_webrtc
+
+
+async def render(args: argparse.Namespace) -> dict[str, Any]:
+    async with await RenderSessionClient.connect_session(
+        os.environ["OPENRR_ENDPOINT"],
+        os.environ["OPENRR_ACCOUNT_ID"],
+        os.environ["OPENRR_ACCOUNT_KEY"],
+        args.session_id,
+        ca=os.environ.get("OPENRR_CA_CERT") or None,
+    ) as session:
+        model = await session.load_model(args.model_url)
+        await session.set_camera(position=(0, 0, 5), target=(0, 0, 0))
+        if args.webrtc:
+            async with await open_webrtc(session) as video:
+                command_id, image = await video.next_frame()  # the first picture that shows the model
+        else:
+            frame = await session.next_frame()  # the first frame that shows the model from the camera
+            command_id, image = frame.command_id, frame.image
+    if args.out:
+        args.out.write_bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(image), colorspace="RGB"))
+    height, width, _ = image.shape
+    return {
+        "model": model["name"],
+        "triangles": model["triangles"],
+        "commandId": command_id,
+        "width": width,
+        "height": height,
+        "centre": image[height // 2, width // 2].tolist(),
+        "corner": image[-1, -1].tolist(),  # the background (the top-left corner carries WebRTC's command stamp)
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("session_id")
+    parser.add_argument("model_url")
+    parser.add_argument("--out", type=Path, help="write the picture here as a JPEG")
+    parser.add_argument("--webrtc", action="store_true", help="receive the picture over WebRTC")
+    args = parser.parse_args()
+    try:
+        print(json.dumps(asyncio.run(render(args))))
+    except ClientError as e:  # every error the client library raises on purpose
+        print(f"error: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
