@@ -43,7 +43,8 @@ def test_clearing_the_scene_resets_the_camera_and_cut_planes(tmp_path: Path) -> 
         while True:
             header, payload = unpack_frame(await asyncio.wait_for(frames.get(), 30))
             if header.command_id >= after:
-                return simplejpeg.decode_jpeg(payload)
+                picture: np.ndarray = simplejpeg.decode_jpeg(payload)
+                return picture
 
     async def centre_is_background(after: int) -> bool:
         picture = await next_picture(after)
