@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -14,6 +13,7 @@ from openrr.app import build_app
 from openrr.config import Settings
 from openrr.services import Services, build_services
 from openrr.tls import AEAD_CIPHERS, ensure_tls
+from openrr.util.atomic import write_atomic
 from openrr.util.child_process import ChildUserError
 from openrr.util.http_server import GuardedServer, guarded_config
 from openrr.util.private_dir import ensure_private_dir, private_umask
@@ -44,11 +44,7 @@ def _default_account(services: Services) -> tuple[str, str | None]:
 
 
 def _write_default_account(path: Path, account_id: str, domain: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"accountId": account_id, "accountDomain": domain}, f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"accountId": account_id, "accountDomain": domain}, indent=2).encode())
 
 
 def banner(settings: Settings, account_id: str, key: str | None) -> str:

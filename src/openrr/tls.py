@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -25,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from openrr.util.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ def ensure_local_ca(tls_dir: Path, hostnames: list[str]) -> bool:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_atomic(key_path, _key_pem(key), mode=0o600)
-    _write_atomic(ca_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
+    write_atomic(key_path, _key_pem(key), mode=0o600)
+    write_atomic(ca_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
     # The key of the old CA:TRUE certificate, if an earlier version left one.
     (tls_dir / "key.pem").unlink(missing_ok=True)
     logger.warning(
@@ -220,8 +221,8 @@ def ensure_server_certificate(tls_dir: Path, hostnames: list[str]) -> bool:
     if cert_path.exists() and key_path.exists() and _leaf_current(tls_dir, cert_path, hostnames):
         return False
     chain, key = issue_server_certificate(tls_dir, hostnames)
-    _write_atomic(key_path, key, mode=0o600)
-    _write_atomic(cert_path, chain, mode=0o600)
+    write_atomic(key_path, key, mode=0o600)
+    write_atomic(cert_path, chain, mode=0o600)
     logger.info("issued the control plane's certificate %s", cert_path)
     return True
 
@@ -252,14 +253,3 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)  # os.open's mode is only used when it creates the file, and masked by the umask
-    os.replace(tmp, path)

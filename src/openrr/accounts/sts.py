@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -24,6 +23,7 @@ from openrr.store.db import Database
 from openrr.store.secretbox import SecretBox
 from openrr.store.tables import SigningKeyRow
 from openrr.tokens import AUDIENCE, ISSUER, KEY_ID_CLAIM, InvalidToken, TokenClaims, verify_token
+from openrr.util.atomic import write_atomic
 
 REUSE_WINDOW_S = 60
 """A token minted for an account is handed out again for this long (it then has >= 23h59m left).
@@ -106,10 +106,7 @@ class TokenService:
 
     def write_public_key(self, path: Path) -> None:
         """Publish the verification key (render servers check their clients' tokens with it)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(self.public_key_pem)
-        os.replace(tmp, path)
+        write_atomic(path, self.public_key_pem, durable=False)
 
 
 def _load_or_create_key(db: Database, box: SecretBox) -> tuple[str, rsa.RSAPrivateKey]:

@@ -46,6 +46,7 @@ from openrr.render.control import (
     server_command,
 )
 from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
+from openrr.util.atomic import write_atomic
 from openrr.util.child_process import (
     CHILD_OOM_SCORE_ADJ,
     ChildIdentity,
@@ -489,12 +490,8 @@ class LocalBackend:
         return self._home(host_id) / PORTS_FILE
 
     def _save(self, record: HostRecord) -> None:
-        path = self._host_path(record.host_id)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(record), f)
-        os.replace(tmp, path)
+        # Not durable: after a reboot no server it names runs any more.
+        write_atomic(self._host_path(record.host_id), json.dumps(asdict(record)).encode(), durable=False)
 
     def _load(self, host_id: str) -> _Host | None:
         try:

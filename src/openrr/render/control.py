@@ -7,7 +7,8 @@ nothing else of each other.
 - exit codes and what each means;
 - the control endpoints and their typed bodies (strict `from_json`: a wrong body is a ValueError naming the field).
 
-Standard library only: the control plane imports it without loading the render stack (GL, aiortc, OpenCV).
+Standard library only (and util/atomic.py, itself stdlib only): the control plane imports it without loading the
+render stack (GL, aiortc, OpenCV).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Self, TypeVar
+
+from openrr.util.atomic import write_atomic
 
 RENDER_SERVER_COMMAND = "render-server"
 """The `openrr` sub-command that runs one render server."""
@@ -171,19 +174,9 @@ class ServerPorts:
 
 def write_ports(path: Path, ports: ServerPorts) -> None:
     """Write the ports file so that a reader sees all of it or none (temporary file beside it, then rename)."""
-    data = json.dumps(ports.to_json()).encode()
-    # Not util/atomic.py's write: no fsync (the file means nothing after a reboot, and a start waits for it), and
-    # `path` stays relative (the server reaches its home only as its working directory; tempfile would make the
-    # temporary name absolute, through directories the server may not traverse).
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # Not durable: the file means nothing after a reboot, and a start waits for it. `path` may be relative (the
+    # server reaches its home only as its working directory), and stays so.
+    write_atomic(path, json.dumps(ports.to_json()).encode(), mode=0o644, durable=False)
 
 
 def read_ports(path: Path) -> ServerPorts | None:
