@@ -12,7 +12,9 @@ export class ApiError extends Error {
   }
 }
 
-async function request(path, authorization) {
+/** GET `path` with a bearer credential; `refused` says which credential a bare 401 refused (the service answers
+ * 401 with no body, as ARR does, which would otherwise read "Unauthorized: Unauthorized"). */
+async function request(path, authorization, refused) {
   let response;
   try {
     response = await fetch(path, { headers: { Authorization: `Bearer ${authorization}` }, cache: "no-store" });
@@ -28,23 +30,31 @@ async function request(path, authorization) {
   }
   if (!response.ok) {
     const err = body?.error;
-    const code = err?.code || (response.status === 401 ? "Unauthorized" : `HTTP${response.status}`);
-    const message = err?.message || body?.message || body?.detail || text.slice(0, 200) || response.statusText;
-    throw new ApiError(response.status, code, message);
+    const message = err?.message || body?.message || body?.detail || text.slice(0, 200);
+    if (response.status === 401 && !message) throw new ApiError(401, "Unauthorized", refused);
+    throw new ApiError(response.status, err?.code || `HTTP${response.status}`, message || response.statusText);
   }
   return body;
 }
 
 /** An STS access token for the account, from its account key (Authorization: Bearer id:key). */
 export async function fetchToken(accountId, accountKey) {
-  const doc = await request(`/accounts/${encodeURIComponent(accountId)}/token`, `${accountId}:${accountKey}`);
+  const doc = await request(
+    `/accounts/${encodeURIComponent(accountId)}/token`,
+    `${accountId}:${accountKey}`,
+    "the account key was refused (HTTP 401). Check the account id and the key.",
+  );
   if (!doc?.AccessToken) throw new ApiError(500, "BadResponse", "the STS answered without an AccessToken");
   return doc.AccessToken;
 }
 
 export function getSession(accountId, sessionId, token) {
   const path = `/accounts/${encodeURIComponent(accountId)}/sessions/${encodeURIComponent(sessionId)}`;
-  return request(`${path}?api-version=${API_VERSION}`, token);
+  return request(
+    `${path}?api-version=${API_VERSION}`,
+    token,
+    "the access token was refused (HTTP 401). It may have expired or be another account's: get a new one, or use the account key.",
+  );
 }
 
 /** The account id inside an STS token (its `accountId` claim, or the subject), if it can be read. */
