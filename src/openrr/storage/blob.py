@@ -1,8 +1,9 @@
-"""Azure Blob containers through azure-storage-blob, with a container SAS or a linked account's shared key."""
+"""Azure Blob containers through azure-storage-blob, with a container SAS or a storage account's shared key: the one
+blob adapter, for conversion workers (SAS or linked storage) and for `openrr convert`'s uploads alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -29,7 +31,10 @@ _CONTENT_TYPES = {".json": "application/json", ".arrAsset": "application/octet-s
 
 
 class BlobContainer:
-    def __init__(self, uri: ContainerUri, access: ContainerAccess) -> None:
+    def __init__(self, uri: ContainerUri, access: ContainerAccess, guarded: bool = True) -> None:
+        """`guarded`: every connection goes through the outbound-address guard (the URI is a tenant's choice).
+        False only for the operator's own tools (`openrr convert`), which reach the storage the operator names,
+        Azurite on loopback included."""
         self.uri = uri
         credential: Any = None
         if access.sas:
@@ -39,13 +44,17 @@ class BlobContainer:
                 "account_name": access.storage_account or uri.storage_account,
                 "account_key": access.account_key,
             }
-        # Every connection (and redirect hop) goes through the address guard: the URI is the tenant's choice.
+        options: dict[str, Any] = {"connection_timeout": 10}
+        if guarded:
+            # Every connection (and redirect hop) goes through the address guard: the URI is the tenant's choice.
+            policy = FetchPolicy.parse(access.fetch_allow)
+            options = {"transport": guarded_transport(policy, connection_timeout=10, read_timeout=60)}
         self._client = ContainerClient(
             account_url=uri.endpoint,
             container_name=uri.container,
             credential=credential,
             retry_policy=_RETRY,
-            transport=guarded_transport(FetchPolicy.parse(access.fetch_allow), connection_timeout=10, read_timeout=60),
+            **options,
         )
 
     @property
@@ -59,7 +68,7 @@ class BlobContainer:
         except FetchRefused as e:
             raise StorageError("refused", f"listing the blobs of {self.display} was refused: {e}") from None
         except AzureError as e:
-            raise _storage_error(e, f"listing the blobs of {self.display}") from None
+            raise storage_error(e, f"listing the blobs of {self.display}") from None
 
     def download(self, name: str, dest: Path) -> None:
         try:
@@ -68,17 +77,39 @@ class BlobContainer:
         except FetchRefused as e:
             raise StorageError("refused", f"reading '{name}' from {self.display} was refused: {e}") from None
         except AzureError as e:
-            raise _storage_error(e, f"reading '{name}' from {self.display}") from None
+            raise storage_error(e, f"reading '{name}' from {self.display}") from None
 
-    def upload(self, name: str, src: Path) -> None:
+    def upload(self, name: str, src: Path, progress: Callable[[int], None] | None = None) -> None:
+        """`progress(bytes sent)` as the upload goes. An OSError reading `src` is the caller's to report."""
         settings = ContentSettings(content_type=_CONTENT_TYPES.get(src.suffix, "application/octet-stream"))
+        hook = None if progress is None else (lambda current, _total: progress(current))
         try:
             with open(src, "rb") as f:
-                self._client.upload_blob(name, f, overwrite=True, content_settings=settings, max_concurrency=4)
+                self._client.upload_blob(
+                    name,
+                    f,
+                    length=src.stat().st_size,
+                    overwrite=True,
+                    content_settings=settings,
+                    max_concurrency=4,
+                    progress_hook=hook,
+                )
         except FetchRefused as e:
             raise StorageError("refused", f"writing '{name}' to {self.display} was refused: {e}") from None
         except AzureError as e:
-            raise _storage_error(e, f"writing '{name}' to {self.display}") from None
+            raise storage_error(e, f"writing '{name}' to {self.display}") from None
+
+    def create(self) -> bool:
+        """Create the container if it is missing; True if it was made."""
+        try:
+            self._client.create_container()
+        except ResourceExistsError:
+            return False
+        except FetchRefused as e:
+            raise StorageError("refused", f"creating the container {self.display} was refused: {e}") from None
+        except AzureError as e:
+            raise storage_error(e, f"creating the container {self.display}") from None
+        return True
 
     def url_of(self, name: str) -> str:
         return f"{self.uri.uri}/{name}"
@@ -87,7 +118,7 @@ class BlobContainer:
         self._client.close()
 
 
-def _storage_error(e: AzureError, action: str) -> StorageError:
+def storage_error(e: AzureError, action: str) -> StorageError:
     if isinstance(e, ServiceRequestError | ServiceResponseError):
         return StorageError(
             "unreachable", redact(f"{action} failed: the blob service could not be reached ({e.message}).")
