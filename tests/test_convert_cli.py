@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openrr.client.convert_storage import Progress
+from openrr.cli.toolkit import UploadProgress
 from openrr.model.arrasset import read_asset
 from tests.azurite import ACCOUNT, KEY, Azurite, azurite_available
 from tests.conversions import blobs, container_uri, conversion_doc, new_container, upload
@@ -351,7 +351,7 @@ class _Terminal(io.StringIO):
 
 def test_upload_progress_redraws_one_line_on_a_terminal() -> None:
     out = _Terminal()
-    progress = Progress(out)
+    progress = UploadProgress(out)
     progress.start(2, 2048)
     progress.update(1, "a.glb", 512)
     progress.file_done(1, "a.glb", 1024, 1024)

@@ -20,7 +20,9 @@ from typing import Any
 
 from openrr.cli.toolkit import (
     StatusLine,
+    UploadProgress,
     WaitTimeout,
+    human_bytes,
     poll_until_terminal,
     positive,
     print_fields,
@@ -277,7 +279,7 @@ def _act(
 
 
 def _upload(plan: ConversionPlan, as_json: bool) -> None:
-    from openrr.client.convert_storage import Progress, ensure_container, human_bytes, upload_files
+    from openrr.client.convert_storage import ensure_container, upload_files
 
     assert plan.storage is not None and plan.input_container is not None
     files = plan.local_files()
@@ -285,7 +287,7 @@ def _upload(plan: ConversionPlan, as_json: bool) -> None:
         raise ConfigError([f"{SECTION}.localAssetDirectoryPath: {plan.local_path} holds no files"])
     if ensure_container(plan.storage, plan.input_container):
         print(f"Created the container {plan.storage.container_uri(plan.input_container)}", file=sys.stderr)
-    done = upload_files(plan.storage, plan.input_container, files, Progress(sys.stderr))
+    done = upload_files(plan.storage, plan.input_container, files, UploadProgress(sys.stderr))
     if as_json:
         print_json({"containerUri": done.container_uri, "blobs": done.blobs, "bytes": done.bytes})
     else:

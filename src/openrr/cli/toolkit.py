@@ -1,5 +1,5 @@
 """What the client commands (`openrr session`, `openrr convert`) share: how they end (exit codes), the live status
-line, polling until a terminal state, and printing documents as JSON or as aligned fields.
+line, polling until a terminal state, printing documents as JSON or as aligned fields, and upload progress.
 
 Exit codes, as the users' scripts check them: 0 success, 1 the service or storage said no (or could not be reached),
 2 missing or malformed settings, 130 interrupted.
@@ -132,3 +132,53 @@ def print_fields(rows: Iterable[tuple[str, Any]], width: int) -> None:
         if isinstance(value, dict) and "code" in value:
             value = f"{value.get('code')}: {value.get('message', '')}"
         print(f"    {label + ':':<{width}} {value}")
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> "1.5 KB"."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class UploadProgress:
+    """Upload progress: one line redrawn in place on a terminal; elsewhere one line per file, so logs stay short."""
+
+    def __init__(self, stream: TextIO, label: str = "Uploading") -> None:
+        self.stream = stream
+        self.label = label
+        self.tty = stream.isatty()
+        self.files = 0
+        self.total = 0
+        self._drawn = False
+
+    def start(self, files: int, total: int) -> None:
+        self.files, self.total = files, total
+        if not self.tty:
+            self.stream.write(f"{self.label} {files} file{'s' if files != 1 else ''} ({human_bytes(total)})\n")
+            self.stream.flush()
+
+    def update(self, index: int, name: str, done: int) -> None:
+        if not self.tty:
+            return
+        percent = 100.0 * done / self.total if self.total else 100.0
+        self.stream.write(
+            f"\r{self.label} {index}/{self.files}: {percent:3.0f}% of {human_bytes(self.total)} ({name})\x1b[K"
+        )
+        self.stream.flush()
+        self._drawn = True
+
+    def file_done(self, index: int, name: str, size: int, done: int) -> None:
+        if self.tty:
+            self.update(index, name, done)
+            return
+        self.stream.write(f"  [{index}/{self.files}] {name} ({human_bytes(size)})\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False

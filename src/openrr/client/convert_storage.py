@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.blob import (
@@ -26,6 +26,18 @@ from openrr.protocol.storage_uri import parse_container_uri
 SAS_LIFETIME = dt.timedelta(hours=24)
 # The library's default retry waits 15 s and more between tries: an unreachable storage should fail in seconds.
 _RETRY = LinearRetry(backoff=1, retry_total=2, random_jitter_range=0)
+
+
+class UploadDisplay(Protocol):
+    """Where upload_files reports its progress (the convert command's is cli/toolkit.py's UploadProgress)."""
+
+    def start(self, files: int, total: int) -> None: ...
+
+    def update(self, index: int, name: str, done: int) -> None: ...
+
+    def file_done(self, index: int, name: str, size: int, done: int) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,9 @@ def ensure_container(storage: StorageAccount, container: str) -> bool:
     return True
 
 
-def upload_files(storage: StorageAccount, container: str, files: list[tuple[Path, str]], display: Progress) -> Uploaded:
+def upload_files(
+    storage: StorageAccount, container: str, files: list[tuple[Path, str]], display: UploadDisplay
+) -> Uploaded:
     total = sum(path.stat().st_size for path, _ in files)
     display.start(len(files), total)
     done = 0
@@ -146,52 +160,3 @@ def _failure(e: AzureError, action: str) -> StorageFailure:
         hint = " (check the storage key)" if e.status_code in (401, 403) else ""
         return StorageFailure(redact(f"{action} failed: {why}{hint}"))
     return StorageFailure(redact(f"{action} failed: {type(e).__name__}: {e.message or e}"))
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-class Progress:
-    """Upload progress: one line redrawn in place on a terminal; elsewhere one line per file, so logs stay short."""
-
-    def __init__(self, stream: TextIO, label: str = "Uploading") -> None:
-        self.stream = stream
-        self.label = label
-        self.tty = stream.isatty()
-        self.files = 0
-        self.total = 0
-        self._drawn = False
-
-    def start(self, files: int, total: int) -> None:
-        self.files, self.total = files, total
-        if not self.tty:
-            self.stream.write(f"{self.label} {files} file{'s' if files != 1 else ''} ({human_bytes(total)})\n")
-            self.stream.flush()
-
-    def update(self, index: int, name: str, done: int) -> None:
-        if not self.tty:
-            return
-        percent = 100.0 * done / self.total if self.total else 100.0
-        self.stream.write(
-            f"\r{self.label} {index}/{self.files}: {percent:3.0f}% of {human_bytes(self.total)} ({name})\x1b[K"
-        )
-        self.stream.flush()
-        self._drawn = True
-
-    def file_done(self, index: int, name: str, size: int, done: int) -> None:
-        if self.tty:
-            self.update(index, name, done)
-            return
-        self.stream.write(f"  [{index}/{self.files}] {name} ({human_bytes(size)})\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
