@@ -26,6 +26,7 @@ from openrr.store.paging import Cursor, Page, keyset_page
 from openrr.store.rows import purge_older_than, row_for_update
 from openrr.store.secretbox import SecretBox
 from openrr.store.tables import ConversionRow
+from openrr.util.clock import utc_now as _now
 
 _CONVERSIONS = ConversionRow.__table__
 _GET = select(_CONVERSIONS).where(
@@ -60,10 +61,6 @@ class Claim:
     request: ConversionRequest
     input_link: LinkCredentials | None
     output_link: LinkCredentials | None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class ConversionService:

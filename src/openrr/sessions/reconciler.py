@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
 
 from openrr.hosting.backend import HostGone, HostingBackend, SessionKey
-from openrr.sessions.service import SessionNotFound, SessionService, utc_now
+from openrr.sessions.service import SessionNotFound, SessionService
 from openrr.sessions.state import SessionStatus
 from openrr.store.tables import SessionRow
 from openrr.util.background import BackgroundLoop
+from openrr.util.clock import Clock, utc_now
 
 logger = logging.getLogger(__name__)
 _RELEASING = "render server"
@@ -33,7 +33,7 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         interval_s: float,
         start_timeout_s: float,
         retention_days: int,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         """`clock`: what start timeouts are measured with (tests pass their own, with the service's)."""
         super().__init__("openrr-reconciler", interval_s)

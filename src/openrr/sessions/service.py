@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy import bindparam, func, select, text
@@ -24,6 +23,7 @@ from openrr.store.db import Database
 from openrr.store.paging import Cursor, Page, keyset_page
 from openrr.store.rows import purge_older_than, row_for_update
 from openrr.store.tables import SessionQuotaRow, SessionRow
+from openrr.util.clock import Clock, utc_now
 
 _SESSIONS = SessionRow.__table__
 # Built once: constructing a statement costs more than running it on SQLite (bench/RESULTS.md).
@@ -48,17 +48,13 @@ class SessionConflict(Exception):
     pass
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class SessionService:
     def __init__(
         self,
         db: Database,
         capacity: dict[str, int],
         on_change: Callable[[], None],
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         """`clock`: the time leases and state changes are stamped with (tests pass their own)."""
         self.db = db
