@@ -18,12 +18,13 @@ from openrr import __version__
 from openrr.accounts import api_sts
 from openrr.conversions import api_2021 as conversions_2021
 from openrr.conversions import api_v1 as conversions_v1
-from openrr.http.app_state import attach_services
+from openrr.http.app_state import attach_services, services_in
 from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
 from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
 from openrr.http.openapi import install as install_openapi
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.security_headers import viewer_headers
+from openrr.http.validation import check_api_version, check_resource_id, ids_with_encoded_slash
 from openrr.services import Services
 from openrr.sessions import api_2021, api_v1
 
@@ -31,8 +32,10 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and (bad_id := _encoded_slash_id_error(request)) is not None:
+        return await arr_error_handler(request, bad_id)
     if exc.status_code == 404:
         body = ArrError(404, "NotFound", "No API operation matches this path.").body()
     elif exc.status_code == 405:
@@ -40,6 +43,24 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     else:
         body = ArrError(exc.status_code, "BadRequest", str(exc.detail)).body()
     return ArrJSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _encoded_slash_id_error(request: Request) -> ArrError | None:
+    """Why a path with an encoded '/' in an id (`sessions/a%2Fb`) matched no operation: the id's 400, after the
+    checks every operation makes first (token, then api-version), so that it answers like any other bad id."""
+    ids = ids_with_encoded_slash(request.scope.get("raw_path", b"").decode("latin-1"))
+    if ids is None:
+        return None
+    services: Services = services_in(request)
+    try:
+        services.auth.account_for(request, ids.account_id)
+        if not ids.v1:
+            check_api_version(request.query_params.get("api-version"))
+        if ids.resource_id is not None:
+            check_resource_id(ids.kind, ids.resource_id)
+    except ArrError as e:
+        return e
+    return None
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from openrr.http.correlation import new_cv
+from openrr.http.validation import ids_with_encoded_slash
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,6 +23,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SUPPORTED_API_VERSIONS = ("2021-01-01-preview", "2021-01-01")
+UNROUTABLE = "/:encoded-slash-in-an-id"
+"""Where a request goes whose id holds an encoded '/': a path no operation matches."""
 _TOP = {"accounts", "v1"}
 _RESOURCES = {"token", "sessions", "conversions"}
 _V1_ACTIONS = {"create", "createwithsharedaccesssignature", "properties"}
@@ -107,8 +110,15 @@ class ArrHeadersMiddleware:
         if path != scope["path"]:
             scope = dict(scope)
             scope["path"] = path
-            scope["raw_path"] = path.encode()
+            # The raw path keeps its percent-encoding: an id's encoded '/' must stay visible (app.py's 404s).
+            raw = scope.get("raw_path")
+            scope["raw_path"] = canonical_path(raw.decode("latin-1")).encode("latin-1") if raw else path.encode()
         account = account_of(path)
+        raw = scope.get("raw_path")
+        if raw and ids_with_encoded_slash(raw.decode("latin-1")) is not None:
+            # Decoded, `sessions/a%2Fb` routes as `sessions/a/b`, or `sessions/%2F` as the list: route it nowhere,
+            # so that the app's 404 handler answers with the id's 400 (it reads the ids from the raw path).
+            scope = {**scope, "path": UNROUTABLE}
         is_api = account is not None
         is_sts = is_api and path.endswith("/token") and path.count("/") == 3
         extra: list[tuple[bytes, bytes]] = [

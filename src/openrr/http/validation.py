@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import BeforeValidator
 
@@ -22,6 +24,39 @@ def check_resource_id(kind: str, value: str) -> str:
             f"{kind}Id",
         )
     return value
+
+
+# An API path by its raw (still percent-encoded) segments: /[v1/]accounts/{account}/{sessions|conversions}[/{id}...]
+_RAW_API_PATH = re.compile(
+    r"^/(?P<v1>v1/)?accounts/(?P<account>[^/]*)/(?P<kind>sessions|conversions)(?:/(?P<id>[^/]*))?(?:/.*)?$", re.I
+)
+
+
+@dataclass(frozen=True)
+class EncodedSlashIds:
+    """The ids of an API path that no operation matched only because one of them holds an encoded '/'."""
+
+    account_id: str
+    kind: str
+    """'session' or 'conversion'."""
+    resource_id: str | None
+    v1: bool
+
+
+def ids_with_encoded_slash(raw_path: str) -> EncodedSlashIds | None:
+    """The decoded ids of `raw_path` if its account or session/conversion id holds an encoded '/' (`a%2Fb`).
+
+    Routing sees the decoded path, where `a%2Fb` is two segments, so such a path matches no operation; the id is
+    what is wrong, and the client should hear that (a 400 naming the id rules), not "no operation matches".
+    """
+    m = _RAW_API_PATH.match(raw_path)
+    if m is None:
+        return None
+    account, rid = m["account"], m["id"]
+    if "%2f" not in account.lower() and (rid is None or "%2f" not in rid.lower()):
+        return None
+    kind = "session" if m["kind"].lower() == "sessions" else "conversion"
+    return EncodedSlashIds(unquote(account), kind, None if rid is None else unquote(rid), m["v1"] is not None)
 
 
 def check_api_version(value: str | None) -> str:
