@@ -60,7 +60,20 @@ def reference_candidates(key: str, directory: str, display: str) -> list[str]:
     return [c for i, c in enumerate(found) if c not in found[:i] and inside_directory(c, directory)]
 
 
-class DirectoryResolver(Resolver):
+class ReadOnlyResolver(Resolver):
+    """A trimesh resolver that only reads: what every resolver of a model's references is, here and in render/."""
+
+    def write(self, name: str, data: Any) -> None:
+        raise NotImplementedError("models are read-only here")
+
+    def namespaced(self, namespace: str) -> Resolver:
+        raise NotImplementedError("namespaces are not used here")
+
+    def keys(self) -> Iterator[str]:
+        return iter(())
+
+
+class DirectoryResolver(ReadOnlyResolver):
     """References of a model file on disk (the converter's input), kept inside the model's own directory after
     decoding, `..` and symlinks by openrr itself rather than by whichever trimesh is installed."""
 
@@ -99,12 +112,3 @@ class DirectoryResolver(Resolver):
         if not inside:
             raise ReferenceRefused(f"{self.display} references '{shown(key)}', which lies outside its own directory")
         raise FileNotFoundError(key)
-
-    def write(self, name: str, data: Any) -> None:
-        raise NotImplementedError("models are read-only here")
-
-    def namespaced(self, namespace: str) -> Resolver:
-        raise NotImplementedError("namespaces are not used here")
-
-    def keys(self) -> Iterator[str]:
-        return iter(())

@@ -13,16 +13,13 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
-
-from trimesh.resolvers import Resolver
 
 from openrr.model.arrasset import AssetFormatError, read_asset
 from openrr.model.mesh import ModelData, ModelLoadError
-from openrr.model.references import Budget, ReferenceRefused, inside_directory, reference_candidates
+from openrr.model.references import Budget, ReadOnlyResolver, ReferenceRefused, inside_directory, reference_candidates
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name
 from openrr.model.trimesh_import import file_type, model_of_scene, parse_scene
 from openrr.protocol.redaction import display_url
@@ -157,7 +154,7 @@ def _scrubbing(source: str) -> Callable[[str], str]:
     return lambda text: scrub(text, source)
 
 
-class _HttpResolver(Resolver):
+class _HttpResolver(ReadOnlyResolver):
     """Fetches files a model references (glTF buffers and images, OBJ's .mtl and textures) beside its URL.
 
     The model URL's query string goes along: a container SAS token signs every blob in the container.
@@ -192,15 +189,6 @@ class _HttpResolver(Resolver):
         remember_name(data, key)
         return data
 
-    def write(self, name: str, data: Any) -> None:
-        raise NotImplementedError("models are read-only here")
-
-    def namespaced(self, namespace: str) -> Resolver:
-        raise NotImplementedError("namespaces are not used for http models")
-
-    def keys(self) -> Iterator[str]:
-        return iter(())
-
 
 def _local_name(requested: str) -> str:
     try:
@@ -209,7 +197,7 @@ def _local_name(requested: str) -> str:
         return ""
 
 
-class _LocalResolver(Resolver):
+class _LocalResolver(ReadOnlyResolver):
     """A local model's references, read through the same LocalFiles as the model: the area is checked for each."""
 
     def __init__(self, files: LocalFiles, requested: str, display: str, budget: Budget) -> None:
@@ -237,12 +225,3 @@ class _LocalResolver(Resolver):
         message = f"{self.display} references '{shown(key)}': {refusal}"
         logger.warning("%s", message)
         raise ReferenceRefused(message)
-
-    def write(self, name: str, data: Any) -> None:
-        raise NotImplementedError("models are read-only here")
-
-    def namespaced(self, namespace: str) -> Resolver:
-        raise NotImplementedError("namespaces are not used for local models")
-
-    def keys(self) -> Iterator[str]:
-        return iter(())
