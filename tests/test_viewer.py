@@ -410,6 +410,22 @@ def test_viewer_names_the_refused_key_keeps_one_button_enabled_says_still_and_zo
         close_viewer(page)
 
 
+def test_viewer_names_a_refused_token(browser: Any, service: Service, session_id: str) -> None:
+    """A link whose token the service refuses (here: signed by no one) says so, not "Unauthorized: Unauthorized"."""
+    errors: list[str] = []
+    query = urlencode({"session": session_id, "account": service.account_id})
+    forged = "e30.eyJhY2NvdW50SWQiOiAieCJ9.c2ln"  # {} . {"accountId": "x"} . "sig"
+    page = open_viewer(browser, f"{service.endpoint}/viewer/?{query}#token={forged}", errors)
+    try:
+        assert wait_js(page, "window.openrrViewer?.lastError?.code") == "Unauthorized"
+        text = page.locator("#error-text").inner_text()
+        assert text.startswith("Unauthorized: the access token was refused (HTTP 401)."), text
+        assert buttons(page) == (True, False)
+        assert errors == []
+    finally:
+        close_viewer(page)
+
+
 # What each transport needs from the browser; the test skips, saying why, where this Chromium lacks it.
 TRANSPORT_SUPPORT_JS = {
     "h264": """async () => {

@@ -108,6 +108,7 @@ export class Connection extends EventTarget {
           ? "Connect as a watcher to see the session."
           : "";
       this.#showError(err, hint);
+      this.#hideInspectorLink();
       $("session-box").open = true;
       this.#setStatus("closed", "Not connected.");
       this.#setPhase("idle");
