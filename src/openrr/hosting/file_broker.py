@@ -20,6 +20,8 @@ import socket
 import threading
 from pathlib import Path
 
+from openrr.storage.account_area import AccountArea, AreaRefused
+
 logger = logging.getLogger(__name__)
 MAX_REQUEST = 16 * 1024
 OK = b"ok"
@@ -76,8 +78,6 @@ class FileBroker:
             self._sock.send(message[:MAX_REQUEST])
 
     def _open(self, requested: str) -> int:
-        from openrr.storage.account_area import AccountArea, AreaRefused
-
         account = self.account_id
         if not self._enabled:
             raise _Refused(DISABLED)

@@ -74,7 +74,3 @@ def bearer(authorization: str) -> str:
     """The token of an `Authorization: Bearer ...` header ('' if there is none)."""
     scheme, _, value = authorization.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
-
-
-CONTROL_HEADER = "x-openrr-control"
-"""Carries a render server's control secret: only the control plane that started the server knows it."""
