@@ -279,7 +279,7 @@ def _act(
 
 
 def _upload(plan: ConversionPlan, as_json: bool) -> None:
-    from openrr.client.convert_storage import ensure_container, upload_files
+    from openrr.cli.convert_storage import ensure_container, upload_files
 
     assert plan.storage is not None and plan.input_container is not None
     files = plan.local_files()
@@ -296,7 +296,7 @@ def _upload(plan: ConversionPlan, as_json: bool) -> None:
 
 
 def _start(client: ConversionClient, plan: ConversionPlan, conversion_id: str) -> dict[str, Any]:
-    from openrr.client.convert_storage import ensure_container, input_sas, output_sas
+    from openrr.cli.convert_storage import ensure_container, input_sas, output_sas
 
     storage = plan.storage
     assert storage is not None and plan.input_container and plan.output_container and plan.input_asset_path
@@ -382,7 +382,7 @@ def _wait_and_report(client: ConversionClient, args: argparse.Namespace, plan: C
 def _sas_url(doc: dict[str, Any], plan: ConversionPlan) -> str | None:
     if plan.storage is None or str(doc.get("status", "")).lower() != "succeeded":
         return None
-    from openrr.client.convert_storage import asset_sas_url
+    from openrr.cli.convert_storage import asset_sas_url
 
     return asset_sas_url(plan.storage, doc)
 

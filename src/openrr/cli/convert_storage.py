@@ -1,5 +1,6 @@
 """Blob storage as `openrr convert` uses it: uploading a model with a progress display, and the SAS tokens
-Conversion.ps1 made (`New-AzStorageContainerSASToken`, `New-AzStorageBlobSASToken`), signed with the storage key."""
+Conversion.ps1 made (`New-AzStorageContainerSASToken`, `New-AzStorageBlobSASToken`), signed with the storage key.
+Containers are reached through the one blob adapter, storage/blob.py (unguarded: the operator's own tool)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
-from azure.storage.blob import (
-    BlobSasPermissions,
-    ContainerClient,
-    ContainerSasPermissions,
-    LinearRetry,
-    generate_blob_sas,
-    generate_container_sas,
-)
+from azure.storage.blob import BlobSasPermissions, ContainerSasPermissions, generate_blob_sas, generate_container_sas
 
 from openrr.client.convert_settings import StorageAccount, StorageFailure
-from openrr.protocol.redaction import redact
 from openrr.protocol.storage_uri import parse_container_uri
+from openrr.storage.blob import BlobContainer
+from openrr.storage.container import ContainerAccess
+from openrr.storage.errors import StorageError
 
 # Conversion.ps1's tokens lived 24 h: long enough for a large conversion queued behind others.
 SAS_LIFETIME = dt.timedelta(hours=24)
-# The library's default retry waits 15 s and more between tries: an unreachable storage should fail in seconds.
-_RETRY = LinearRetry(backoff=1, retry_total=2, random_jitter_range=0)
 
 
 class UploadDisplay(Protocol):
@@ -99,27 +92,21 @@ def asset_sas_url(storage: StorageAccount, conversion: dict[str, object]) -> str
     return f"{asset_uri}?{sas}"
 
 
-def _client(storage: StorageAccount, container: str) -> ContainerClient:
+def _container(storage: StorageAccount, container: str) -> BlobContainer:
     assert storage.key is not None
-    return ContainerClient(
-        account_url=storage.blob_endpoint,
-        container_name=container,
-        credential={"account_name": storage.name, "account_key": storage.key},
-        retry_policy=_RETRY,
-        connection_timeout=10,
-    )
+    uri = parse_container_uri(storage.container_uri(container))
+    return BlobContainer(uri, ContainerAccess(uri.uri, storage_account=storage.name, account_key=storage.key), False)
 
 
 def ensure_container(storage: StorageAccount, container: str) -> bool:
     """Create the container if it is missing (Set-AzStorageBlobContent wanted it made beforehand); True if made."""
-    with _client(storage, container) as client:
-        try:
-            client.create_container()
-        except ResourceExistsError:
-            return False
-        except AzureError as e:
-            raise _failure(e, f"creating the container {storage.container_uri(container)}") from None
-    return True
+    blobs = _container(storage, container)
+    try:
+        return blobs.create()
+    except StorageError as e:
+        raise _failure(e) from None
+    finally:
+        blobs.close()
 
 
 def upload_files(
@@ -128,35 +115,32 @@ def upload_files(
     total = sum(path.stat().st_size for path, _ in files)
     display.start(len(files), total)
     done = 0
-    with _client(storage, container) as client:
+    blobs = _container(storage, container)
+    try:
         for index, (path, name) in enumerate(files, 1):
             size = path.stat().st_size
             base = done
 
-            def hook(current: int, _total: int | None, index: int = index, base: int = base, name: str = name) -> None:
+            def sent(current: int, index: int = index, base: int = base, name: str = name) -> None:
                 display.update(index, name, base + current)
 
             try:
-                with open(path, "rb") as f:
-                    client.upload_blob(name, f, length=size, overwrite=True, progress_hook=hook, max_concurrency=4)
-            except AzureError as e:
+                blobs.upload(name, path, sent)
+            except StorageError as e:
                 display.finish()
-                raise _failure(e, f"uploading {path} as '{name}' to {storage.container_uri(container)}") from None
+                raise _failure(e) from None
             except OSError as e:
                 display.finish()
                 raise StorageFailure(f"reading {path} failed: {e.strerror or e}") from None
             done += size
             display.file_done(index, name, size, done)
+    finally:
+        blobs.close()
     display.finish()
     return Uploaded(storage.container_uri(container), [name for _, name in files], total)
 
 
-def _failure(e: AzureError, action: str) -> StorageFailure:
-    if isinstance(e, HttpResponseError):
-        code = getattr(e, "error_code", None)
-        code = str(getattr(code, "value", code) or "")
-        first = next((ln.strip() for ln in str(e.message or e.reason or "").splitlines() if ln.strip()), "")
-        why = f"{e.status_code} {code}".strip() + (f": {first}" if first else "")
-        hint = " (check the storage key)" if e.status_code in (401, 403) else ""
-        return StorageFailure(redact(f"{action} failed: {why}{hint}"))
-    return StorageFailure(redact(f"{action} failed: {type(e).__name__}: {e.message or e}"))
+def _failure(e: StorageError) -> StorageFailure:
+    """The adapter's message (already free of credentials), with what to check when the service refused."""
+    hint = " (check the storage key)" if e.reason == "denied" else ""
+    return StorageFailure(e.message + hint)
