@@ -221,7 +221,7 @@ async def drain(client: RenderSessionClient) -> None:
     """Drop frames already queued in the client, so that a phase counts only its own."""
     while True:
         try:
-            await client.next_frame(timeout=0.02)
+            await client.next_frame(after_command=0, timeout=0.02)
         except TimeoutError:
             return
 
@@ -285,12 +285,12 @@ async def pipelined(
     task = asyncio.create_task(sender())
     try:
         for _ in range(2):  # warm-up: the stream is running
-            await client.next_frame(timeout=60)
-        first = await client.next_frame(timeout=60)
+            await client.next_frame(after_command=0, timeout=60)
+        first = await client.next_frame(after_command=0, timeout=60)
         sent_before = sent
         arrivals = [first.received_at]
         while True:
-            frame = await client.next_frame(timeout=60)
+            frame = await client.next_frame(after_command=0, timeout=60)
             arrivals.append(frame.received_at)
             span = arrivals[-1] - arrivals[0]
             if span >= duration and len(arrivals) > min_frames:
