@@ -111,9 +111,6 @@ class BlobContainer:
             raise storage_error(e, f"creating the container {self.display}") from None
         return True
 
-    def url_of(self, name: str) -> str:
-        return f"{self.uri.uri}/{name}"
-
     def close(self) -> None:
         self._client.close()
 

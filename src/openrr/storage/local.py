@@ -126,8 +126,5 @@ class LocalContainer:
         finally:
             os.close(dir_fd)
 
-    def url_of(self, name: str) -> str:
-        return (self.given / name).as_uri() if self.given.is_absolute() else (self.root / name).as_uri()
-
     def close(self) -> None:
         pass
