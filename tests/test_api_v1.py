@@ -1,4 +1,4 @@
-"""The legacy v1 API, the exact request shapes of ARR's PowerShell scripts, and list paging.
+"""The legacy v1 API and the exact request shapes of ARR's PowerShell scripts (list paging: tests/unit/test_paging.py).
 
 v1 and the 2021 API are two windows onto the same sessions: what one does, the other shows.
 """
@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.harness import Service, render_server_pids, running_service, session_doc, wait_for, wait_status
+from tests.harness import Service, session_doc, wait_for, wait_status
 
 V21 = {"api-version": "2021-01-01"}
 PREVIEW = {"api-version": "2021-01-01-preview"}  # what every 2021-era script sends
@@ -358,64 +357,3 @@ def test_v1_unknown_and_invalid_session_ids(service: Service, api: httpx.Client)
     with service.http() as anon:
         r = anon.get(_v1(aid))
     assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
-
-
-# --- paging (own service: the page size comes from the environment) ------------------------------
-
-
-def test_list_paging_follows_next_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENRR_LIST_PAGE_SIZE", "2")
-    data_dir = tmp_path / "paging"
-    with running_service(
-        data_dir, "--capacity", "Standard=12", "--warm-pool", "Standard=0", "--rate-limit-per-s", "0"
-    ) as svc:
-        aid = svc.account_id
-        base = f"/accounts/{aid}/sessions"
-        with svc.api() as api:
-            ids = [f"page-{i}-{uuid.uuid4().hex[:6]}" for i in range(5)]
-            try:
-                for sid in ids:
-                    r = api.put(f"{base}/{sid}", params=V21, json={"maxLeaseTimeMinutes": 10, "size": "Standard"})
-                    assert r.status_code == 201, r.text
-
-                for version in (V21, PREVIEW):
-                    pages: list[list[dict[str, Any]]] = []
-                    r = api.get(base, params=version)
-                    while True:
-                        assert r.status_code == 200, r.text
-                        doc = r.json()
-                        pages.append(doc["sessions"])
-                        link = doc.get("@nextLink")
-                        if link is None:
-                            break
-                        url = httpx.URL(link)
-                        # Absolute, on this service, and carrying api-version: the SDK adds nothing to it.
-                        assert url.scheme == "https" and url.host == "127.0.0.1" and url.port == svc.port
-                        assert url.path == base
-                        assert url.params["api-version"] == version["api-version"]
-                        assert url.params["skiptoken"]
-                        assert len(pages) < 10, "paging does not end"
-                        r = api.get(link)
-                    assert [len(p) for p in pages] == [2, 2, 1]
-                    seen = [s["id"] for p in pages for s in p]
-                    assert seen == ids  # each once, oldest first
-                    times = [s["creationTime"] for p in pages for s in p]
-                    assert times == sorted(times)
-
-                # A skiptoken this service did not issue.
-                r = api.get(base, params={**V21, "skiptoken": "bm90LWEtdG9rZW4"})
-                _assert_error(r, 400, "BadRequest")
-
-                # The official SDK walks the pages itself.
-                monkeypatch.setenv("REQUESTS_CA_BUNDLE", svc.cert)
-                client = svc.sdk()
-                assert sorted(s.id for s in client.list_rendering_sessions()) == sorted(ids)
-
-                # v1 has no paging: one list holds them all.
-                v1 = api.get(_v1(aid))
-                assert sorted(s["sessionId"] for s in v1.json()["sessions"]) == sorted(ids)
-            finally:
-                for sid in ids:
-                    api.post(f"{base}/{sid}/:stop", params=V21)
-            assert api.get(base, params=V21).json() == {"sessions": []}
-    wait_for(lambda: not render_server_pids(data_dir), 15, "the paging service's render servers to exit")

@@ -28,6 +28,8 @@ MS_CV = re.compile(r"[A-Za-z0-9+/]{22}\.0")
 @dataclass
 class InProcess:
     services: Services
+    app: Any
+    """The ASGI app, for clients of its own (the SDK's, through Starlette's TestClient)."""
     api: httpx.AsyncClient
     """Authenticated with an STS token of `account_id`."""
     account_id: str
@@ -69,7 +71,7 @@ async def in_process(data_dir: Path, **settings: Any) -> AsyncIterator[InProcess
     created = services.accounts.create()
     aid, key = created.account.account_id, created.primary_key
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
-        arr = InProcess(services, client, aid, key)
+        arr = InProcess(services, app, client, aid, key)
         client.headers["Authorization"] = f"Bearer {await arr.token(aid, key)}"
         yield arr
     services.db.engine.dispose()

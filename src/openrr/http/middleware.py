@@ -115,7 +115,7 @@ class ArrHeadersMiddleware:
             scope["raw_path"] = canonical_path(raw.decode("latin-1")).encode("latin-1") if raw else path.encode()
         account = account_of(path)
         raw = scope.get("raw_path")
-        if raw and ids_with_encoded_slash(raw.decode("latin-1")) is not None:
+        if raw and b"%" in raw and ids_with_encoded_slash(raw.decode("latin-1")) is not None:
             # Decoded, `sessions/a%2Fb` routes as `sessions/a/b`, or `sessions/%2F` as the list: route it nowhere,
             # so that the app's 404 handler answers with the id's 400 (it reads the ids from the raw path).
             scope = {**scope, "path": UNROUTABLE}
