@@ -149,8 +149,10 @@ class RenderServer:
         for i, doc in enumerate(body.grants):
             try:
                 grants.append(BlobGrant.from_json(doc))
-            except (KeyError, ValueError) as e:  # a missing field, or an expiresOn that is not ISO 8601
-                return JSONResponse({"error": f"{request.url.path}: grants[{i}]: {e!r}"}, status_code=400)
+            except KeyError as e:
+                return JSONResponse({"error": f"{request.url.path}: grants[{i}].{e.args[0]}: missing"}, status_code=400)
+            except ValueError as e:  # an expiresOn that is not ISO 8601
+                return JSONResponse({"error": f"{request.url.path}: grants[{i}]: {e}"}, status_code=400)
         changed = sorted(g.storage_account for g in grants) != sorted(self.storage.storage_accounts)
         self.storage.replace(grants)
         if changed:
