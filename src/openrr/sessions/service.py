@@ -154,9 +154,7 @@ class SessionService:
     def needing_attention(self) -> list[SessionRow]:
         """Live sessions, and ended ones whose render server may still run."""
         with self.db.read() as s:
-            q = select(SessionRow).where(
-                SessionRow.status.in_(_LIVE_VALUES) | (SessionRow.host_released.is_(False))
-            )
+            q = select(SessionRow).where(SessionRow.status.in_(_LIVE_VALUES) | (SessionRow.host_released.is_(False)))
             return list(s.scalars(q))
 
     def attach_host(self, account_id: str, session_id: str, host_ref: str) -> bool:
