@@ -152,9 +152,9 @@ def test_ports_file_is_not_followed_through_a_link_nor_waited_on_as_a_fifo(tmp_p
 
 
 def test_ports_errors_name_the_field() -> None:
-    with pytest.raises(ValueError, match=r"^handshakePort: expected an integer, got a string$"):
+    with pytest.raises(ValueError, match=r"^handshakePort: expected an integer, got the string '1'$"):
         ServerPorts.from_json({"pid": 1, "hostId": "h", "handshakePort": "1", "inspectorPort": 2})
-    with pytest.raises(ValueError, match=r"^pid: expected an integer, got a boolean \(true\)$"):
+    with pytest.raises(ValueError, match=r"^pid: expected an integer, got the boolean true$"):
         ServerPorts.from_json({"pid": True, "hostId": "h", "handshakePort": 1, "inspectorPort": 2})
     with pytest.raises(ValueError, match=r"^inspectorPort: 0 is not a port$"):
         ServerPorts.from_json({"pid": 1, "hostId": "h", "handshakePort": 1, "inspectorPort": 0})
@@ -178,20 +178,24 @@ def test_control_bodies_round_trip_through_json(body: AssignBody | StorageGrants
     ("kind", "doc", "message"),
     [
         (AssignBody, {"accountId": "a"}, "sessionId: missing"),
-        (AssignBody, {"sessionId": 3, "accountId": "a"}, "sessionId: expected a non-empty string, got a number (3)"),
+        (AssignBody, {"sessionId": 3, "accountId": "a"}, "sessionId: expected a non-empty string, got 3"),
         (AssignBody, {"sessionId": "s", "accountId": None}, "accountId: expected a non-empty string, got null"),
         (
             AssignBody,
             {"sessionId": "", "accountId": "a"},
-            "sessionId: expected a non-empty string, got an empty string",
+            "sessionId: expected a non-empty string, got the string ''",
         ),
-        (AssignBody, ["s", "a"], "the body: expected a JSON object, got a list"),
+        (AssignBody, ["s", "a"], "the body: expected a JSON object, got an array"),
         (StorageGrantsBody, {"accountId": "a"}, "grants: missing"),
-        (StorageGrantsBody, {"accountId": "a", "grants": {}}, "grants: expected a list, got an object"),
-        (StorageGrantsBody, {"accountId": "a", "grants": [{}, "x"]}, "grants[1]: expected a JSON object, got a string"),
+        (StorageGrantsBody, {"accountId": "a", "grants": {}}, "grants: expected an array, got an object"),
+        (
+            StorageGrantsBody,
+            {"accountId": "a", "grants": [{}, "x"]},
+            "grants[1]: expected a JSON object, got the string 'x'",
+        ),
         (StorageGrantsBody, {"grants": []}, "accountId: missing"),
-        (KeyIdsBody, {"accountId": "a", "keyIds": ["k", 7]}, "keyIds[1]: expected a string, got a number (7)"),
-        (KeyIdsBody, {"accountId": "a", "keyIds": "k"}, "keyIds: expected a list, got a string"),
+        (KeyIdsBody, {"accountId": "a", "keyIds": ["k", 7]}, "keyIds[1]: expected a string, got 7"),
+        (KeyIdsBody, {"accountId": "a", "keyIds": "k"}, "keyIds: expected an array, got the string 'k'"),
     ],
 )
 def test_control_bodies_refuse_wrong_types_and_missing_fields_by_name(kind: Any, doc: object, message: str) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from pydantic import BeforeValidator
 
 from openrr.http.errors import bad_request
+from openrr.util.json_values import describe
 
 RESOURCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 SUPPORTED_API_VERSIONS = ("2021-01-01", "2021-01-01-preview")
@@ -87,21 +88,6 @@ def _string(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {describe(value)}.")
     return value
-
-
-def describe(value: Any) -> str:
-    """A JSON value as an error message names it: `got the string 'x'`, `got 5`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"the string '{value[:40]}'"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return str(value)
 
 
 WholeMinutes = Annotated[int, BeforeValidator(_whole_number)]

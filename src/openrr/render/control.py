@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Self, TypeVar
 
 from openrr.util.atomic import write_atomic
+from openrr.util.json_values import describe
 
 RENDER_SERVER_COMMAND = "render-server"
 """The `openrr` sub-command that runs one render server."""
@@ -322,7 +323,7 @@ class KeyIdsBody:
         key_ids = _list(obj, "keyIds")
         for i, key_id in enumerate(key_ids):
             if not isinstance(key_id, str):
-                raise ValueError(f"keyIds[{i}]: expected a string, got {_kind(key_id)}")
+                raise ValueError(f"keyIds[{i}]: expected a string, got {describe(key_id)}")
         return cls(_str(obj, "accountId"), tuple(key_ids))
 
 
@@ -341,7 +342,7 @@ def parse_body(kind: type[B], raw: bytes) -> B:
 
 def _object(doc: object, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
-        raise ValueError(f"{what}: expected a JSON object, got {_kind(doc)}")
+        raise ValueError(f"{what}: expected a JSON object, got {describe(doc)}")
     return doc
 
 
@@ -354,14 +355,14 @@ def _get(obj: dict[str, Any], name: str) -> object:
 def _str(obj: dict[str, Any], name: str) -> str:
     value = _get(obj, name)
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{name}: expected a non-empty string, got {_kind(value)}")
+        raise ValueError(f"{name}: expected a non-empty string, got {describe(value)}")
     return value
 
 
 def _int(obj: dict[str, Any], name: str) -> int:
     value = _get(obj, name)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name}: expected an integer, got {_kind(value)}")
+        raise ValueError(f"{name}: expected an integer, got {describe(value)}")
     return value
 
 
@@ -375,22 +376,5 @@ def _port(obj: dict[str, Any], name: str) -> int:
 def _list(obj: dict[str, Any], name: str) -> list[Any]:
     value = _get(obj, name)
     if not isinstance(value, list):
-        raise ValueError(f"{name}: expected a list, got {_kind(value)}")
+        raise ValueError(f"{name}: expected an array, got {describe(value)}")
     return value
-
-
-def _kind(value: object) -> str:
-    """How a JSON value is named in an error: 'a number (3)', 'null', 'an empty string'."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({json.dumps(value)})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return "an empty string" if not value else "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
