@@ -21,7 +21,7 @@ import os
 import secrets
 import signal
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Self, TypeVar
@@ -300,10 +300,7 @@ class StorageGrantsBody:
     @classmethod
     def from_json(cls, doc: object) -> Self:
         obj = _object(doc, "the body")
-        grants = _list(obj, "grants")
-        for i, grant in enumerate(grants):
-            _object(grant, f"grants[{i}]")
-        return cls(_str(obj, "accountId"), tuple(grants))
+        return cls(_str(obj, "accountId"), _array(obj, "grants", _object))
 
 
 @dataclass(frozen=True)
@@ -320,15 +317,12 @@ class KeyIdsBody:
     @classmethod
     def from_json(cls, doc: object) -> Self:
         obj = _object(doc, "the body")
-        key_ids = _list(obj, "keyIds")
-        for i, key_id in enumerate(key_ids):
-            if not isinstance(key_id, str):
-                raise ValueError(f"keyIds[{i}]: expected a string, got {describe(key_id)}")
-        return cls(_str(obj, "accountId"), tuple(key_ids))
+        return cls(_str(obj, "accountId"), _array(obj, "keyIds", _string))
 
 
 ControlBody = AssignBody | StorageGrantsBody | KeyIdsBody
 B = TypeVar("B", AssignBody, StorageGrantsBody, KeyIdsBody)
+T = TypeVar("T")
 
 
 def parse_body(kind: type[B], raw: bytes) -> B:
@@ -353,10 +347,7 @@ def _get(obj: dict[str, Any], name: str) -> object:
 
 
 def _str(obj: dict[str, Any], name: str) -> str:
-    value = _get(obj, name)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name}: expected a non-empty string, got {describe(value)}")
-    return value
+    return _string(_get(obj, name), name, empty=False)
 
 
 def _int(obj: dict[str, Any], name: str) -> int:
@@ -373,8 +364,15 @@ def _port(obj: dict[str, Any], name: str) -> int:
     return value
 
 
-def _list(obj: dict[str, Any], name: str) -> list[Any]:
+def _array(obj: dict[str, Any], name: str, item: Callable[[object, str], T]) -> tuple[T, ...]:
+    """`obj[name]`, a JSON array, each element checked by `item` (which is told where it is: `name[i]`)."""
     value = _get(obj, name)
     if not isinstance(value, list):
         raise ValueError(f"{name}: expected an array, got {describe(value)}")
+    return tuple(item(element, f"{name}[{i}]") for i, element in enumerate(value))
+
+
+def _string(value: object, what: str, empty: bool = True) -> str:
+    if not isinstance(value, str) or not (empty or value):
+        raise ValueError(f"{what}: expected a {'' if empty else 'non-empty '}string, got {describe(value)}")
     return value

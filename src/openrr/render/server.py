@@ -58,6 +58,7 @@ from openrr.util.http_server import GuardedServer, guarded_config
 
 logger = logging.getLogger("openrr.render")
 _Body = TypeVar("_Body", AssignBody, StorageGrantsBody, KeyIdsBody)
+_AccountBody = TypeVar("_AccountBody", StorageGrantsBody, KeyIdsBody)
 INSPECTOR_PAGE = Path(__file__).with_name("inspector.html")
 
 
@@ -123,6 +124,13 @@ class RenderServer:
         except ValueError as e:
             return JSONResponse({"error": f"{request.url.path}: {e}"}, status_code=400)
 
+    async def _account_body(self, request: Request, kind: type[_AccountBody], what: str) -> _AccountBody | Response:
+        """As `_control_body`, and 409 if the body is for another account than the one this server serves."""
+        body = await self._control_body(request, kind)
+        if not isinstance(body, Response) and body.account_id != self.identity.account_id:
+            return JSONResponse({"error": f"these {what} are for another account's session"}, status_code=409)
+        return body
+
     async def health(self, request: Request) -> Response:
         # Anyone may learn that the server is up; which tenant it serves is for the control plane only.
         if not self._from_control_plane(request):
@@ -140,11 +148,9 @@ class RenderServer:
 
     async def grant_storage(self, request: Request) -> Response:
         """The control plane's read tokens for the session account's linked storage (storage/session_access.py)."""
-        body = await self._control_body(request, StorageGrantsBody)
+        body = await self._account_body(request, StorageGrantsBody, "grants")
         if isinstance(body, Response):
             return body
-        if body.account_id != self.identity.account_id:
-            return JSONResponse({"error": "these grants are for another account's session"}, status_code=409)
         grants: list[BlobGrant] = []
         for i, doc in enumerate(body.grants):
             try:
@@ -163,11 +169,9 @@ class RenderServer:
 
     async def set_key_ids(self, request: Request) -> Response:
         """The ids of the account's current keys: tokens of any other key are refused, their connections closed."""
-        body = await self._control_body(request, KeyIdsBody)
+        body = await self._account_body(request, KeyIdsBody, "key ids")
         if isinstance(body, Response):
             return body
-        if body.account_id != self.identity.account_id:
-            return JSONResponse({"error": "these key ids are for another account's session"}, status_code=409)
         key_ids = frozenset(body.key_ids)
         if self.gate.key_ids is not None and key_ids != self.gate.key_ids:
             logger.info("the account's keys changed: tokens minted with other keys are refused from now on")
