@@ -12,33 +12,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import ssl
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from openrr.cli.toolkit import (
     StatusLine,
     UploadProgress,
     WaitTimeout,
+    add_connection_flags,
+    connection_from,
     human_bytes,
     poll_until_terminal,
     positive,
     print_fields,
     print_json,
     run_command,
+    verify_for,
 )
 from openrr.client.arrconfig import (
-    ENV_ACCOUNT_ID,
-    ENV_ACCOUNT_KEY,
-    ENV_CA_CERT,
-    ENV_ENDPOINT,
-    ENV_STS_ENDPOINT,
     ConfigError,
     Connection,
     find_config,
-    resolve_connection,
 )
 from openrr.client.conversion_rest import ConversionClient
 from openrr.client.convert_settings import (
@@ -52,7 +47,7 @@ from openrr.client.convert_settings import (
     flag_dest,
     resolve_plan,
 )
-from openrr.client.rest import ArrConnectionError, ArrHttpError, tls_context
+from openrr.client.rest import ArrConnectionError, ArrHttpError
 
 ACTIONS = ("upload", "start", "status", "wait", "cancel")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -65,23 +60,7 @@ def _add_common(p: argparse.ArgumentParser, suppress: bool) -> None:
     overwrite what was parsed before it: there its defaults are SUPPRESS."""
     none: Any = argparse.SUPPRESS if suppress else None
     false: Any = argparse.SUPPRESS if suppress else False
-    conn = p.add_argument_group("connection", "flags override environment variables, which override the config file")
-    conn.add_argument(
-        "--config", type=Path, metavar="FILE", default=none,
-        help="ARR-style arrconfig.json (default: ./arrconfig.json if present)",
-    )  # fmt: skip
-    conn.add_argument("--account-id", default=none, help=f"account ID (env {ENV_ACCOUNT_ID})")
-    conn.add_argument("--account-key", default=none, help=f"account key (env {ENV_ACCOUNT_KEY})")
-    conn.add_argument(
-        "--endpoint", "--remote-rendering-domain", dest="endpoint", default=none,
-        help=f"rendering domain, where conversions are sent (env {ENV_ENDPOINT}; "
-        "renderingSessionSettings.remoteRenderingDomain)",
-    )  # fmt: skip
-    conn.add_argument(
-        "--sts-endpoint", "--account-domain", dest="sts_endpoint", default=none,
-        help=f"account domain (STS) (env {ENV_STS_ENDPOINT}; accountSettings.arrAccountDomain)",
-    )  # fmt: skip
-    conn.add_argument("--ca-cert", metavar="FILE", default=none, help=f"CA certificate to trust (env {ENV_CA_CERT})")
+    add_connection_flags(p, none)
 
     storage = p.add_argument_group(
         "storage", f"{SECTION} of arrconfig.json; the storage key comes by flag or environment variable"
@@ -181,15 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     connection = None
     if talks:
         try:
-            connection = resolve_connection(
-                account_id=getattr(args, "account_id", None),
-                account_key=getattr(args, "account_key", None),
-                endpoint=getattr(args, "endpoint", None),
-                sts_endpoint=getattr(args, "sts_endpoint", None),
-                ca_cert=getattr(args, "ca_cert", None),
-                env=os.environ,
-                config=config,
-            )
+            connection = connection_from(args, config)
         except ConfigError as e:
             problems = e.problems + problems
     conversion_id = ""
@@ -228,10 +199,7 @@ def _act(
         if action == "upload":
             return 0
     assert connection is not None
-    try:
-        verify = tls_context(connection.ca_cert)
-    except (ssl.SSLError, OSError) as e:
-        raise ConfigError([f"cannot load CA certificate {connection.ca_cert}: {e}"]) from e
+    verify = verify_for(connection)
     client = ConversionClient(
         endpoint=connection.endpoint,
         sts_endpoint=connection.sts_endpoint,

@@ -7,38 +7,32 @@ Expired or Stopped, wait timed out, unreachable), 2 missing or malformed setting
 from __future__ import annotations
 
 import argparse
-import os
-import ssl
 import sys
 import uuid
 import webbrowser
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from openrr.cli.toolkit import (
     StatusLine,
     WaitTimeout,
+    add_connection_flags,
+    connection_from,
     poll_until_terminal,
     positive,
     print_fields,
     print_json,
     run_command,
+    verify_for,
 )
 from openrr.client.arrconfig import (
-    ENV_ACCOUNT_ID,
-    ENV_ACCOUNT_KEY,
-    ENV_CA_CERT,
-    ENV_ENDPOINT,
-    ENV_STS_ENDPOINT,
     ConfigError,
     find_config,
-    resolve_connection,
     resolve_lease,
     resolve_size,
 )
-from openrr.client.rest import ArrConnectionError, ArrHttpError, RestClient, tls_context
+from openrr.client.rest import ArrConnectionError, ArrHttpError, RestClient
 
 _T = TypeVar("_T")
 
@@ -58,31 +52,7 @@ def add_arguments(session: argparse.ArgumentParser) -> None:
     actions = session.add_subparsers(dest="action", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    conn = common.add_argument_group(
-        "connection", "flags override environment variables, which override the config file"
-    )
-    conn.add_argument(
-        "--config", type=Path, metavar="FILE", help="ARR-style arrconfig.json (default: ./arrconfig.json if present)"
-    )
-    conn.add_argument("--account-id", help=f"account ID (env {ENV_ACCOUNT_ID}; accountSettings.arrAccountId)")
-    conn.add_argument("--account-key", help=f"account key (env {ENV_ACCOUNT_KEY}; accountSettings.arrAccountKey)")
-    conn.add_argument(
-        "--endpoint",
-        "--remote-rendering-domain",
-        dest="endpoint",
-        help=f"rendering domain: region name, host[:port] or URL "
-        f"(env {ENV_ENDPOINT}; renderingSessionSettings.remoteRenderingDomain)",
-    )
-    conn.add_argument(
-        "--sts-endpoint",
-        "--account-domain",
-        dest="sts_endpoint",
-        help=f"account domain (STS); defaults to the rendering domain "
-        f"(env {ENV_STS_ENDPOINT}; accountSettings.arrAccountDomain)",
-    )
-    conn.add_argument(
-        "--ca-cert", metavar="FILE", help=f"CA certificate to trust (env {ENV_CA_CERT}, then REQUESTS_CA_BUNDLE)"
-    )
+    add_connection_flags(common)
     common.add_argument("--json", action="store_true", help="print the service's JSON instead of a summary")
 
     def with_id(p: argparse.ArgumentParser, helptext: str) -> None:
@@ -151,15 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     problems: list[str] = []
     connection = None
     try:
-        connection = resolve_connection(
-            account_id=args.account_id,
-            account_key=args.account_key,
-            endpoint=args.endpoint,
-            sts_endpoint=args.sts_endpoint,
-            ca_cert=args.ca_cert,
-            env=os.environ,
-            config=config,
-        )
+        connection = connection_from(args, config)
     except ConfigError as e:
         problems += e.problems
     # Report every missing setting in one go, as the script's Verify* functions did.
@@ -177,10 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.action != "list":
         session_id = args.session_id or _ask_session_id()
 
-    try:
-        verify = tls_context(connection.ca_cert)
-    except (ssl.SSLError, OSError) as e:
-        raise ConfigError([f"cannot load CA certificate {connection.ca_cert}: {e}"]) from e
+    verify = verify_for(connection)
 
     with RestClient(
         endpoint=connection.endpoint,

@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
-from openrr.client.arrconfig import ConfigError
+from openrr.client.arrconfig import (
+    ENV_ACCOUNT_ID,
+    ENV_ACCOUNT_KEY,
+    ENV_CA_CERT,
+    ENV_ENDPOINT,
+    ENV_STS_ENDPOINT,
+    ArrConfig,
+    ConfigError,
+    Connection,
+    resolve_connection,
+)
+from openrr.client.rest import tls_context
 
 # Without a terminal, repeat an unchanged status this often so a log shows the wait is still alive.
 HEARTBEAT_S = 30.0
@@ -43,6 +57,57 @@ def positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def add_connection_flags(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """Where the service is and who the account is: the flags of every client command (arrconfig.json's
+    accountSettings and remoteRenderingDomain). `default` is argparse.SUPPRESS where they are given twice."""
+    conn = p.add_argument_group("connection", "flags override environment variables, which override the config file")
+    conn.add_argument(
+        "--config", type=Path, metavar="FILE", default=default,
+        help="ARR-style arrconfig.json (default: ./arrconfig.json if present)",
+    )  # fmt: skip
+    conn.add_argument(
+        "--account-id", default=default, help=f"account ID (env {ENV_ACCOUNT_ID}; accountSettings.arrAccountId)"
+    )
+    conn.add_argument(
+        "--account-key", default=default, help=f"account key (env {ENV_ACCOUNT_KEY}; accountSettings.arrAccountKey)"
+    )
+    conn.add_argument(
+        "--endpoint", "--remote-rendering-domain", dest="endpoint", default=default,
+        help=f"rendering domain: region name, host[:port] or URL "
+        f"(env {ENV_ENDPOINT}; renderingSessionSettings.remoteRenderingDomain)",
+    )  # fmt: skip
+    conn.add_argument(
+        "--sts-endpoint", "--account-domain", dest="sts_endpoint", default=default,
+        help=f"account domain (STS); defaults to the rendering domain "
+        f"(env {ENV_STS_ENDPOINT}; accountSettings.arrAccountDomain)",
+    )  # fmt: skip
+    conn.add_argument(
+        "--ca-cert", metavar="FILE", default=default,
+        help=f"CA certificate to trust (env {ENV_CA_CERT}, then REQUESTS_CA_BUNDLE)",
+    )  # fmt: skip
+
+
+def connection_from(args: argparse.Namespace, config: ArrConfig | None) -> Connection:
+    """The connection flags over the environment over the file (ConfigError lists every missing setting)."""
+    return resolve_connection(
+        account_id=getattr(args, "account_id", None),
+        account_key=getattr(args, "account_key", None),
+        endpoint=getattr(args, "endpoint", None),
+        sts_endpoint=getattr(args, "sts_endpoint", None),
+        ca_cert=getattr(args, "ca_cert", None),
+        env=os.environ,
+        config=config,
+    )
+
+
+def verify_for(connection: Connection) -> ssl.SSLContext:
+    """The TLS context that trusts the connection's CA; an unreadable one is a settings problem (exit 2)."""
+    try:
+        return tls_context(connection.ca_cert)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError([f"cannot load CA certificate {connection.ca_cert}: {e}"]) from e
 
 
 class StatusLine:
