@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,13 @@ def test_e57(tmp_path: Path) -> None:
     np.testing.assert_allclose(asset.meshes[0].colors[0], [1.0, 0.0, 0.0, 1.0])
 
 
-needs_assimp = pytest.mark.skipif(shutil.which("assimp") is None, reason="needs Debian's assimp-utils")
+_NO_ASSIMP = pytest.mark.skipif(shutil.which("assimp") is None, reason="needs Debian's assimp-utils")
+
+
+def needs_assimp(test: Callable[..., None]) -> Callable[..., None]:
+    """FBX goes through the assimp tool, a process of its own: such a test is e2e, though it lives in tests/unit."""
+    marked: Callable[..., None] = pytest.mark.e2e(_NO_ASSIMP(test))
+    return marked
 
 
 @needs_assimp

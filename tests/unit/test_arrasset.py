@@ -4,25 +4,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import trimesh
 from PIL import Image
 
-from openrr.client.render_session import RenderSessionClient
 from openrr.conversions.converter import convert
 from openrr.model.arrasset import ALIGN, HEADER, MAGIC, VERTEX_DTYPE, AssetFormatError, read_asset, write_asset
 from openrr.model.mesh import MeshData, ModelData, ModelLoadError
 from openrr.model.raycast import RayCaster, TriangleChunks, triangle_chunks
 from openrr.render.renderer import _VERTEX_DTYPE
 from openrr.util.atomic import atomic_file
-from tests.harness import Service
 from tests.local_files import load_model
 from tests.models import serve_directory
 
@@ -231,30 +227,3 @@ def test_atomic_file_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> Non
     with atomic_file(target) as out:
         out.write(b"whole")
     assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["model.arrAsset"]
-
-
-def test_a_session_loads_draws_and_ray_casts_an_asset(
-    service: Service, session: dict[str, Any], tmp_path: Path
-) -> None:
-    trimesh.creation.icosphere(subdivisions=4).export(tmp_path / "ball.glb")
-    assert convert(tmp_path, "ball.glb", tmp_path, "ball.arrAsset").succeeded
-
-    async def scenario(base: str) -> None:
-        client = await RenderSessionClient.connect(
-            session["hostname"], session["handshakePort"], service.token(), ca=service.cert
-        )
-        async with client:
-            loaded = await client.load_model(f"{base}/ball.arrAsset?sig=not-a-real-signature")
-            assert loaded["triangles"] == 5120 and loaded["name"] == "ball.arrAsset"
-            assert loaded["bounds"]["max"] == pytest.approx([1, 1, 1], abs=1e-6)
-            cmd = await client.set_camera(position=(0, 0, 5), target=(0, 0, 0), fov_y=60)
-            frame = await client.next_frame(after_command=cmd)
-            h, w, _ = frame.image.shape
-            background = np.array([0.12, 0.12, 0.14]) * 255
-            centre = frame.image[h // 2 - 5 : h // 2 + 5, w // 2 - 5 : w // 2 + 5].astype(float)
-            assert np.abs(centre - background).max() > 40, "the sphere should be drawn in the middle"
-            hit = await client.ray_cast([0, 0, 5], [0, 0, -1])
-            assert hit is not None and hit["distance"] == pytest.approx(4.0, abs=2e-3)
-
-    with serve_directory(tmp_path) as base:
-        asyncio.run(scenario(base))
