@@ -13,15 +13,20 @@ from tests.harness import Service, free_port, ready_session, render_process_pids
 from tests.models import serve_directory, write_models
 
 UNIT_DIR = Path(__file__).parent / "unit"
+PROCESS_FIXTURES = {"base_dir", "service", "api", "made", "session", "blob"}
+"""The fixtures below that start the service, render servers or Azurite: no test in tests/unit/ may use them."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit/ is end to end (it may start the service, render servers, workers, Azurite,
     PostgreSQL or Chromium): marked `e2e`, so that `pytest -m "not e2e"` runs the fast layer alone. By place, not
-    by hand, so that a new process-level test cannot slip into the quick loop unmarked."""
+    by hand, so that a new process-level test cannot slip into the quick loop unmarked. A test in tests/unit/ runs
+    in process (at most a short-lived interpreter or tool; one that runs a tool such as assimp marks itself e2e)."""
     for item in items:
         if not item.path.is_relative_to(UNIT_DIR):
             item.add_marker(pytest.mark.e2e)
+        elif used := PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} is in tests/unit/ but uses {sorted(used)}: move it out of unit/")
 
 
 @pytest.fixture(scope="session")
