@@ -24,6 +24,7 @@ from openrr.sessions.service import SessionService
 from openrr.sessions.state import SessionSize, SessionStatus
 from openrr.store.db import Database
 from openrr.store.tables import SessionRow
+from openrr.util.clock import Clock, utc_now
 
 pytestmark = pytest.mark.anyio
 PLACEMENT = Placement("render.test", 50051, 50052)
@@ -42,6 +43,8 @@ class FakeBackend:
         self.released: dict[str, float] = {}
         """host_ref -> wall time (time.time()) of its first release."""
         self.shut_down = False
+        self.probes = 0
+        """How many times a server was asked: each probe means a pass (or a start's poll) looked at it."""
 
     def acquire(self, key: SessionKey, size: str) -> str:
         ref = f"host-{len(self.claimed) + len(self.released)}"
@@ -49,6 +52,7 @@ class FakeBackend:
         return ref
 
     async def probe(self, host_ref: str, key: SessionKey) -> Placement | None:
+        self.probes += 1
         if self.gone is not None:
             raise HostGone(self.gone)
         return self.placement
@@ -73,11 +77,12 @@ class FakeBackend:
 class World:
     """A session service on a fresh SQLite store, one account, and the fake backend."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, clock: Clock = utc_now) -> None:
         self.db = Database(f"sqlite:///{tmp_path / 'openrr.db'}")
         self.db.migrate()
         self.account = AccountService(self.db).create().account.account_id
-        self.sessions = SessionService(self.db, {"Standard": 4, "Premium": 1}, on_change=self._changed)
+        self.clock = clock
+        self.sessions = SessionService(self.db, {"Standard": 4, "Premium": 1}, on_change=self._changed, clock=clock)
         self.backend = FakeBackend()
         self.reconciler: Reconciler | None = None
 
@@ -91,7 +96,12 @@ class World:
     @asynccontextmanager
     async def running(self, *, interval_s: float, start_timeout_s: float = LONG) -> AsyncIterator[Reconciler]:
         self.reconciler = Reconciler(
-            self.sessions, self.backend, interval_s=interval_s, start_timeout_s=start_timeout_s, retention_days=30
+            self.sessions,
+            self.backend,
+            interval_s=interval_s,
+            start_timeout_s=start_timeout_s,
+            retention_days=30,
+            clock=self.clock,
         )
         await self.reconciler.start()
         try:
@@ -108,6 +118,15 @@ class World:
             await asyncio.sleep(0.005)
             view = self.get(session_id)
         return view
+
+    async def next_probe(self) -> None:
+        """Wait until the reconciler has looked at a server again: everything it decided before that is done."""
+        seen = self.backend.probes
+        self._changed()
+        deadline = time.monotonic() + 5.0
+        while self.backend.probes <= seen:
+            assert time.monotonic() < deadline, "timed out waiting for the reconciler to look at the server"
+            await asyncio.sleep(0.002)
 
     async def until_released(self, ref: str, timeout_s: float = 5.0) -> float:
         deadline = time.monotonic() + timeout_s
@@ -204,3 +223,48 @@ async def test_expiry_is_not_missed_between_passes(world: World) -> None:
         assert 0.0 <= late_s < 1.0, late_s
         view = await world.until("lease", _ended)
     assert view.status is SessionStatus.EXPIRED and view.elapsed_s == 60.0
+
+
+class FakeClock:
+    """The time as the test sets it: leases and start timeouts are judged against it, to the microsecond."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+async def test_on_a_set_clock_expiry_is_exactly_at_the_deadline(tmp_path: Path) -> None:
+    clock = FakeClock()
+    world = World(tmp_path, clock)
+    world.backend.placement = PLACEMENT
+    world.sessions.create(world.account, "exact", SessionSize.STANDARD, 1)
+    async with world.running(interval_s=0.01):
+        await world.until("exact", lambda v: v.status is SessionStatus.READY, timeout_s=2.0)
+        deadline = clock.now + dt.timedelta(minutes=1)  # Ready at clock.now: the lease runs from there
+        clock.now = deadline - dt.timedelta(microseconds=1)
+        await world.next_probe()  # a whole pass at one microsecond before the deadline ...
+        await world.next_probe()
+        assert world.get("exact").status is SessionStatus.READY and not world.backend.released
+        clock.now = deadline
+        await world.until_released("host-0", timeout_s=2.0)  # ... and the first pass at the deadline ends it
+        view = await world.until("exact", _ended)
+    assert view.status is SessionStatus.EXPIRED and view.elapsed_s == 60.0
+
+
+async def test_on_a_set_clock_the_start_timeout_is_exactly_its_length(tmp_path: Path) -> None:
+    clock = FakeClock()
+    world = World(tmp_path, clock)
+    world.sessions.create(world.account, "late", SessionSize.STANDARD, 10)
+    created = clock.now
+    async with world.running(interval_s=LONG, start_timeout_s=60.0):
+        await world.next_probe()
+        clock.now = created + dt.timedelta(seconds=60)  # exactly the timeout: still allowed
+        await world.next_probe()
+        await world.next_probe()
+        assert world.get("late").status is SessionStatus.STARTING
+        clock.now = created + dt.timedelta(seconds=60, microseconds=1)
+        view = await world.until("late", _ended, timeout_s=2.0)
+    assert view.status is SessionStatus.ERROR and view.error_code == "RenderServerStartTimeout"
+    assert view.error_message == "The render server did not answer within 60 seconds."
