@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from openrr.store.secretbox import SecretBox
 from tests.harness import Service, create_account, openrr, running_service, session_doc, wait_for, wait_status
+from tests.unit.asgi import assert_error
 
 V21 = {"api-version": "2021-01-01"}
 PREVIEW = {"api-version": "2021-01-01-preview"}
@@ -55,25 +56,6 @@ def assert_arr_headers(r: httpx.Response) -> None:
     assert MS_CV.fullmatch(r.headers.get("ms-cv", "")), r.headers
     assert r.headers["api-supported-versions"] == SUPPORTED
     assert r.headers["x-content-type-options"] == "nosniff"
-
-
-def assert_error(
-    r: httpx.Response, status: int, code: str, message: str | None = None, target: str | None = None
-) -> dict[str, Any]:
-    """ARR's error body `{"error": {"code", "message"}}` (plus an optional target), with ARR's headers."""
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"] == "application/json; charset=utf-8"
-    body = r.json()
-    assert list(body) == ["error"], body
-    err: dict[str, Any] = body["error"]
-    assert set(err) <= {"code", "message", "target", "details", "innerError"}, err
-    assert err["code"] == code, err
-    assert isinstance(err["message"], str) and err["message"], err
-    if message is not None:
-        assert err["message"] == message
-    if target is not None:
-        assert err.get("target") == target, err
-    return err
 
 
 def assert_unauthorized(r: httpx.Response) -> None:
