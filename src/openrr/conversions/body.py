@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from openrr.http.validation import JsonString, describe
+from openrr.http.validation import JsonString
+from openrr.util.json_values import describe
 
 
 def _optional_string(value: Any) -> Any:
