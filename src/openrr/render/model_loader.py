@@ -113,16 +113,7 @@ def _load(
         scene = parse_scene(data, kind, display, references, textures, _scrubbing(source))
     del data
     model = model_of_scene(name, scene, display, gltf_sidedness=kind in ("glb", "gltf"))
-    report(1.0)
-    logger.info(
-        "loaded %s: %d meshes, %d triangles, %d points in %.3f s",
-        display,
-        len(model.meshes),
-        model.triangles,
-        model.points,
-        time.perf_counter() - started,
-    )
-    return model
+    return _loaded(model, "", display, started, report)
 
 
 def _is_asset(name: str) -> bool:
@@ -136,9 +127,15 @@ def _asset(data: bytes, name: str, display: str, started: float, report: Monoton
         model = read_asset(data, name)
     except AssetFormatError as e:
         raise ModelLoadError(f"cannot read {display} as an .arrAsset: {e}") from None
+    return _loaded(model, "asset ", display, started, report)
+
+
+def _loaded(model: ModelData, what: str, display: str, started: float, report: MonotonicProgress) -> ModelData:
+    """The end of every load: progress at 100 % and one log line saying what was loaded and how fast."""
     report(1.0)
     logger.info(
-        "loaded asset %s: %d meshes, %d triangles, %d points in %.3f s",
+        "loaded %s%s: %d meshes, %d triangles, %d points in %.3f s",
+        what,
         display,
         len(model.meshes),
         model.triangles,
