@@ -24,7 +24,7 @@ from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
 from openrr.http.openapi import install as install_openapi
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.security_headers import viewer_headers
-from openrr.http.validation import check_api_version, check_resource_id, ids_with_encoded_slash
+from openrr.http.validation import ids_with_encoded_slash
 from openrr.services import Services
 from openrr.sessions import api_2021, api_v1
 
@@ -53,11 +53,7 @@ def _encoded_slash_id_error(request: Request) -> ArrError | None:
         return None
     services: Services = services_in(request)
     try:
-        services.auth.account_for(request, ids.account_id)
-        if not ids.v1:
-            check_api_version(request.query_params.get("api-version"))
-        if ids.resource_id is not None:
-            check_resource_id(ids.kind, ids.resource_id)
+        services.auth.authorize(request, ids.account_id, ids.kind, ids.resource_id, api_version=not ids.v1)
     except ArrError as e:
         return e
     return None

@@ -1,4 +1,5 @@
-"""What the STS face uses of the control plane's services."""
+"""What the STS face uses of the control plane's services, and what every resource face (sessions, conversions)
+uses: each face's own Protocol adds its service to `ResourceApiServices`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from typing import Protocol, cast
 
 from fastapi import Request
 
+from openrr.accounts.auth import Authenticator
 from openrr.accounts.service import AccountService
 from openrr.accounts.sts import TokenService
+from openrr.config import Settings
 from openrr.http.app_state import services_in
 from openrr.store.db import Database
 
@@ -20,3 +23,9 @@ class StsServices(Protocol):
 
 def sts_services(request: Request) -> StsServices:
     return cast(StsServices, services_in(request))
+
+
+class ResourceApiServices(Protocol):
+    settings: Settings
+    db: Database
+    auth: Authenticator

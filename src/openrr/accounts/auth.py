@@ -7,6 +7,7 @@ from fastapi import Request
 from openrr.accounts.service import AccountService, normalize_account_id
 from openrr.accounts.sts import InvalidToken, TokenService
 from openrr.http.errors import account_gone, bad_request, forbidden, unauthorized
+from openrr.http.validation import check_api_version, check_resource_id
 
 
 class Authenticator:
@@ -36,4 +37,17 @@ class Authenticator:
             raise account_gone()
         if claims.key_id not in key_ids:
             raise unauthorized("The access token was revoked: the account key it was issued for has been rotated.")
+        return account_id
+
+    def authorize(
+        self, request: Request, path_account: str, kind: str, resource_id: str | None, *, api_version: bool = True
+    ) -> str:
+        """The checks every session and conversion operation makes first, in ARR's order: the token (`account_for`),
+        then the api-version (the 2021 API; the v1 API has none), then the `kind` id in the path, if any. Returns the
+        canonical account id."""
+        account_id = self.account_for(request, path_account)
+        if api_version:
+            check_api_version(request.query_params.get("api-version"))
+        if resource_id is not None:
+            check_resource_id(kind, resource_id)
         return account_id

@@ -18,7 +18,6 @@ from openrr.http.body import parse_body
 from openrr.http.errors import ArrError, account_gone, bad_request, not_found
 from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
-from openrr.http.validation import check_api_version, check_resource_id
 
 router = APIRouter()
 BASE = "/accounts/{account_id}/conversions"
@@ -28,11 +27,7 @@ def _authorize(
     request: Request, account_id: str, conversion_id: str | None = None
 ) -> tuple[ConversionApiServices, str]:
     services = conversion_services(request)
-    account = services.auth.account_for(request, account_id)
-    check_api_version(request.query_params.get("api-version"))
-    if conversion_id is not None:
-        check_resource_id("conversion", conversion_id)
-    return services, account
+    return services, services.auth.authorize(request, account_id, "conversion", conversion_id)
 
 
 def request_of(body: CreateConversionBody) -> ConversionRequest:

@@ -6,19 +6,14 @@ from typing import Protocol, cast
 
 from fastapi import Request
 
-from openrr.accounts.auth import Authenticator
+from openrr.accounts.api_deps import ResourceApiServices
 from openrr.accounts.storage_links import StorageLinks
-from openrr.config import Settings
 from openrr.conversions.service import ConversionService
 from openrr.http.app_state import services_in
-from openrr.store.db import Database
 
 
-class ConversionApiServices(Protocol):
-    settings: Settings
-    db: Database
+class ConversionApiServices(ResourceApiServices, Protocol):
     conversions: ConversionService
-    auth: Authenticator
     links: StorageLinks
 
 

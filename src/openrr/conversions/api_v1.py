@@ -27,7 +27,6 @@ from openrr.http.errors import ArrError, not_found
 from openrr.http.links import route_link
 from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
-from openrr.http.validation import check_resource_id
 from openrr.protocol.storage_uri import default_endpoint, parse_container_uri
 
 router = APIRouter()
@@ -64,9 +63,11 @@ class V1ProblemDetails(ArrError):
         }
 
 
-def _authorize(request: Request, account_id: str) -> tuple[ConversionApiServices, str]:
+def _authorize(
+    request: Request, account_id: str, conversion_id: str | None = None
+) -> tuple[ConversionApiServices, str]:
     services = conversion_services(request)
-    return services, services.auth.account_for(request, account_id)
+    return services, services.auth.authorize(request, account_id, "conversion", conversion_id, api_version=False)
 
 
 async def _parse(request: Request, services: ConversionApiServices) -> CreateConversionV1Body:
@@ -201,8 +202,7 @@ def v1_conversion(v: ConversionView) -> dict[str, Any]:
 
 @router.get(BASE + "/{conversion_id}", name="get_conversion_v1", **doc.GET_V1)
 async def get_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
-    services, account = _authorize(request, account_id)
-    check_resource_id("conversion", conversion_id)
+    services, account = _authorize(request, account_id, conversion_id)
     try:
         view = await services.db.read_async(services.conversions.get, account, conversion_id)
     except ConversionNotFound as e:

@@ -15,7 +15,7 @@ from openrr.http.body import parse_body
 from openrr.http.errors import ArrError, account_gone, bad_request, not_found
 from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
-from openrr.http.validation import JsonString, WholeMinutes, check_api_version, check_resource_id
+from openrr.http.validation import JsonString, WholeMinutes
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_deps import SessionApiServices, session_services
 from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, create_refusal
@@ -48,11 +48,7 @@ class UpdateSessionSettings(BaseModel):
 
 def _authorize(request: Request, account_id: str, session_id: str | None = None) -> tuple[SessionApiServices, str]:
     services = session_services(request)
-    account = services.auth.account_for(request, account_id)
-    check_api_version(request.query_params.get("api-version"))
-    if session_id is not None:
-        check_resource_id("session", session_id)
-    return services, account
+    return services, services.auth.authorize(request, account_id, "session", session_id)
 
 
 def check_create_lease(minutes: int, field: str = "maxLeaseTimeMinutes") -> None:

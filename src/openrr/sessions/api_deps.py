@@ -6,18 +6,13 @@ from typing import Protocol, cast
 
 from fastapi import Request
 
-from openrr.accounts.auth import Authenticator
-from openrr.config import Settings
+from openrr.accounts.api_deps import ResourceApiServices
 from openrr.http.app_state import services_in
 from openrr.sessions.service import SessionService
-from openrr.store.db import Database
 
 
-class SessionApiServices(Protocol):
-    settings: Settings
-    db: Database
+class SessionApiServices(ResourceApiServices, Protocol):
     sessions: SessionService
-    auth: Authenticator
 
 
 def session_services(request: Request) -> SessionApiServices:

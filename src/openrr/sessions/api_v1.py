@@ -15,7 +15,7 @@ from openrr.http.body import parse_body
 from openrr.http.errors import account_gone, bad_request, not_found
 from openrr.http.links import route_link
 from openrr.http.responses import ArrJSONResponse
-from openrr.http.validation import JsonString, check_resource_id
+from openrr.http.validation import JsonString
 from openrr.protocol.timespan import format_timespan, parse_timespan
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
@@ -58,9 +58,9 @@ def _lease_minutes(text: str) -> int:
     return whole_minutes(seconds)
 
 
-def _authorize(request: Request, account_id: str) -> tuple[SessionApiServices, str]:
+def _authorize(request: Request, account_id: str, session_id: str | None = None) -> tuple[SessionApiServices, str]:
     services = session_services(request)
-    return services, services.auth.account_for(request, account_id)
+    return services, services.auth.authorize(request, account_id, "session", session_id, api_version=False)
 
 
 def v1_properties(v: SessionView) -> dict[str, Any]:
@@ -102,8 +102,7 @@ async def create_session(request: Request, account_id: str) -> Response:
 
 @router.get(BASE + "/{session_id}/properties", name="get_session_properties_v1", **doc.GET_V1)
 async def get_properties(request: Request, account_id: str, session_id: str) -> Response:
-    services, account = _authorize(request, account_id)
-    check_resource_id("session", session_id)
+    services, account = _authorize(request, account_id, session_id)
     try:
         view = await services.db.read_async(services.sessions.get, account, session_id)
     except SessionNotFound as e:
@@ -113,8 +112,7 @@ async def get_properties(request: Request, account_id: str, session_id: str) -> 
 
 @router.patch(BASE + "/{session_id}", **doc.update_v1(UpdateSessionV1))
 async def update_session(request: Request, account_id: str, session_id: str) -> Response:
-    services, account = _authorize(request, account_id)
-    check_resource_id("session", session_id)
+    services, account = _authorize(request, account_id, session_id)
     body = await parse_body(request, UpdateSessionV1, services.settings.max_body_bytes)
     minutes = _lease_minutes(body.maxLeaseTime)
     if minutes < 0:
@@ -139,8 +137,7 @@ def _lease_refusal(e: LeaseNotExtendable) -> str:
 
 @router.delete(BASE + "/{session_id}", **doc.DELETE_V1)
 async def delete_session(request: Request, account_id: str, session_id: str) -> Response:
-    services, account = _authorize(request, account_id)
-    check_resource_id("session", session_id)
+    services, account = _authorize(request, account_id, session_id)
     try:
         await run_in_threadpool(services.sessions.stop, account, session_id)
     except SessionNotFound as e:
