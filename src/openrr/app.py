@@ -19,7 +19,7 @@ from openrr.accounts import api_sts
 from openrr.conversions import api_2021 as conversions_2021
 from openrr.conversions import api_v1 as conversions_v1
 from openrr.http.app_state import attach_services, services_in
-from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler
+from openrr.http.errors import ArrError, arr_error_handler, internal_error_handler, not_found
 from openrr.http.middleware import ArrHeadersMiddleware, TokenBucketLimiter
 from openrr.http.openapi import install as install_openapi
 from openrr.http.responses import ArrJSONResponse
@@ -27,6 +27,7 @@ from openrr.http.security_headers import viewer_headers
 from openrr.http.validation import ids_with_encoded_slash
 from openrr.services import Services
 from openrr.sessions import api_2021, api_v1
+from openrr.store.rows import RecordNotFound
 
 logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent / "web"
@@ -57,6 +58,11 @@ def _encoded_slash_id_error(request: Request) -> ArrError | None:
     except ArrError as e:
         return e
     return None
+
+
+async def _record_not_found(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RecordNotFound)
+    return await arr_error_handler(request, not_found(exc.kind, exc.ident))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
@@ -92,6 +98,7 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     app = FastAPI(title="openrr", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     attach_services(app, services)
     app.add_exception_handler(ArrError, arr_error_handler)
+    app.add_exception_handler(RecordNotFound, _record_not_found)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, internal_error_handler)

@@ -13,9 +13,9 @@ from openrr.conversions.body import CreateConversionBody
 from openrr.conversions.codes import LINK_MISSING, LINK_MISSING_MESSAGE
 from openrr.conversions.request import ConversionRequest, InvalidSetting, build_request
 from openrr.conversions.serialize import conversion_json
-from openrr.conversions.service import ConversionConflict, ConversionNotFound, LinkedStorageMissing
+from openrr.conversions.service import ConversionConflict, LinkedStorageMissing
 from openrr.http.body import parse_body
-from openrr.http.errors import ArrError, account_gone, bad_request, not_found
+from openrr.http.errors import ArrError, account_gone, bad_request
 from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
 
@@ -76,10 +76,7 @@ async def create_conversion(request: Request, account_id: str, conversion_id: st
 @router.get(BASE + "/{conversion_id}", **doc.GET_2021)
 async def get_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     services, account = _authorize(request, account_id, conversion_id)
-    try:
-        view = await services.db.read_async(services.conversions.get, account, conversion_id)
-    except ConversionNotFound as e:
-        raise not_found("conversion", conversion_id) from e
+    view = await services.db.read_async(services.conversions.get, account, conversion_id)
     return ArrJSONResponse(conversion_json(view))
 
 
@@ -87,10 +84,7 @@ async def get_conversion(request: Request, account_id: str, conversion_id: str) 
 async def cancel_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     """openrr's extension: ARR had no cancel operation (though its RBAC had `convert/delete`)."""
     services, account = _authorize(request, account_id, conversion_id)
-    try:
-        view = await run_in_threadpool(services.conversions.cancel, account, conversion_id)
-    except ConversionNotFound as e:
-        raise not_found("conversion", conversion_id) from e
+    view = await run_in_threadpool(services.conversions.cancel, account, conversion_id)
     return ArrJSONResponse(conversion_json(view))
 
 

@@ -20,10 +20,9 @@ from openrr.conversions.api_deps import ConversionApiServices, conversion_servic
 from openrr.conversions.body import CreateConversionV1Body
 from openrr.conversions.model import ConversionView
 from openrr.conversions.request import InvalidSetting, build_request
-from openrr.conversions.service import ConversionNotFound
 from openrr.conversions.state import ConversionStatus
 from openrr.http.body import read_json_object, validate_body
-from openrr.http.errors import ArrError, not_found
+from openrr.http.errors import ArrError
 from openrr.http.links import route_link
 from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
@@ -203,10 +202,7 @@ def v1_conversion(v: ConversionView) -> dict[str, Any]:
 @router.get(BASE + "/{conversion_id}", name="get_conversion_v1", **doc.GET_V1)
 async def get_conversion(request: Request, account_id: str, conversion_id: str) -> Response:
     services, account = _authorize(request, account_id, conversion_id)
-    try:
-        view = await services.db.read_async(services.conversions.get, account, conversion_id)
-    except ConversionNotFound as e:
-        raise not_found("conversion", conversion_id) from e
+    view = await services.db.read_async(services.conversions.get, account, conversion_id)
     return ArrJSONResponse(v1_conversion(view))
 
 

@@ -23,7 +23,7 @@ from openrr.storage.links import LinkCredentials
 from openrr.storage.local import allowed_root
 from openrr.store.db import Database
 from openrr.store.paging import Cursor, Page, keyset_page
-from openrr.store.rows import purge_older_than, row_for_update
+from openrr.store.rows import RecordNotFound, purge_older_than, row_for_update
 from openrr.store.secretbox import SecretBox
 from openrr.store.tables import ConversionRow
 from openrr.util.clock import utc_now as _now
@@ -34,8 +34,8 @@ _GET = select(_CONVERSIONS).where(
 )
 
 
-class ConversionNotFound(LookupError):
-    pass
+class ConversionNotFound(RecordNotFound):
+    kind = "conversion"
 
 
 class ConversionConflict(Exception):

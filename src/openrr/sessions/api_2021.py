@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openrr.accounts.service import AccountGone
 from openrr.http.body import parse_body
-from openrr.http.errors import ArrError, account_gone, bad_request, not_found
+from openrr.http.errors import ArrError, account_gone, bad_request
 from openrr.http.paging import next_page_link, requested_after
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes
@@ -21,7 +21,7 @@ from openrr.sessions.api_deps import SessionApiServices, session_services
 from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, create_refusal
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.serialize import session_json
-from openrr.sessions.service import SessionConflict, SessionNotFound
+from openrr.sessions.service import SessionConflict
 from openrr.sessions.state import SessionSize
 
 router = APIRouter()
@@ -95,10 +95,7 @@ def quota_refusal(e: QuotaExceeded) -> ArrError:
 @router.get(BASE + "/{session_id}", **doc.GET_2021)
 async def get_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
-    try:
-        view = await services.db.read_async(services.sessions.get, account, session_id)
-    except SessionNotFound as e:
-        raise not_found("session", session_id) from e
+    view = await services.db.read_async(services.sessions.get, account, session_id)
     return ArrJSONResponse(session_json(view))
 
 
@@ -110,8 +107,6 @@ async def update_session(request: Request, account_id: str, session_id: str) -> 
         raise bad_request("The maxLeaseTimeMinutes value cannot be negative.", "maxLeaseTimeMinutes")
     try:
         view = await run_in_threadpool(services.sessions.extend, account, session_id, body.maxLeaseTimeMinutes)
-    except SessionNotFound as e:
-        raise not_found("session", session_id) from e
     except LeaseNotExtendable as e:
         raise ArrError(422, "UnprocessableEntity", _lease_refusal(e), "maxLeaseTimeMinutes") from e
     return ArrJSONResponse(session_json(view))
@@ -128,10 +123,7 @@ def _lease_refusal(e: LeaseNotExtendable) -> str:
 @router.post(BASE + "/{session_id}/:stop", **doc.STOP_2021)
 async def stop_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
-    try:
-        await run_in_threadpool(services.sessions.stop, account, session_id)
-    except SessionNotFound as e:
-        raise not_found("session", session_id) from e
+    await run_in_threadpool(services.sessions.stop, account, session_id)
     return Response(status_code=204)
 
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openrr.accounts.service import AccountGone
 from openrr.http.body import parse_body
-from openrr.http.errors import account_gone, bad_request, not_found
+from openrr.http.errors import account_gone, bad_request
 from openrr.http.links import route_link
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString
@@ -23,7 +23,6 @@ from openrr.sessions.api_deps import SessionApiServices, session_services
 from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, whole_minutes
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded
-from openrr.sessions.service import SessionNotFound
 from openrr.sessions.state import SessionStatus
 
 router = APIRouter()
@@ -103,10 +102,7 @@ async def create_session(request: Request, account_id: str) -> Response:
 @router.get(BASE + "/{session_id}/properties", name="get_session_properties_v1", **doc.GET_V1)
 async def get_properties(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
-    try:
-        view = await services.db.read_async(services.sessions.get, account, session_id)
-    except SessionNotFound as e:
-        raise not_found("session", session_id) from e
+    view = await services.db.read_async(services.sessions.get, account, session_id)
     return ArrJSONResponse(v1_properties(view))
 
 
@@ -119,8 +115,6 @@ async def update_session(request: Request, account_id: str, session_id: str) -> 
         raise bad_request("The maxLeaseTime value cannot be negative.", "maxLeaseTime")
     try:
         await run_in_threadpool(services.sessions.extend, account, session_id, minutes)
-    except SessionNotFound as e:
-        raise not_found("session", session_id) from e
     except LeaseNotExtendable as e:
         raise bad_request(_lease_refusal(e), "maxLeaseTime") from e
     return Response(status_code=200)
@@ -138,10 +132,7 @@ def _lease_refusal(e: LeaseNotExtendable) -> str:
 @router.delete(BASE + "/{session_id}", **doc.DELETE_V1)
 async def delete_session(request: Request, account_id: str, session_id: str) -> Response:
     services, account = _authorize(request, account_id, session_id)
-    try:
-        await run_in_threadpool(services.sessions.stop, account, session_id)
-    except SessionNotFound as e:
-        raise not_found("session", session_id) from e
+    await run_in_threadpool(services.sessions.stop, account, session_id)
     return Response(status_code=204)
 
 

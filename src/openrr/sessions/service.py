@@ -21,7 +21,7 @@ from openrr.sessions.quotas import QuotaExceeded, default_quota
 from openrr.sessions.state import LIVE, SessionSize, SessionStatus, transition
 from openrr.store.db import Database
 from openrr.store.paging import Cursor, Page, keyset_page
-from openrr.store.rows import purge_older_than, row_for_update
+from openrr.store.rows import RecordNotFound, purge_older_than, row_for_update
 from openrr.store.tables import SessionQuotaRow, SessionRow
 from openrr.util.clock import Clock, utc_now
 
@@ -40,8 +40,8 @@ _GET_QUOTA = select(_QUOTAS.c.sessions).where(
 )
 
 
-class SessionNotFound(LookupError):
-    pass
+class SessionNotFound(RecordNotFound):
+    kind = "session"
 
 
 class SessionConflict(Exception):

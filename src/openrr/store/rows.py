@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -11,6 +11,17 @@ from sqlalchemy.orm import Session
 from openrr.store.db import Database
 
 R = TypeVar("R")
+
+
+class RecordNotFound(LookupError):
+    """The account has no record of this `kind` with this id (the one argument). The app answers it, wherever an API
+    operation raises it, with ARR's 404 naming both."""
+
+    kind: ClassVar[str]
+
+    @property
+    def ident(self) -> str:
+        return str(self.args[0])
 
 
 def row_for_update(db: Database, s: Session, row_type: type[R], key: tuple[str, str]) -> R | None:
