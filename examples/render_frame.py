@@ -1,7 +1,8 @@
 """Render one picture of a model in a Ready session, with the Python client (openrr.client).
 
-    export OPENRR_ENDPOINT=https://127.0.0.1:8443 OPENRR_ACCOUNT_ID=<account id> OPENRR_ACCOUNT_KEY=<account key>
+    export OPENRR_ACCOUNT_ID=<account id> OPENRR_ACCOUNT_KEY=<account key>   # what `openrr serve` printed
     export OPENRR_CA_CERT=~/.local/share/openrr/tls/cert.pem     # DATA_DIR/tls/cert.pem of `openrr serve`
+    export OPENRR_ENDPOINT=https://127.0.0.1:8443                # the default: `openrr serve`'s own default
     python examples/render_frame.py SESSION_ID https://example.org/house.glb --out house.jpg [--webrtc]
 
 Prints what it saw as JSON. The model URL may be anything the session's server may load: an http(s) URL (local
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,26 @@ import simplejpeg
 
 from openrr.client import ClientError, RenderSessionClient, open_webrtc
 
+DEFAULT_ENDPOINT = "https://127.0.0.1:8443"  # where `openrr serve` listens unless told otherwise
+
+
+class MissingSetting(Exception):
+    """An environment variable the script needs is not set."""
+
+
+def connection(environ: Mapping[str, str]) -> tuple[str, str, str, str | None]:
+    """(endpoint, account id, account key, CA file) from the environment; MissingSetting names what is unset."""
+    missing = [name for name in ("OPENRR_ACCOUNT_ID", "OPENRR_ACCOUNT_KEY") if not environ.get(name)]
+    if missing:
+        raise MissingSetting(f"set {' and '.join(missing)} (the account id and key that `openrr serve` printed)")
+    endpoint = environ.get("OPENRR_ENDPOINT") or DEFAULT_ENDPOINT
+    return endpoint, environ["OPENRR_ACCOUNT_ID"], environ["OPENRR_ACCOUNT_KEY"], environ.get("OPENRR_CA_CERT") or None
+
 
 async def render(args: argparse.Namespace) -> dict[str, Any]:
+    endpoint, account_id, account_key, ca = connection(os.environ)
     async with await RenderSessionClient.connect_session(
-        os.environ["OPENRR_ENDPOINT"],
-        os.environ["OPENRR_ACCOUNT_ID"],
-        os.environ["OPENRR_ACCOUNT_KEY"],
-        args.session_id,
-        ca=os.environ.get("OPENRR_CA_CERT") or None,
+        endpoint, account_id, account_key, args.session_id, ca=ca
     ) as session:
         model = await session.load_model(args.model_url)
         await session.set_camera(position=(0, 0, 5), target=(0, 0, 0))
@@ -62,6 +76,9 @@ def main() -> int:
     args = parser.parse_args()
     try:
         print(json.dumps(asyncio.run(render(args))))
+    except MissingSetting as e:
+        print(f"error: {e}")
+        return 2
     except ClientError as e:  # every error the client library raises on purpose
         print(f"error: {e}")
         return 1
