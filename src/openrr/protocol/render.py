@@ -15,6 +15,8 @@ CODEC_JPEG = 1
 CODEC_H264 = 2
 KEYFRAME = 0x100
 """Set in the codec field of an H.264 frame that a decoder can start from."""
+MAX_CUT_PLANES = 8
+"""How many planes one setCutPlanes may give: what the command accepts, and what the renderer clips with."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, 
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from openrr.protocol.render import MAX_CUT_PLANES
+
 logger = logging.getLogger(__name__)
 
 BAD_REQUEST = "BadRequest"
@@ -28,7 +30,6 @@ FORBIDDEN = "Forbidden"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 INTERNAL_ERROR = "InternalError"
 """A command failed on a bug of the server's own (logged there): not the client's fault, and not BadRequest."""
-MAX_CUT_PLANES = 8
 MIN_STREAM = (16, 16)
 MAX_STREAM = (3840, 2160)
 _W, _H = (f"{lo} .. {hi}" for lo, hi in zip(MIN_STREAM, MAX_STREAM, strict=True))

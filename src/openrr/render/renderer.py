@@ -17,11 +17,11 @@ import moderngl
 import numpy as np
 import numpy.typing as npt
 
+from openrr.protocol.render import MAX_CUT_PLANES
 from openrr.render.camera import Camera, look_at, perspective
 
 logger = logging.getLogger(__name__)
 
-MAX_CUT_PLANES = 8
 SEE_THROUGH_ALPHA = 0.35
 POINT_SIZE_PX = 2.5
 OUTLINE_PX = 3.0
@@ -70,8 +70,8 @@ uniform mat4 u_view_proj;
 uniform mat4 u_model;
 uniform mat3 u_normal_matrix;
 #if CUT_PLANES
-uniform vec4 u_cut_planes[8];
-out float gl_ClipDistance[8];
+uniform vec4 u_cut_planes[MAX_CUT_PLANES];
+out float gl_ClipDistance[MAX_CUT_PLANES];
 #endif
 
 in vec3 in_position;
@@ -100,7 +100,7 @@ void main() {
 #if CUT_PLANES
     // Cut planes as clip distances rather than a discard in the fragment shader: clipping is exact, and a
     // shader without discard keeps llvmpipe's early depth test.
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < MAX_CUT_PLANES; ++i) {
         gl_ClipDistance[i] = dot(u_cut_planes[i].xyz, world.xyz) + u_cut_planes[i].w;
     }
 #endif
@@ -191,8 +191,8 @@ uniform mat3 u_normal_matrix;
 uniform vec2 u_viewport;
 uniform float u_outline_px;
 #if CUT_PLANES
-uniform vec4 u_cut_planes[8];
-out float gl_ClipDistance[8];
+uniform vec4 u_cut_planes[MAX_CUT_PLANES];
+out float gl_ClipDistance[MAX_CUT_PLANES];
 #endif
 
 in vec3 in_position;
@@ -201,7 +201,7 @@ in vec3 in_normal;
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
 #if CUT_PLANES
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < MAX_CUT_PLANES; ++i) {
         gl_ClipDistance[i] = dot(u_cut_planes[i].xyz, world.xyz) + u_cut_planes[i].w;
     }
 #endif
@@ -223,18 +223,18 @@ void main() {
 }
 """
 
-_CHECKER_VERTEX_SHADER = """
+_CHECKER_VERTEX_SHADER = f"""
 #version 330
-out float gl_ClipDistance[8];
-void main() {
+out float gl_ClipDistance[{MAX_CUT_PLANES}];
+void main() {{
     // Clip distances stay enabled while cut planes are set; keep this triangle on their inside.
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < {MAX_CUT_PLANES}; ++i) {{
         gl_ClipDistance[i] = 1.0;
-    }
+    }}
     // One triangle that covers the whole viewport, with no vertex buffer.
     vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
     gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
+}}
 """
 
 _CHECKER_FRAGMENT_SHADER = f"""
@@ -296,7 +296,8 @@ class _Shader:
     dict access plus a Python call per uniform per draw). Uniforms the compiler dropped are ignored."""
 
     def __init__(self, ctx: moderngl.Context, vertex: str, fragment: str, **defines: bool) -> None:
-        header = "#version 330\n" + "".join(f"#define {name} {int(on)}\n" for name, on in defines.items())
+        header = f"#version 330\n#define MAX_CUT_PLANES {MAX_CUT_PLANES}\n"
+        header += "".join(f"#define {name} {int(on)}\n" for name, on in defines.items())
         if "shade(" in vertex + fragment:
             header += _SHADING
         self.program = ctx.program(vertex_shader=header + vertex, fragment_shader=header + fragment)
