@@ -143,3 +143,14 @@ def test_render_server_is_the_contracts_command_name() -> None:
     from openrr.render.control import RENDER_SERVER_COMMAND
 
     assert RENDER_SERVER == RENDER_SERVER_COMMAND and RENDER_SERVER in COMMANDS
+
+
+def test_serve_refuses_a_data_directory_a_running_service_uses(
+    runtime: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "served"
+    with running.announce(Settings(data_dir=served, port=1234)):
+        assert main(["serve", "--data-dir", str(served), "--port", "1"]) == 2
+    said = capsys.readouterr().err
+    assert f"already uses data directory {served.resolve()}" in said and "127.0.0.1:1234" in said
+    assert not served.exists()  # refused before creating or changing anything there

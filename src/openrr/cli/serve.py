@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from openrr.cli import running
@@ -87,5 +88,12 @@ def run(args: argparse.Namespace) -> int:
     from openrr.serve import serve
 
     settings = settings_from(args)
+    # Two services on one data directory would fight over its render servers' files and its port records: refuse
+    # before touching anything of it.
+    data_dir = settings.data_dir.resolve()
+    for other in running.running():
+        if other.store.data_dir == data_dir:
+            print(f"openrr serve: {other} already uses data directory {data_dir}; stop it first", file=sys.stderr)
+            return 2
     with running.announce(settings):
         return serve(settings, args.log_level)
