@@ -54,6 +54,7 @@ def azurite(workdir: Path) -> Iterator[Azurite]:
             str(workdir),
             "--silent",
             "--skipApiVersionCheck",
+            "--disableTelemetry",  # it would try to reach Microsoft, which CI and tests must not
             "--loose",
         ],
         stdout=log,
