@@ -92,7 +92,7 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         host_ref = row.host_ref
         if host_ref is None:
             try:
-                host_ref = await asyncio.to_thread(self.backend.acquire, key, row.size)
+                host_ref = await self.in_thread(self.backend.acquire, key, row.size)
             except Exception as e:
                 logger.exception("could not start a render server for %s", key.session_id)
                 await self._fail(key, "RenderServerStartFailed", f"The render server could not start: {e}")

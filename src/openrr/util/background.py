@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Hashable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, Generic, ParamSpec, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class BackgroundLoop(Generic[K]):
@@ -25,6 +27,7 @@ class BackgroundLoop(Generic[K]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._spawned: dict[K, asyncio.Task[Any]] = {}
+        self._threads: set[asyncio.Future[Any]] = set()
         self._last_maintenance: float | None = None
         # The subclass's module logs what goes wrong in it.
         self._log = logging.getLogger(type(self).__module__)
@@ -50,6 +53,7 @@ class BackgroundLoop(Generic[K]):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._threads, return_exceptions=True)
         await self.after_stop()
 
     # --- for subclasses ---------------------------------------------------------------------------------
@@ -83,6 +87,14 @@ class BackgroundLoop(Generic[K]):
         self._spawned[key] = task
         task.add_done_callback(lambda t: self._finished(t, key, what))
 
+    async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn` in a worker thread that `stop` waits for. Cancelling the caller cannot stop a thread, and what it
+        does (start a render server) must be over before whatever follows a stop (stop every server)."""
+        future = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        self._threads.add(future)
+        future.add_done_callback(self._threads.discard)
+        return await asyncio.shield(future)
+
     def running(self, key: K) -> bool:
         return key in self._spawned
 
@@ -109,8 +121,12 @@ class BackgroundLoop(Generic[K]):
                 await self.run_once()
             except Exception:
                 self._log.exception("%s: pass failed", self.name)
+            timeout = await self.next_wait_s()
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancellation (stop) that arrives as
+            # the event is set (a kick), and the loop then never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self.next_wait_s())
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
 
     def _finished(self, task: asyncio.Task[Any], key: K, what: str) -> None:
