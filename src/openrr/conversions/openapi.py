@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from openrr.conversions.body import CreateConversionV1Body, V1InputBody, V1OutputBody
 from openrr.http.openapi import (
     API_VERSION,
+    LOCATION,
     SKIPTOKEN,
     data_plane_errors,
     error,
@@ -128,7 +129,6 @@ _LINK = (
     "The token was issued for another account, or no SAS was given and no storage account is linked for the "
     "container (code DelegatedResourceAccessError)."
 )
-_LOCATION = {"Location": {"required": True, "schema": {"type": "string"}}}
 
 
 def create_2021(body: type[BaseModel]) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def create_v1(body: type[BaseModel], summary: str) -> dict[str, Any]:
         summary=summary,
         responses={
             **data_plane_errors(body=True, not_found=False),
-            202: json_body(V1ConversionCreated, "Conversion created; Location names it.", _LOCATION),
+            202: json_body(V1ConversionCreated, "Conversion created; Location names it.", LOCATION),
             400: bad,
             403: error(_LINK),
         },

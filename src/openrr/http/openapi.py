@@ -62,6 +62,8 @@ SKIPTOKEN: dict[str, Any] = {
 
 _RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}
 _CHALLENGE = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
+LOCATION = {"Location": {"required": True, "schema": {"type": "string"}}}
+"""The header of a v1 create's 202, naming the new resource."""
 
 
 def error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -6,7 +6,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openrr.http.openapi import API_VERSION, SKIPTOKEN, data_plane_errors, empty, error, json_body, operation
+from openrr.http.openapi import (
+    API_VERSION,
+    LOCATION,
+    SKIPTOKEN,
+    data_plane_errors,
+    empty,
+    error,
+    json_body,
+    operation,
+)
 
 SessionSizeName = Literal["Standard", "Premium"]
 SessionStatusName = Literal["Starting", "Ready", "Stopped", "Expired", "Error"]
@@ -66,10 +75,6 @@ class V1SessionCreated(BaseModel):
 _QUOTA = "The token was issued for another account, or the account's quota for live sessions of this size is reached"
 
 
-def _errors(*, body: bool, not_found: bool) -> dict[int | str, dict[str, Any]]:
-    return data_plane_errors(body=body, not_found=not_found)
-
-
 # --- 2021-01-01 -----------------------------------------------------------------------------------------------
 
 
@@ -80,7 +85,7 @@ def create_2021(body: type[BaseModel]) -> dict[str, Any]:
         query=[API_VERSION],
         summary="Create a session (idempotent for the same settings)",
         responses={
-            **_errors(body=True, not_found=False),
+            **data_plane_errors(body=True, not_found=False),
             200: json_body(SessionProperties, "A session with this ID and the same settings exists already."),
             201: json_body(SessionProperties, "Session created."),
             403: error(_QUOTA + " (code QuotaExceeded)."),
@@ -93,7 +98,7 @@ GET_2021 = operation(
     status=200,
     query=[API_VERSION],
     summary="Get a session",
-    responses={**_errors(body=False, not_found=True), 200: json_body(SessionProperties, "The session.")},
+    responses={**data_plane_errors(body=False, not_found=True), 200: json_body(SessionProperties, "The session.")},
 )
 
 
@@ -104,7 +109,7 @@ def update_2021(body: type[BaseModel]) -> dict[str, Any]:
         query=[API_VERSION],
         summary="Extend a session's lease",
         responses={
-            **_errors(body=True, not_found=True),
+            **data_plane_errors(body=True, not_found=True),
             200: json_body(SessionProperties, "The updated session."),
             422: error("The lease cannot be set: not larger than the current one, over 24 h, or the session ended."),
         },
@@ -115,18 +120,16 @@ STOP_2021 = operation(
     status=204,
     query=[API_VERSION],
     summary="Stop a session",
-    responses={**_errors(body=False, not_found=True), 204: empty("Stopped (or already ended).")},
+    responses={**data_plane_errors(body=False, not_found=True), 204: empty("Stopped (or already ended).")},
 )
 LIST_2021 = operation(
     status=200,
     query=[API_VERSION, SKIPTOKEN],
     summary="List the live (Starting or Ready) sessions",
-    responses={**_errors(body=False, not_found=False), 200: json_body(SessionList, "One page of sessions.")},
+    responses={**data_plane_errors(body=False, not_found=False), 200: json_body(SessionList, "One page of sessions.")},
 )
 
 # --- v1 -------------------------------------------------------------------------------------------------------
-
-_LOCATION = {"Location": {"required": True, "schema": {"type": "string"}}}
 
 
 def create_v1(body: type[BaseModel]) -> dict[str, Any]:
@@ -135,8 +138,8 @@ def create_v1(body: type[BaseModel]) -> dict[str, Any]:
         body=body,
         summary="Create a session (v1)",
         responses={
-            **_errors(body=True, not_found=False),
-            202: json_body(V1SessionCreated, "Session created; Location names its properties.", _LOCATION),
+            **data_plane_errors(body=True, not_found=False),
+            202: json_body(V1SessionCreated, "Session created; Location names its properties.", LOCATION),
             403: error(_QUOTA + " (code QuotaExceeded)."),
         },
     )
@@ -145,7 +148,7 @@ def create_v1(body: type[BaseModel]) -> dict[str, Any]:
 GET_V1 = operation(
     status=200,
     summary="Get a session's properties (v1)",
-    responses={**_errors(body=False, not_found=True), 200: json_body(V1SessionProperties, "The session.")},
+    responses={**data_plane_errors(body=False, not_found=True), 200: json_body(V1SessionProperties, "The session.")},
 )
 
 
@@ -154,17 +157,17 @@ def update_v1(body: type[BaseModel]) -> dict[str, Any]:
         status=200,
         body=body,
         summary="Set a session's total lease (v1)",
-        responses={**_errors(body=True, not_found=True), 200: empty("Updated (no body).")},
+        responses={**data_plane_errors(body=True, not_found=True), 200: empty("Updated (no body).")},
     )
 
 
 DELETE_V1 = operation(
     status=204,
     summary="Stop a session (v1)",
-    responses={**_errors(body=False, not_found=True), 204: empty("Stopped (or already ended).")},
+    responses={**data_plane_errors(body=False, not_found=True), 204: empty("Stopped (or already ended).")},
 )
 LIST_V1 = operation(
     status=200,
     summary="List the live sessions (v1, all in one page)",
-    responses={**_errors(body=False, not_found=False), 200: json_body(V1SessionList, "The sessions.")},
+    responses={**data_plane_errors(body=False, not_found=False), 200: json_body(V1SessionList, "The sessions.")},
 )
