@@ -65,6 +65,16 @@ def _view(row: AccountRow) -> Account:
     return Account(account_id=row.id, domain=row.domain, created_at=row.created_at)
 
 
+def _row(s: Session, account_id: str) -> AccountRow:
+    """The account's row, its id given in any form `normalize_account_id` accepts; AccountNotFound naming the id as
+    given when it is not a GUID or no such account exists."""
+    aid = normalize_account_id(account_id)
+    row = s.get(AccountRow, aid) if aid else None
+    if row is None:
+        raise AccountNotFound(account_id)
+    return row
+
+
 class AccountService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -93,12 +103,8 @@ class AccountService:
             return [_view(r) for r in s.scalars(select(AccountRow).order_by(AccountRow.created_at))]
 
     def get(self, account_id: str) -> Account:
-        aid = normalize_account_id(account_id)
         with self.db.read() as s:
-            row = s.get(AccountRow, aid) if aid else None
-            if row is None:
-                raise AccountNotFound(account_id)
-            return _view(row)
+            return _view(_row(s, account_id))
 
     def exists(self, account_id: str) -> bool:
         """Whether the account exists; answers from a cache for up to EXISTS_TTL_S (checked on every API call)."""
@@ -127,11 +133,8 @@ class AccountService:
     def rotate_key(self, account_id: str, which: KeyName) -> str:
         """Replace one key; the old one stops working at once."""
         key = new_key()
-        aid = normalize_account_id(account_id)
         with self.db.write() as s:
-            row = s.get(AccountRow, aid) if aid else None
-            if row is None:
-                raise AccountNotFound(account_id)
+            row = _row(s, account_id)
             if which == "primary":
                 row.primary_key_hash = hash_key(key)
             else:
@@ -140,12 +143,8 @@ class AccountService:
         return key
 
     def delete(self, account_id: str) -> None:
-        aid = normalize_account_id(account_id)
         with self.db.write() as s:
-            row = s.get(AccountRow, aid) if aid else None
-            if row is None:
-                raise AccountNotFound(account_id)
-            s.delete(row)
+            s.delete(_row(s, account_id))
         self._keys_cache.clear()
 
     def authenticate(self, account_id: str, key: str) -> Account | None:
