@@ -25,6 +25,15 @@ export const CLOSE_CODES = {
   4409: "ControllerConnected",
 };
 
+// A text message's JSON; undefined where it is none (such a message is ignored, before and after the welcome).
+function messageJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Decode a binary video frame: a 16-byte little-endian header "ORRF", u32 frame, u32 commandId, u32 flags
  * (`flags & 0xFF` the codec, 1 = JPEG, 2 = H.264 Annex B; `flags & 0x100` a keyframe), then the payload.
@@ -108,12 +117,8 @@ export class RenderConnection extends EventTarget {
       }, timeoutMs);
       ws.onmessage = (event) => {
         if (settled || typeof event.data !== "string") return;
-        let doc;
-        try {
-          doc = JSON.parse(event.data);
-        } catch {
-          return;
-        }
+        const doc = messageJson(event.data);
+        if (doc === undefined) return;
         if (doc.type === "welcome") {
           settled = true;
           clearTimeout(timer);
@@ -186,12 +191,8 @@ export class RenderConnection extends EventTarget {
       this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
       return;
     }
-    let doc;
-    try {
-      doc = JSON.parse(event.data);
-    } catch {
-      return;
-    }
+    const doc = messageJson(event.data);
+    if (doc === undefined) return;
     if (doc.type === "result") {
       const entry = this.pending.get(doc.id);
       if (!entry) return;
