@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
+from openrr.store.rows import InvalidTransition as InvalidTransition  # raised by transition
+from openrr.store.rows import set_status
 from openrr.store.tables import ConversionRow
 
 
@@ -33,20 +35,13 @@ _ALLOWED: dict[ConversionStatus, frozenset[ConversionStatus]] = {
 }
 
 
-class InvalidTransition(Exception):
-    pass
-
-
 def transition(
     row: ConversionRow,
     to: ConversionStatus,
     now: dt.datetime,
     error: tuple[str, str] | None = None,
 ) -> None:
-    current = ConversionStatus(row.status)
-    if to not in _ALLOWED.get(current, frozenset()):
-        raise InvalidTransition(f"conversion '{row.id}' cannot go from {current} to {to}")
-    row.status = to.value
+    set_status(row, "conversion", to, _ALLOWED)
     if to is ConversionStatus.RUNNING:
         row.start_time = now
         return

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from openrr.store.rows import InvalidTransition as InvalidTransition  # raised by transition
+from openrr.store.rows import set_status
 from openrr.store.tables import SessionRow
 
 
@@ -49,20 +51,13 @@ class SessionSize(enum.StrEnum):
 TERAFLOPS = {SessionSize.STANDARD: 8.1, SessionSize.PREMIUM: 16.2}
 
 
-class InvalidTransition(Exception):
-    pass
-
-
 def transition(
     row: SessionRow,
     to: SessionStatus,
     now: dt.datetime,
     error: tuple[str, str] | None = None,
 ) -> None:
-    current = SessionStatus(row.status)
-    if to not in _ALLOWED.get(current, frozenset()):
-        raise InvalidTransition(f"session '{row.id}' cannot go from {current} to {to}")
-    row.status = to.value
+    set_status(row, "session", to, _ALLOWED)
     if to is SessionStatus.READY:
         row.ready_time = now
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, select
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 from openrr.store.db import Database
 
 R = TypeVar("R")
+S = TypeVar("S", bound=enum.Enum)
 
 
 class RecordNotFound(LookupError):
@@ -22,6 +25,19 @@ class RecordNotFound(LookupError):
     @property
     def ident(self) -> str:
         return str(self.args[0])
+
+
+class InvalidTransition(Exception):
+    """A status change its state machine does not allow."""
+
+
+def set_status(row: Any, kind: str, to: S, allowed: Mapping[S, frozenset[S]]) -> None:
+    """The step each state machine's `transition` starts with: `row.status` becomes `to`, if `allowed` lists `to`
+    for the row's status; InvalidTransition naming the `kind` of record, its id and both statuses otherwise."""
+    current = type(to)(row.status)
+    if to not in allowed.get(current, frozenset()):
+        raise InvalidTransition(f"{kind} '{row.id}' cannot go from {current} to {to}")
+    row.status = to.value
 
 
 def row_for_update(db: Database, s: Session, row_type: type[R], key: tuple[str, str]) -> R | None:
