@@ -22,6 +22,8 @@ def head_revision() -> str:
     """The newest migration's revision. Migrations are `versions/NNNN_<what>.py` with revision "NNNN", each on the
     one before (tests/unit/test_cli_admin.py holds this against alembic's own reading)."""
     return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
