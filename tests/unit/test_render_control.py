@@ -18,6 +18,8 @@ import pytest
 from openrr.render import control
 from openrr.render.control import (
     AssignBody,
+    HealthReport,
+    IdentityReport,
     KeyIdsBody,
     RenderServerArgs,
     ServerPorts,
@@ -201,6 +203,39 @@ def test_control_bodies_round_trip_through_json(body: AssignBody | StorageGrants
 def test_control_bodies_refuse_wrong_types_and_missing_fields_by_name(kind: Any, doc: object, message: str) -> None:
     with pytest.raises(ValueError) as e:
         parse_body(kind, json.dumps(doc).encode())
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("session_id", [None, "s-1"])
+def test_health_reports_round_trip_before_and_after_assignment(session_id: str | None) -> None:
+    who = IdentityReport("h1", "Standard", session_id, session_id and "a-1", 4242, 1.5)
+    report = HealthReport("llvmpipe (LLVM 15)", who)
+    doc = json.loads(json.dumps(report.to_json()))
+    assert doc["status"] == "ok" and doc["sessionId"] == session_id
+    assert HealthReport.from_json(doc) == report
+    assert IdentityReport.from_json(json.loads(json.dumps(who.to_json()))) == who
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"status": "ok"}, "renderer: missing"),  # what /health says to anyone without the control secret
+        ({"status": "starting", "renderer": "x"}, "status: expected 'ok', got the string 'starting'"),
+        (
+            {"status": "ok", "renderer": "x", "hostId": "h", "size": "Standard", "sessionId": 5},
+            "sessionId: expected a non-empty string, got 5",
+        ),
+        (
+            {"status": "ok", "renderer": "x", "hostId": "h", "size": "S", "sessionId": None, "accountId": None,
+             "pid": 1, "uptimeS": "1"},
+            "uptimeS: expected a number, got the string '1'",
+        ),
+        ([], "the health document: expected a JSON object, got an array"),
+    ],
+)  # fmt: skip
+def test_a_health_report_that_is_not_one_says_which_field(doc: object, message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        HealthReport.from_json(doc)
     assert str(e.value) == message
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
-from openrr.render.control import control_headers
+from openrr.render.control import HealthReport, control_headers
 
 
-async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str) -> dict[str, Any] | None:
-    """The server's health document, or None if it does not answer (yet).
+async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str) -> HealthReport | None:
+    """The server's health report, or None if it does not answer (yet) with one.
 
     The control secret makes the server name the session and account it serves (what the reconciler checks);
     without it, /health says only that the server is up.
@@ -21,5 +19,7 @@ async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str)
         return None
     if r.status_code != 200:
         return None
-    doc = r.json()
-    return doc if isinstance(doc, dict) else None
+    try:
+        return HealthReport.from_json(r.json())
+    except ValueError:
+        return None  # not (yet) a render server's answer: as if it did not answer

@@ -177,8 +177,9 @@ class LocalBackend:
         if doc is None:
             self._check_alive(host)
             return None
-        if (doc.get("sessionId"), doc.get("accountId")) != (key.session_id, key.account_id):
-            raise HostGone(f"The process on port {ports[0]} answers for another session ({doc.get('sessionId')}).")
+        serves = doc.identity
+        if (serves.session_id, serves.account_id) != (key.session_id, key.account_id):
+            raise HostGone(f"The process on port {ports[0]} answers for another session ({serves.session_id}).")
         # Before the first Placement, so that a Ready session can already load from linked storage.
         await self._push_grants(host, ports[0], key)
         # The server refuses every token until it knows the account's valid keys: not Ready before that.

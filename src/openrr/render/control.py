@@ -269,6 +269,59 @@ HEALTH_PATH = "/health"
 
 
 @dataclass(frozen=True)
+class IdentityReport:
+    """What a render server says of itself to the control plane: the answer to /control/assign, and part of
+    /health's answer to a request with the control secret. The session and account are None until assigned."""
+
+    host_id: str
+    size: str
+    session_id: str | None
+    account_id: str | None
+    pid: int
+    uptime_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hostId": self.host_id,
+            "size": self.size,
+            "sessionId": self.session_id,
+            "accountId": self.account_id,
+            "pid": self.pid,
+            "uptimeS": round(self.uptime_s, 3),
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> Self:
+        obj = _object(doc, "the identity")
+        return cls(
+            _str(obj, "hostId"),
+            _str(obj, "size"),
+            _optional_str(obj, "sessionId"),
+            _optional_str(obj, "accountId"),
+            _int(obj, "pid"),
+            _number(obj, "uptimeS"),
+        )
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """/health's answer to the control plane: the server is up, its GL renderer, and whom it serves."""
+
+    renderer: str
+    identity: IdentityReport
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": "ok", "renderer": self.renderer, **self.identity.to_json()}
+
+    @classmethod
+    def from_json(cls, doc: object) -> Self:
+        obj = _object(doc, "the health document")
+        if obj.get("status") != "ok":
+            raise ValueError(f"status: expected 'ok', got {describe(obj.get('status'))}")
+        return cls(_string(_get(obj, "renderer"), "renderer"), IdentityReport.from_json(obj))
+
+
+@dataclass(frozen=True)
 class AssignBody:
     """Give a warm server its session (409 if it already serves another)."""
 
@@ -355,6 +408,18 @@ def _int(obj: dict[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name}: expected an integer, got {describe(value)}")
     return value
+
+
+def _number(obj: dict[str, Any], name: str) -> float:
+    value = _get(obj, name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{name}: expected a number, got {describe(value)}")
+    return float(value)
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> str | None:
+    value = _get(obj, name)
+    return None if value is None else _string(value, name, empty=False)
 
 
 def _port(obj: dict[str, Any], name: str) -> int:

@@ -17,7 +17,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psutil
 from starlette.applications import Starlette
@@ -34,6 +34,8 @@ from openrr.render.control import (
     EXIT_USAGE,
     HEALTH_PATH,
     AssignBody,
+    HealthReport,
+    IdentityReport,
     KeyIdsBody,
     RenderServerArgs,
     ServerPorts,
@@ -100,16 +102,16 @@ class RenderServer:
         app = self.inspector if port == self.inspector_port else self.handshake
         await app(scope, receive, send)
 
-    def _identity_doc(self) -> dict[str, Any]:
+    def _report(self) -> IdentityReport:
         ident = self.identity
-        return {
-            "hostId": ident.host_id,
-            "size": ident.size,
-            "sessionId": ident.session_id,
-            "accountId": ident.account_id,
-            "pid": os.getpid(),
-            "uptimeS": round(time.monotonic() - self.started, 3),
-        }
+        return IdentityReport(
+            host_id=ident.host_id,
+            size=ident.size,
+            session_id=ident.session_id,
+            account_id=ident.account_id,
+            pid=os.getpid(),
+            uptime_s=time.monotonic() - self.started,
+        )
 
     def _from_control_plane(self, request: Request) -> bool:
         return from_control_plane(request.headers.get(CONTROL_HEADER), self.control_secret)
@@ -135,7 +137,7 @@ class RenderServer:
         # Anyone may learn that the server is up; which tenant it serves is for the control plane only.
         if not self._from_control_plane(request):
             return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "ok", "renderer": self.scene.gl_renderer, **self._identity_doc()})
+        return JSONResponse(HealthReport(self.scene.gl_renderer, self._report()).to_json())
 
     async def assign(self, request: Request) -> Response:
         body = await self._control_body(request, AssignBody)
@@ -144,7 +146,7 @@ class RenderServer:
         if not self.identity.assign(body.session_id, body.account_id):
             return JSONResponse({"error": "already serving another session"}, status_code=409)
         logger.info("assigned to session %s", body.session_id)
-        return JSONResponse(self._identity_doc())
+        return JSONResponse(self._report().to_json())
 
     async def grant_storage(self, request: Request) -> Response:
         """The control plane's read tokens for the session account's linked storage (storage/session_access.py)."""
@@ -193,7 +195,7 @@ class RenderServer:
             cpu = self.process.cpu_percent(interval=None)
         return JSONResponse(
             {
-                **self._identity_doc(),
+                **self._report().to_json(),
                 "stats": {"rssBytes": mem, "cpuPercent": cpu, "requests": self.requests, **self.scene.describe_stats()},
                 "models": [e.describe() for e in self.scene.entities.values()],
                 "linkedStorage": self.storage.storage_accounts,
