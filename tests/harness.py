@@ -206,6 +206,14 @@ class Service:
         return wait_for(probe, timeout, f"the host record of session {session_id}")
 
 
+def process_gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped by its parent counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def render_server_pids(under: Path, kind: str = "render-server") -> list[int]:
     """Live render-server processes whose state files lie under `under` (zombies don't count). With
     kind="openrr.render.frame_process": their render processes, which name the state file in their arguments."""

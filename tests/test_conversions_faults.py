@@ -33,7 +33,7 @@ from tests.conversions import (
     upload,
     wait_conversion,
 )
-from tests.harness import Service, free_port, wait_for
+from tests.harness import Service, free_port, process_gone, wait_for
 from tests.models import write_models
 
 needs_azurite = pytest.mark.skipif(
@@ -205,13 +205,6 @@ def _worker_pids(job: str) -> list[int]:
     return found
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def _local_job(svc: Service, cid: str) -> tuple[dict[str, Any], Path]:
     """A request converting a 330k-triangle sphere between file:// containers of the account's local storage."""
     area = svc.data_dir / "containers" / svc.account_id
@@ -273,7 +266,7 @@ def test_control_plane_killed_mid_job_is_recovered_after_restart(fast: Service) 
         pid, out = _start(api, fast, "orphaned")
     fast.kill9()
     # The worker notices that its control plane is gone and stops by itself: nothing runs unsupervised.
-    wait_for(lambda: _gone(pid), 10, "the orphaned worker to exit")
+    wait_for(lambda: process_gone(pid), 10, "the orphaned worker to exit")
     restarted = Service(fast.data_dir, fast.port, FAST, account_id=fast.account_id, key=fast.key).start()
     fast.proc = restarted.proc  # the fixture stops whichever runs
     with restarted.api() as api:
@@ -287,7 +280,7 @@ def test_clean_shutdown_hands_the_job_to_the_next_start(fast: Service) -> None:
     with fast.api() as api:
         pid, _ = _start(api, fast, "interrupted")
     assert fast.stop() == 0
-    assert _gone(pid)
+    assert process_gone(pid)
     assert "handed 1 running conversions back" in fast.log()
     restarted = Service(fast.data_dir, fast.port, FAST, account_id=fast.account_id, key=fast.key).start()
     fast.proc = restarted.proc
@@ -302,7 +295,7 @@ def test_cancel_stops_a_running_worker(fast: Service) -> None:
         pid, _ = _start(api, fast, "cancelled")
         r = api.post(f"/accounts/{fast.account_id}/conversions/cancelled/:cancel", params=API)
         assert r.status_code == 200 and r.json()["status"] == "Cancelled"
-        wait_for(lambda: _gone(pid), 10, "the cancelled job's worker to be stopped")
+        wait_for(lambda: process_gone(pid), 10, "the cancelled job's worker to be stopped")
         # The runner does not overwrite the cancellation with a late outcome.
         wait_for(lambda: "cancelled or taken over" in fast.log(), 10, "the runner to notice")
         assert conversion_doc(api, fast.account_id, "cancelled")["status"] == "Cancelled"

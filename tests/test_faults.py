@@ -12,7 +12,16 @@ import httpx
 import psutil
 import pytest
 
-from tests.harness import Service, create_account, free_port, render_server_pids, session_doc, wait_for, wait_status
+from tests.harness import (
+    Service,
+    create_account,
+    free_port,
+    process_gone,
+    render_server_pids,
+    session_doc,
+    wait_for,
+    wait_status,
+)
 
 API = {"api-version": "2021-01-01"}
 
@@ -36,13 +45,6 @@ def _render_process(server: psutil.Process) -> psutil.Process:
     return child
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_killed_render_server_turns_session_into_error(service: Service) -> None:
     api = service.api()
     sid = f"fault-kill-{uuid.uuid4().hex[:8]}"
@@ -58,7 +60,7 @@ def test_killed_render_server_turns_session_into_error(service: Service) -> None
     listed = api.get(f"/accounts/{service.account_id}/sessions", params=API).json()["sessions"]
     assert sid not in {s["id"] for s in listed}
     # The GL child goes with its server, however the server died.
-    wait_for(lambda: _gone(render_process.pid), 5, "the killed server's render process to exit")
+    wait_for(lambda: process_gone(render_process.pid), 5, "the killed server's render process to exit")
 
 
 def test_killed_render_process_fails_the_session_and_its_server_exits(service: Service) -> None:
@@ -71,7 +73,7 @@ def test_killed_render_process_fails_the_session_and_its_server_exits(service: S
     failed = wait_status(api, service.account_id, sid, "Error", timeout=15)
     assert failed["error"]["code"] == "RenderServerFailed"
     assert "its render process (GL) died" in failed["error"]["message"]
-    wait_for(lambda: _gone(server.pid), 5, "the render server to exit")
+    wait_for(lambda: process_gone(server.pid), 5, "the render server to exit")
 
 
 def test_lease_zero_expires_as_soon_as_ready(service: Service) -> None:
@@ -90,7 +92,7 @@ def test_lease_of_one_minute_expires_and_stops_the_server(base_dir: Path) -> Non
         _create(api, svc.account_id, "one-minute", lease=1)
         ready = wait_status(api, svc.account_id, "one-minute", "Ready")
         pid = _server_pid(svc, ready)
-        wait_for(lambda: _gone(pid), 75, "the render server to be stopped by lease expiry", interval=0.5)
+        wait_for(lambda: process_gone(pid), 75, "the render server to be stopped by lease expiry", interval=0.5)
         expired = session_doc(api, svc.account_id, "one-minute")
         assert expired["status"] == "Expired"
         assert expired["elapsedTimeMinutes"] == 1 and expired["maxLeaseTimeMinutes"] == 1
@@ -140,7 +142,7 @@ def test_control_plane_kill9_restart_adopts_live_sessions(base_dir: Path) -> Non
         svc.kill9()
     # With the control plane dead, one session's server dies too.
     os.kill(victim_pid, signal.SIGKILL)
-    wait_for(lambda: _gone(victim_pid), 5, "the victim to die")
+    wait_for(lambda: process_gone(victim_pid), 5, "the victim to die")
 
     svc = Service(data, port, svc.args, account_id=svc.account_id, key=svc.key).start()
     try:
@@ -159,7 +161,7 @@ def test_control_plane_kill9_restart_adopts_live_sessions(base_dir: Path) -> Non
         r = api.patch(f"/accounts/{svc.account_id}/sessions/survivor", params=API, json={"maxLeaseTimeMinutes": 20})
         assert r.status_code == 200 and r.json()["maxLeaseTimeMinutes"] == 20
         assert api.post(f"/accounts/{svc.account_id}/sessions/survivor/:stop", params=API).status_code == 204
-        wait_for(lambda: _gone(survivor_pid), 15, "the adopted server to be stopped")
+        wait_for(lambda: process_gone(survivor_pid), 15, "the adopted server to be stopped")
         # The old control plane's warm server was not adopted into nothing: only the new pool remains.
         wait_for(lambda: len(svc.render_server_pids()) == 1, 15, "only the new warm server to remain")
     finally:
@@ -193,7 +195,7 @@ def test_stop_escalates_to_sigkill_when_sigterm_is_not_honoured(base_dir: Path) 
         # A stopped (frozen) process cannot act on SIGTERM; only SIGKILL ends it.
         os.kill(pid, signal.SIGSTOP)
         assert api.post(f"/accounts/{svc.account_id}/sessions/frozen/:stop", params=API).status_code == 204
-        wait_for(lambda: _gone(pid), 15, "the frozen server to be killed after the grace period")
+        wait_for(lambda: process_gone(pid), 15, "the frozen server to be killed after the grace period")
         assert "ignored SIGTERM; killing it" in svc.log()
     finally:
         assert svc.stop() == 0

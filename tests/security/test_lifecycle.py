@@ -9,9 +9,8 @@ import uuid
 from pathlib import Path
 
 import httpx
-import psutil
 
-from tests.harness import Service, create_account, free_port, openrr, wait_for, wait_status
+from tests.harness import Service, create_account, free_port, openrr, process_gone, wait_for, wait_status
 
 API = {"api-version": "2021-01-01"}
 
@@ -33,13 +32,6 @@ def _warm_pid(svc: Service) -> int:
     return wait_for(probe, 20, "one warm render server")
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_deleting_an_account_stops_its_render_servers_and_only_those(base_dir: Path) -> None:
     """Finding 8. `openrr account delete`, run by the operator in another process while the service runs, removes
     the account's session records (cascade). Before the fix nothing stopped the servers of those sessions until the
@@ -59,17 +51,17 @@ def test_deleting_an_account_stops_its_render_servers_and_only_those(base_dir: P
         warm_pid = _warm_pid(svc)
 
         openrr("account", "delete", svc.account_id, data_dir=data)
-        wait_for(lambda: _gone(doomed_pid), 10, "the deleted account's render server to be stopped")
+        wait_for(lambda: process_gone(doomed_pid), 10, "the deleted account's render server to be stopped")
         r = doomed_api.get(f"/accounts/{svc.account_id}/sessions", params=API)
         assert r.status_code == 401, r.text
-        assert not _gone(bystander_pid), "another account's render server was stopped"
-        assert not _gone(warm_pid), "the warm-pool server was stopped: it is unclaimed by design"
+        assert not process_gone(bystander_pid), "another account's render server was stopped"
+        assert not process_gone(warm_pid), "the warm-pool server was stopped: it is unclaimed by design"
 
         # A record that disappears without its account (here: deleted behind the service's back).
         with sqlite3.connect(data / "openrr.db") as db:
             assert db.execute("DELETE FROM sessions WHERE id = 'bystander'").rowcount == 1
-        wait_for(lambda: _gone(bystander_pid), 10, "the server of the vanished session to be stopped")
-        assert not _gone(warm_pid), "the warm-pool server was stopped: it is unclaimed by design"
+        wait_for(lambda: process_gone(bystander_pid), 10, "the server of the vanished session to be stopped")
+        assert not process_gone(warm_pid), "the warm-pool server was stopped: it is unclaimed by design"
 
         # The warm server is still whole: the next session is placed on it.
         sid = f"after-{uuid.uuid4().hex[:6]}"
