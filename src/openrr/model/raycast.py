@@ -6,6 +6,11 @@ fixed-size chunks with their own bounding boxes. A cast moves the ray into each 
 the chunk boxes it enters nearest-first, and runs Möller–Trumbore only on the triangles of those chunks,
 stopping once no remaining chunk can hold a nearer hit. The converter stores the same chunks in an .arrAsset
 (`ModelData.collision`), so adding a converted model costs nothing.
+
+Each triangle knows its node (the model part it belongs to). A model whose parts are all shown and unmoved is cast
+exactly as above. Otherwise (`PartPoses`) the rest-pose chunks are cast with the hidden and moved parts' triangles
+masked out, and each group of moved parts that share one delta is cast on its own, through that delta's inverse,
+against a sub-chunking of just its triangles (built once per group and kept while the group stays the same).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +43,8 @@ class RayHit:
     """World space, unit, facing the ray origin (the triangle's geometric normal)."""
     distance: float
     """World units from the ray origin."""
+    node: int = 0
+    """Index of the part hit in its model's nodes (ModelData.tree())."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,11 +66,22 @@ class TriangleChunks:
     box_min: F32
     """(3, chunks): see _slab."""
     box_max: F32
+    nodes: npt.NDArray[np.uint32] | None = None
+    """(count,) node index of each triangle, in chunk order; None: every triangle belongs to node 0."""
 
     @classmethod
     def empty(cls) -> TriangleChunks:
         no_boxes = np.zeros((3, 0), dtype=np.float32)
         return cls(0, np.zeros((0, 3), dtype=np.float32), np.zeros((0, 3), dtype=np.uint32), no_boxes, no_boxes)
+
+    def node_of(self, row: int) -> int:
+        return 0 if self.nodes is None else int(self.nodes[row])
+
+    def subset(self, rows: npt.NDArray[np.intp]) -> TriangleChunks:
+        """The triangles at `rows` (in chunk order) as chunks of their own, sharing `positions`."""
+        corners = np.take(self.corners, rows, axis=0)
+        nodes = None if self.nodes is None else np.take(self.nodes, rows)
+        return _chunked(self.positions, corners, nodes)
 
     @property
     def chunks(self) -> int:
@@ -92,6 +110,9 @@ def triangle_chunks(model: ModelData) -> TriangleChunks:
     meshes = [m for m in model.meshes if m.indices is not None and len(m.indices)]
     if not meshes:
         return TriangleChunks.empty()
+    nodes: npt.NDArray[np.uint32] | None = None
+    if any(m.node for m in meshes):
+        nodes = np.concatenate([np.full(len(m.indices), m.node, dtype=np.uint32) for m in meshes])  # type: ignore[arg-type]
     if len(meshes) == 1:
         positions = np.asarray(meshes[0].positions, dtype=np.float32)  # the mesh's own array when it is float32
         corners = _morton_sorted(positions, np.asarray(meshes[0].indices, dtype=np.uint32))
@@ -106,7 +127,14 @@ def triangle_chunks(model: ModelData) -> TriangleChunks:
                 for m, start in zip(meshes, starts, strict=True)
             ]
         )
+    return _chunked(positions, corners, nodes)
+
+
+def _chunked(positions: F32, corners: npt.NDArray[np.uint32], nodes: npt.NDArray[np.uint32] | None) -> TriangleChunks:
+    """`corners` (already in their final order) cut into chunks, with each chunk's bounding box."""
     count = len(corners)
+    if count == 0:
+        return TriangleChunks.empty()
     # pad to whole chunks with degenerate triangles (the last triangle's first corner, thrice) to take the boxes
     flat = corners.astype(np.intp)
     pad = -count % CHUNK
@@ -119,6 +147,7 @@ def triangle_chunks(model: ModelData) -> TriangleChunks:
         corners=corners,
         box_min=np.ascontiguousarray(np.minimum(np.minimum(a, b), c).reshape(-1, CHUNK, 3).min(axis=1).T),
         box_max=np.ascontiguousarray(np.maximum(np.maximum(a, b), c).reshape(-1, CHUNK, 3).max(axis=1).T),
+        nodes=nodes,
     )
 
 
@@ -162,11 +191,53 @@ def _slab(origin: F64, direction: F64, low: F32 | F64, high: F32 | F64) -> tuple
     return near, far
 
 
+@dataclass(frozen=True, eq=False)
+class PartPoses:
+    """One model's parts as they are now, for casts: which are hidden (effective, after hierarchical overrides)
+    and how the moved ones are moved. A model without any is cast as it rests; give one only when something is."""
+
+    hidden: npt.NDArray[np.bool_]
+    """(K,) per node."""
+    deltas: F64 | None = None
+    """(K, 4, 4) per node, model space: world(now) @ inverse(world(rest)); None: no part moved."""
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def moved(self) -> npt.NDArray[np.bool_]:
+        if self.deltas is None:
+            return np.zeros(len(self.hidden), dtype=bool)
+        still: npt.NDArray[np.bool_] = np.all(np.abs(self.deltas - np.identity(4)) <= 1e-12, axis=(1, 2))
+        return ~still
+
+    def excluded(self, triangles: TriangleChunks) -> npt.NDArray[np.bool_]:
+        """(chunks * CHUNK,) triangles the rest-pose pass skips: hidden or moved parts' (padding: never)."""
+        cached = self._cache.get("excluded")
+        if cached is not None and cached[0] is triangles:
+            return cached[1]  # type: ignore[no-any-return]
+        skip = self.hidden | self.moved
+        rows = np.zeros(triangles.chunks * CHUNK, dtype=bool)
+        rows[: triangles.count] = skip[triangles.nodes] if triangles.nodes is not None else bool(skip[0])
+        self._cache["excluded"] = (triangles, rows)
+        return rows
+
+    def moved_groups(self) -> list[tuple[tuple[int, ...], F64]]:
+        """Shown moved parts grouped by their delta (a moved sub-assembly moves as one): (nodes, delta) each."""
+        groups: dict[bytes, tuple[list[int], F64]] = {}
+        assert self.deltas is not None or not self.moved.any()
+        for node in np.flatnonzero(self.moved & ~self.hidden):
+            delta = self.deltas[node]  # type: ignore[index]
+            key = np.round(delta, 9).tobytes()  # children of a moved part get its delta up to rounding
+            groups.setdefault(key, ([], delta))[0].append(int(node))
+        return [(tuple(nodes), delta) for nodes, delta in groups.values()]
+
+
 class RayCaster:
     def __init__(self) -> None:
         self._entities: dict[int, TriangleChunks] = {}
         # an instanced model is prepared once: id(model) → (model kept alive so the id stays its own, data, users)
         self._shared: dict[int, tuple[ModelData, TriangleChunks, set[int]]] = {}
+        # moved parts' own chunks: (entity, their nodes) → (the model's chunks they were cut from, theirs)
+        self._moved: dict[tuple[int, tuple[int, ...]], tuple[TriangleChunks, TriangleChunks]] = {}
         self._lock = threading.Lock()
 
     def add(self, entity_id: int, model: ModelData) -> None:
@@ -191,10 +262,27 @@ class RayCaster:
     def _remove(self, entity_id: int) -> None:
         if self._entities.pop(entity_id, None) is None:
             return
+        self._moved = {k: v for k, v in self._moved.items() if k[0] != entity_id}
         for key, (_, _, users) in list(self._shared.items()):
             users.discard(entity_id)
             if not users:
                 del self._shared[key]
+
+    def _moved_chunks(self, entity_id: int, triangles: TriangleChunks, nodes: tuple[int, ...]) -> TriangleChunks:
+        with self._lock:
+            kept = self._moved.get((entity_id, nodes))
+        if kept is not None and kept[0] is triangles:
+            return kept[1]
+        if triangles.nodes is None:
+            rows = np.arange(triangles.count if 0 in nodes else 0, dtype=np.intp)
+        else:
+            rows = np.flatnonzero(np.isin(triangles.nodes, nodes))
+        sub = triangles.subset(rows)
+        with self._lock:
+            if len(self._moved) >= 256:  # parts dragged about one after another: keep the recent ones
+                self._moved.pop(next(iter(self._moved)))
+            self._moved[(entity_id, nodes)] = (triangles, sub)
+        return sub
 
     def cast(
         self,
@@ -203,8 +291,10 @@ class RayCaster:
         transforms: Mapping[int, npt.NDArray[np.floating]],
         hidden: Collection[int] = (),
         max_distance: float = float("inf"),
+        parts: Mapping[int, PartPoses] | None = None,
     ) -> RayHit | None:
-        """The nearest hit along the ray within max_distance; entities without a transform are skipped."""
+        """The nearest hit along the ray within max_distance; entities without a transform are skipped. `parts`:
+        the entities some of whose parts are hidden or moved (the others are cast as they rest)."""
         world_origin = np.asarray(origin, dtype=np.float64).reshape(3)
         world_dir = np.asarray(direction, dtype=np.float64).reshape(3)
         length = float(np.linalg.norm(world_dir))
@@ -214,7 +304,7 @@ class RayCaster:
         with self._lock:
             entities = list(self._entities.items())
 
-        candidates: list[tuple[float, int, TriangleChunks, F64, F64, F64]] = []
+        candidates: list[_Pass] = []
         for entity_id, triangles in entities:
             matrix = transforms.get(entity_id)
             if triangles.count == 0 or matrix is None or entity_id in hidden:
@@ -223,40 +313,69 @@ class RayCaster:
                 inverse = np.linalg.inv(np.asarray(matrix, dtype=np.float64).reshape(4, 4)).astype(np.float64)
             except np.linalg.LinAlgError:
                 continue  # a zero scale squashes the model flat: nothing to hit
-            # the model-space direction is not renormalised, so a model-space t is the world distance
-            o = inverse[:3, :3] @ world_origin + inverse[:3, 3]
-            d = inverse[:3, :3] @ world_dir
-            near, far = (float(x[0]) for x in _slab(o, d, triangles.bounds[0][:, None], triangles.bounds[1][:, None]))
-            if far >= max(near, 0.0) and near <= max_distance:
-                candidates.append((near, entity_id, triangles, o, d, inverse))
+            poses = parts.get(entity_id) if parts else None
+            passes = [(triangles, inverse, None if poses is None else poses.excluded(triangles))]
+            for nodes, delta in poses.moved_groups() if poses is not None else ():
+                try:
+                    through = np.linalg.inv(delta) @ inverse
+                except np.linalg.LinAlgError:
+                    continue
+                passes.append((self._moved_chunks(entity_id, triangles, nodes), through, None))
+            for chunks, to_model, excluded in passes:
+                if chunks.count == 0:
+                    continue
+                # the model-space direction is not renormalised, so a model-space t is the world distance
+                o = to_model[:3, :3] @ world_origin + to_model[:3, 3]
+                d = to_model[:3, :3] @ world_dir
+                near, far = (float(x[0]) for x in _slab(o, d, chunks.bounds[0][:, None], chunks.bounds[1][:, None]))
+                if far >= max(near, 0.0) and near <= max_distance:
+                    candidates.append(_Pass(near, entity_id, chunks, o, d, to_model, excluded))
 
-        best: tuple[float, int, F64, F64] | None = None  # distance, entity, model-space normal, inverse
-        for entry, entity_id, triangles, o, d, inverse in sorted(candidates, key=lambda c: c[0]):
+        best: tuple[float, _Pass, F64, int] | None = None  # distance, pass, model-space normal, triangle row
+        for cast in sorted(candidates, key=lambda c: c.entry):
             limit = best[0] if best is not None else max_distance
-            if entry > limit:
+            if cast.entry > limit:
                 break
-            hit = _cast_model(triangles, o, d, limit)
+            hit = _cast_model(cast.triangles, cast.o, cast.d, limit, cast.excluded)
             if hit is not None:
-                best = (hit[0], entity_id, hit[1], inverse)
+                best = (hit[0], cast, hit[1], hit[2])
         if best is None:
             return None
 
-        distance, entity_id, model_normal, inverse = best
-        normal = inverse[:3, :3].T @ model_normal  # normals move with the inverse transpose
+        distance, cast, model_normal, row = best
+        normal = cast.inverse[:3, :3].T @ model_normal  # normals move with the inverse transpose
         normal /= np.linalg.norm(normal)
         if normal @ world_dir > 0:
             normal = -normal
         position = world_origin + distance * world_dir
         return RayHit(
-            entity_id=entity_id,
+            entity_id=cast.entity_id,
             position=(float(position[0]), float(position[1]), float(position[2])),
             normal=(float(normal[0]), float(normal[1]), float(normal[2])),
             distance=float(distance),
+            node=cast.triangles.node_of(row),
         )
 
 
-def _cast_model(triangles: TriangleChunks, o: F64, d: F64, limit: float) -> tuple[float, F64] | None:
-    """Nearest (t, geometric normal) in model space with t <= limit, or None."""
+@dataclass(frozen=True)
+class _Pass:
+    """One cast against one set of chunks: a model at rest, or one group of its moved parts."""
+
+    entry: float
+    entity_id: int
+    triangles: TriangleChunks
+    o: F64
+    d: F64
+    inverse: F64
+    """World → these chunks' coordinates."""
+    excluded: npt.NDArray[np.bool_] | None
+
+
+def _cast_model(
+    triangles: TriangleChunks, o: F64, d: F64, limit: float, excluded: npt.NDArray[np.bool_] | None = None
+) -> tuple[float, F64, int] | None:
+    """Nearest (t, geometric normal, triangle row) in model space with t <= limit, or None. `excluded`: per padded
+    triangle row, those that cannot be hit."""
     near, far = _slab(o, d, triangles.box_min, triangles.box_max)
     entered = np.flatnonzero((far >= np.maximum(near, 0.0)) & (near <= limit))
     if not len(entered):
@@ -272,6 +391,8 @@ def _cast_model(triangles: TriangleChunks, o: F64, d: F64, limit: float) -> tupl
         a = corners[..., 0, :]
         t = _moller_trumbore(a, corners[..., 1, :] - a, corners[..., 2, :] - a, o, d)
         t[t > best_t] = np.inf
+        if excluded is not None:
+            t[np.take(excluded, chunks[:, None] * CHUNK + np.arange(CHUNK))] = np.inf
         flat = int(np.argmin(t))
         if np.isfinite(t.flat[flat]):
             row, column = divmod(flat, CHUNK)
@@ -286,7 +407,7 @@ def _cast_model(triangles: TriangleChunks, o: F64, d: F64, limit: float) -> tupl
     normal = np.cross(e1, e2)
     denominator = float(normal @ d)
     t_exact = float(normal @ (v0 - o)) / denominator if denominator else best_t
-    return t_exact, normal
+    return t_exact, normal, chunk * CHUNK + column
 
 
 def _moller_trumbore(v0: F32 | F64, e1: F32 | F64, e2: F32 | F64, o: F64, d: F64) -> F64:
