@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,14 @@ CHROMIUM_FLAGS = [
     "--ignore-certificate-errors",
 ]
 
+WEBGL_FLAGS = ["--use-angle=swiftshader", "--use-gl=angle", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
+"""WebGL through SwiftShader (CPU), for three.js in tests/reference_renderer.py (render-stack-notes.md)."""
+
 
 @contextmanager
-def chromium(profile: Path, **options: Any) -> Iterator[Any]:
-    """A headless Chromium (a Playwright browser context with its own empty profile); skips without Chromium."""
+def chromium(profile: Path, extra_args: Sequence[str] = (), **options: Any) -> Iterator[Any]:
+    """A headless Chromium (a Playwright browser context with its own empty profile); skips without Chromium.
+    `extra_args`: more command-line flags (WEBGL_FLAGS for a page that renders with WebGL)."""
     from playwright import sync_api
 
     if not Path(CHROMIUM).exists():
@@ -38,7 +42,7 @@ def chromium(profile: Path, **options: Any) -> Iterator[Any]:
             user_data_dir=str(profile),
             executable_path=CHROMIUM,
             headless=True,
-            args=CHROMIUM_FLAGS,
+            args=[*CHROMIUM_FLAGS, *extra_args],
             ignore_https_errors=True,
             **options,
         )
