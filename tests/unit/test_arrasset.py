@@ -1,4 +1,6 @@
-"""The .arrAsset format: written from real converted models, read back by `read_asset` and by `load_model`."""
+"""The .arrAsset format: a whole ModelData written and read back (every material field, both UV sets, tangents, a
+node tree with metadata, every sceneGraphMode), version 1 files still read, damaged files refused precisely; and
+assets written by the converter, read by `load_model`."""
 
 # mypy: disable-error-code="no-untyped-call"
 
@@ -7,112 +9,335 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import trimesh
-from PIL import Image
 
 from openrr.conversions.converter import convert
-from openrr.model.arrasset import ALIGN, HEADER, MAGIC, VERTEX_DTYPE, AssetFormatError, read_asset, write_asset
-from openrr.model.mesh import MeshData, ModelData, ModelLoadError
+from openrr.model.arrasset import ALIGN, HEADER, MAGIC, AssetFormatError, read_asset, write_asset
+from openrr.model.mesh import (
+    CLAMP_TO_EDGE,
+    LINEAR_MIPMAP_NEAREST,
+    MIRRORED_REPEAT,
+    NEAREST,
+    SCENE_GRAPH_MODES,
+    ImageData,
+    Material,
+    MeshData,
+    ModelData,
+    ModelLoadError,
+    Node,
+    Sampler,
+    SceneGraphMode,
+    TextureRef,
+)
 from openrr.model.raycast import RayCaster, TriangleChunks, triangle_chunks
-from openrr.render.renderer import _VERTEX_DTYPE
 from openrr.util.atomic import atomic_file
 from tests.local_files import load_model
 from tests.models import serve_directory
 
+VERSION1 = Path(__file__).parent / "data" / "version1.arrAsset"
+"""Written once by the version 1 writer (`git show 8b09820~1:src/openrr/model/arrasset.py`, MeshData stand-ins with
+the old fields): a textured quad with a uniform colour (in the material), a triangle with per-vertex colours, double
+sided and unlit, and two points; collision with its own vertex space."""
 
-def _textured_scene(path: Path) -> None:
-    """Two boxes sharing one texture, and a coloured sphere: three meshes, two materials."""
-    image = Image.fromarray(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3) * 3)
-    scene = trimesh.Scene()
-    for x in (-2.0, 2.0):
-        box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
-        uv = np.c_[box.vertices[:, 0] + 0.5, box.vertices[:, 1] + 0.5]
-        box.visual = trimesh.visual.TextureVisuals(uv=uv, image=image)
-        scene.add_geometry(box, transform=trimesh.transformations.translation_matrix([x, 0.0, 0.0]))
-    sphere = trimesh.creation.icosphere(subdivisions=3)
-    sphere.visual = trimesh.visual.ColorVisuals(
-        sphere, vertex_colors=np.linspace(0, 255, len(sphere.vertices) * 4).reshape(-1, 4).astype(np.uint8)
+
+def _translation(x: float, y: float, z: float) -> np.ndarray:
+    matrix = np.identity(4)
+    matrix[:3, 3] = (x, y, z)
+    return matrix
+
+
+def _box(centre: tuple[float, float, float], node: int, material: int, uvs1: bool = False) -> MeshData:
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    positions = (np.asarray(box.vertices) + centre).astype(np.float32)
+    n = len(positions)
+    rng = np.random.default_rng(node)
+    tangents = np.column_stack([np.tile([1.0, 0.0, 0.0], (n, 1)), np.where(np.arange(n) % 2, 1.0, -1.0)])
+    return MeshData(
+        positions=positions,
+        normals=np.asarray(box.vertex_normals, dtype=np.float32),
+        colors=rng.uniform(0, 1, (n, 4)).astype(np.float32),  # float COLOR_0: not bytes
+        indices=np.asarray(box.faces, dtype=np.uint32),
+        uvs=rng.uniform(0, 1, (n, 2)).astype(np.float32),
+        uvs1=rng.uniform(-1, 2, (n, 2)).astype(np.float32) if uvs1 else None,
+        tangents=tangents.astype(np.float32),
+        material=material,
+        node=node,
     )
-    scene.add_geometry(sphere, transform=trimesh.transformations.translation_matrix([0.0, 3.0, 0.0]))
-    scene.export(path)
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(source GLB, converted .arrAsset) in a directory of their own."""
-    root = tmp_path_factory.mktemp("arrasset")
-    _textured_scene(root / "scene.glb")
-    outcome = convert(root, "scene.glb", root, "scene.arrAsset")
-    assert outcome.succeeded, outcome.error_message
-    return root / "scene.glb", root / "scene.arrAsset"
+def assembly(mode: SceneGraphMode = "dynamic") -> ModelData:
+    """A 3-level tree (root → frame → arm → hand, and a base), three materials using every field, two images."""
+    rng = np.random.default_rng(4)
+    colour = ImageData(rng.integers(0, 256, (8, 16, 4), dtype=np.uint8), "albedo.png")
+    data = ImageData(
+        np.concatenate([rng.integers(0, 256, (4, 4, 3)), np.full((4, 4, 1), 255)], axis=2).astype(np.uint8)
+    )
+    full = Material(
+        name="painted",
+        base_color=(0.9, 0.5, 0.25, 0.75),
+        base_color_texture=TextureRef(0, 0, Sampler(CLAMP_TO_EDGE, MIRRORED_REPEAT, NEAREST, LINEAR_MIPMAP_NEAREST)),
+        metallic=0.25,
+        roughness=0.125,
+        metallic_roughness_texture=TextureRef(1, 1),
+        normal_texture=TextureRef(1, 0, transform=(1.0, 0.0, 0.5, 0.0, 2.0, 0.25, 0.0, 0.0, 1.0)),
+        normal_scale=0.5,
+        occlusion_texture=TextureRef(1, 1, Sampler(mag_filter=NEAREST)),
+        occlusion_strength=0.3,
+        emissive=(0.1, 0.2, 0.3),
+        emissive_texture=TextureRef(0, 1),
+        emissive_strength=4.0,
+        alpha_mode="MASK",
+        alpha_cutoff=0.3,
+        double_sided=True,
+        unlit=False,
+    )
+    nodes = [
+        Node("assembly.glb", -1),
+        Node("frame", 0, _translation(0, 1, 0), {"PartNumber": "F-1", "mass": 2.5, "tags": ["steel", 3]}),
+        Node("arm", 1, _translation(1, 0, 0)),
+        Node("hand", 2, np.diag([2.0, 2.0, 2.0, 1.0]), {"grip": True, "notes": None}),
+        Node("base", 0, metadata={"PartNumber": "B-7"}),
+    ]
+    meshes = [
+        _box((0, 1, 0), 1, 0, uvs1=True),
+        _box((1, 1, 0), 2, 1),
+        _box((1, 1, 2), 3, 2),
+        _box((0, -1, 0), 4, 0, uvs1=True),
+    ]
+    model = ModelData(
+        name="assembly.glb",
+        meshes=meshes,
+        bounds_min=np.array([-0.5, -1.5, -0.5], np.float32),
+        bounds_max=np.array([1.5, 1.5, 2.5], np.float32),
+        triangles=48,
+        points=0,
+        materials=[
+            full,
+            Material(name="chrome", metallic=1.0, roughness=0.05),
+            Material(alpha_mode="BLEND", unlit=True),
+        ],
+        images=[colour, data],
+        nodes=nodes,
+        scene_graph_mode=mode,
+    )
+    model.collision = triangle_chunks(model)
+    return model
 
 
-def test_vertex_record_is_the_renderers() -> None:
-    # the asset's vertices are meant to be uploaded as they are: the two layouts must not drift apart
-    assert VERTEX_DTYPE == _VERTEX_DTYPE
-    assert VERTEX_DTYPE.itemsize == 36
-
-
-def test_asset_gives_the_same_triangles_and_bounds_as_its_source(converted: tuple[Path, Path]) -> None:
-    source_path, asset_path = converted
-    source = load_model(str(source_path))
-    asset = load_model(str(asset_path))
-    assert asset.name == "scene.arrAsset"
-    assert (asset.triangles, asset.points) == (source.triangles, source.points) == (12 + 12 + 1280, 0)
-    np.testing.assert_allclose(asset.bounds_min, source.bounds_min, atol=1e-6)
-    np.testing.assert_allclose(asset.bounds_max, source.bounds_max, atol=1e-6)
-    # merged by material: the two boxes share a texture, the sphere has none
-    assert len(source.meshes) == 3 and len(asset.meshes) == 2
-
-    def corners(model: ModelData) -> np.ndarray:
-        rows = [np.sort(m.positions[m.indices].reshape(-1, 9), axis=0) for m in model.meshes if m.indices is not None]
-        return np.sort(np.concatenate(rows), axis=0)
-
-    np.testing.assert_array_equal(corners(asset), corners(source))
-
-
-def test_colours_uvs_and_texture_survive(converted: tuple[Path, Path]) -> None:
-    source_path, asset_path = converted
-    source = load_model(str(source_path))
-    asset = load_model(str(asset_path))
-    textured = [m for m in asset.meshes if m.texture is not None]
-    assert len(textured) == 1 and textured[0].uvs is not None
-    original = next(m for m in source.meshes if m.texture is not None)
-    np.testing.assert_array_equal(textured[0].texture, original.texture)  # PNG is lossless
-    assert textured[0].uvs is not None and original.uvs is not None
-    np.testing.assert_allclose(textured[0].uvs[: len(original.uvs)], original.uvs, atol=1e-7)
-    sphere_source = next(m for m in source.meshes if m.texture is None)
-    sphere_asset = next(m for m in asset.meshes if m.texture is None)
-    # colours go through RGBA8, as they do on their way to the GPU
-    np.testing.assert_allclose(sphere_asset.colors, sphere_source.colors, atol=0.5 / 255 + 1e-6)
-    np.testing.assert_allclose(sphere_asset.normals, sphere_source.normals, atol=1e-6)
-
-
-def test_arrays_are_aligned_views_of_the_file(converted: tuple[Path, Path]) -> None:
-    data = converted[1].read_bytes()
-    assert data[:8] == MAGIC
+def _toc(data: bytes) -> dict[str, Any]:
     header = np.frombuffer(data, dtype=HEADER, count=1)[0]
-    toc = json.loads(data[HEADER.itemsize : HEADER.itemsize + int(header["toc_length"])])
-    blobs = [m["vertices"] for m in toc["meshes"]] + [m["indices"] for m in toc["meshes"] if m["indices"]]
-    # two triangle meshes (one per material): the collision structure has its own vertex space
-    blobs += [toc["collision"][key] for key in ("positions", "corners", "boxMin", "boxMax")]
+    toc: dict[str, Any] = json.loads(data[HEADER.itemsize : HEADER.itemsize + int(header["toc_length"])])
+    return toc
+
+
+def _round_trip(model: ModelData, tmp_path: Path) -> tuple[ModelData, bytes]:
+    size = write_asset(tmp_path / "model.arrAsset", model, {"source": "assembly.glb"})
+    data = (tmp_path / "model.arrAsset").read_bytes()
+    assert size == len(data)
+    return read_asset(data, "model.arrAsset"), data
+
+
+@pytest.mark.parametrize("mode", SCENE_GRAPH_MODES)
+def test_a_whole_model_round_trips(tmp_path: Path, mode: SceneGraphMode) -> None:
+    model = assembly(mode)
+    back, data = _round_trip(model, tmp_path)
+    assert back.scene_graph_mode == mode
+    assert back.materials == model.materials  # every field, texture references, samplers and transforms included
+    assert [(n.name, n.parent, n.metadata) for n in back.nodes] == [(n.name, n.parent, n.metadata) for n in model.nodes]
+    for mine, theirs in zip(back.nodes, model.nodes, strict=True):
+        np.testing.assert_array_equal(mine.local, theirs.local)
+    assert len(back.images) == 2
+    for mine_image, their_image in zip(back.images, model.images, strict=True):
+        np.testing.assert_array_equal(mine_image.pixels, their_image.pixels)  # PNG: lossless
+        assert mine_image.name == their_image.name
+    toc = _toc(data)
+    # the colour space is a property of the use, written down for whoever reads the file by hand
+    assert [(i["uses"], i["colorSpace"]) for i in toc["images"]] == [
+        (["baseColor", "emissive"], "srgb"),
+        (["metallicRoughness", "normal", "occlusion"], "linear"),
+    ]
+    for mine_mesh, their_mesh in zip(back.meshes, model.meshes, strict=True):
+        assert (mine_mesh.node, mine_mesh.material) == (their_mesh.node, their_mesh.material)
+        for field in ("positions", "normals", "colors", "indices", "uvs", "uvs1", "tangents"):
+            theirs = getattr(their_mesh, field)
+            if theirs is None:
+                assert getattr(mine_mesh, field) is None, field
+            else:
+                np.testing.assert_array_equal(getattr(mine_mesh, field), theirs, err_msg=field)
+    assert back.collision is not None and model.collision is not None
+    assert back.collision.nodes is not None and model.collision.nodes is not None
+    np.testing.assert_array_equal(back.collision.nodes, model.collision.nodes)
+    assert sorted(set(back.collision.nodes.tolist())) == [1, 2, 3, 4]
+
+
+def test_byte_colours_stay_in_the_vertex_record(tmp_path: Path) -> None:
+    model = assembly()
+    # 8-bit sources and white: the record's RGBA8 holds them exactly, no float copy in the file
+    bytes_ = (np.arange(len(model.meshes[0].positions) * 4).reshape(-1, 4) * 7 % 256).astype(np.uint8)
+    model.meshes[0].colors = bytes_.astype(np.float32) / np.float32(255)
+    model.meshes[1].colors = np.ones((len(model.meshes[1].positions), 4), np.float32)
+    back, data = _round_trip(model, tmp_path)
+    meshes = _toc(data)["meshes"]
+    assert meshes[0]["colors"] is None and meshes[1]["colors"] is None and meshes[2]["colors"] is not None
+    np.testing.assert_allclose(back.meshes[0].colors, model.meshes[0].colors, atol=1e-7)
+    np.testing.assert_array_equal(back.meshes[1].colors, model.meshes[1].colors)
+
+
+def test_arrays_are_aligned_read_only_views(tmp_path: Path) -> None:
+    _, data = _round_trip(assembly(), tmp_path)
+    toc = _toc(data)
+    blobs = [m[key] for m in toc["meshes"] for key in ("vertices", "indices", "uvs1", "tangents", "colors") if m[key]]
+    blobs += [toc["collision"][key] for key in ("positions", "corners", "boxMin", "boxMax", "nodes")]
+    blobs += [image["data"] for image in toc["images"]]
     assert all(blob["offset"] % ALIGN == 0 for blob in blobs)
-    model = read_asset(data, "scene.arrAsset")
+    model = read_asset(data, "model.arrAsset")
     mesh = model.meshes[0]
     # zero-copy: the arrays live in the bytes they were read from, which numpy cannot write to
     assert not mesh.positions.flags.writeable and not mesh.indices.flags.writeable  # type: ignore[union-attr]
+    assert mesh.tangents is not None and not mesh.tangents.flags.writeable
     assert model.collision is not None and not model.collision.corners.flags.writeable
+
+
+def test_stored_collision_casts_like_a_rebuilt_one_and_names_the_part(tmp_path: Path) -> None:
+    asset, _ = _round_trip(assembly(), tmp_path)
+    stored, fresh = RayCaster(), RayCaster()
+    stored.add(1, asset)
+    fresh.add(1, ModelData(asset.name, asset.meshes, asset.bounds_min, asset.bounds_max, 48, 0, nodes=asset.nodes))
+    transforms = {1: np.eye(4)}
+    hit = stored.cast([1.0, 1.0, 10.0], [0.0, 0.0, -1.0], transforms)
+    assert hit is not None and hit.node == 3 and hit.distance == pytest.approx(7.5)  # the hand, in front
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        origin = rng.normal(size=3)
+        origin *= 12.0 / np.linalg.norm(origin)
+        direction = rng.uniform(asset.bounds_min, asset.bounds_max) - origin
+        assert stored.cast(origin, direction, transforms) == fresh.cast(origin, direction, transforms)
+
+
+def test_points_without_uvs_or_tree(tmp_path: Path) -> None:
+    points = np.random.default_rng(1).uniform(-1, 1, (1000, 3)).astype(np.float32)
+    colors = np.random.default_rng(2).uniform(0, 1, (1000, 4)).astype(np.float32)
+    cloud = MeshData(points, np.zeros_like(points), colors, None)
+    model = ModelData("cloud.ply", [cloud], points.min(axis=0), points.max(axis=0), 0, 1000, collision=None)
+    back, _ = _round_trip(model, tmp_path)
+    assert back.points == 1000 and back.triangles == 0 and back.meshes[0].indices is None
+    assert back.nodes == [] and back.tree()[0].name == "model.arrAsset" and back.meshes[0].uvs is None
+    assert back.collision is not None and back.collision.count == 0
+    np.testing.assert_array_equal(back.meshes[0].positions, points)
+    np.testing.assert_array_equal(back.meshes[0].colors, colors)
+
+
+def test_version_1_assets_still_read() -> None:
+    model = read_asset(VERSION1.read_bytes(), "v1.arrAsset")
+    assert (model.triangles, model.points, len(model.meshes), model.nodes) == (3, 2, 3, [])
+    assert [m.node for m in model.meshes] == [0, 0, 0] and model.scene_graph_mode == "dynamic"
+    quad, triangle, points = model.meshes
+    # the uniform colour v1 moved into the material is the base colour again, the vertices white
+    material = model.materials[quad.material]
+    assert material.base_color == (0.5, 0.25, 1.0, 1.0) and not material.double_sided and not material.unlit
+    assert material.base_color_texture == TextureRef(0) and (material.metallic, material.roughness) == (0.0, 1.0)
+    np.testing.assert_array_equal(quad.colors, np.ones((4, 4), np.float32))
+    expected = (np.arange(4 * 4 * 4, dtype=np.uint8).reshape(4, 4, 4) * 4) | np.uint8(3)
+    np.testing.assert_array_equal(model.images[0].pixels, expected)
+    assert quad.uvs is not None and quad.uvs1 is None and quad.tangents is None
+    # per-vertex colours stay per vertex, under a white material
+    other = model.materials[triangle.material]
+    assert other.base_color == (1.0, 1.0, 1.0, 1.0) and other.double_sided and other.unlit
+    expected_colors = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 0.5]], np.float32)
+    np.testing.assert_allclose(triangle.colors, expected_colors, atol=0.5 / 255)
+    assert points.indices is None and len(points.positions) == 2
+    assert model.collision is not None and model.collision.count == 3 and model.collision.nodes is None
+    hit = RayCaster()
+    hit.add(7, model)
+    found = hit.cast([2.2, 0.2, 5.0], [0.0, 0.0, -1.0], {7: np.eye(4)})
+    assert found is not None and found.node == 0 and found.distance == pytest.approx(5.0)
+
+
+def _patch_toc(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    toc = _toc(data)
+    change(toc)
+    old_end = HEADER.itemsize + int(np.frombuffer(data, dtype=HEADER, count=1)[0]["toc_length"])
+    start = old_end + (-old_end % ALIGN)
+    table = json.dumps(toc).encode()
+    table += b" " * (-(HEADER.itemsize + len(table)) % ALIGN)  # keep the data section where a reader finds it
+    header = np.array([(MAGIC, 2, len(table))], dtype=HEADER).tobytes()
+    return header + table + data[start:]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda t: t["nodes"][2].update(parent=3), "nodes[2] has parent 3"),
+        (lambda t: t["nodes"][0].update(parent=0), "nodes[0] has parent 0"),
+        (lambda t: t["nodes"][1].update(local=[1, 2]), "nodes[1].local is not 16 finite numbers"),
+        (lambda t: t["meshes"][1].update(node=9), "meshes[1] belongs to node 9, the asset has 5"),
+        (lambda t: t["meshes"][1].update(material=3), "meshes[1] uses material 3, the asset has 3"),
+        (lambda t: t["materials"][0]["normalTexture"].update(image=5), "normalTexture refers to image 5"),
+        (lambda t: t["materials"][0]["baseColorTexture"]["sampler"].update(wrapS=1), "sampler.wrapS is 1"),
+        (lambda t: t["materials"][0]["emissiveTexture"].update(texCoord=2), "texCoord is 2"),
+        (lambda t: t["materials"][1].update(alphaMode="GLASS"), "materials[1].alphaMode 'GLASS'"),
+        (lambda t: t["materials"][1].update(baseColor=[1, 1]), "materials[1].baseColor is not 4 finite numbers"),
+        (lambda t: t.update(sceneGraphMode="flat"), "sceneGraphMode 'flat'"),
+        (lambda t: t["meshes"][0].pop("vertices"), "malformed table of contents: KeyError: 'vertices'"),
+        (lambda t: t["meshes"][0]["uvs1"].update(length=8), "meshes[0].uvs1 is 8 bytes, expected 64"),
+    ],
+)
+def test_inconsistent_tables_are_refused(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    _, data = _round_trip(assembly(), tmp_path)
+    broken = _patch_toc(data, change)
+    with pytest.raises(AssetFormatError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        read_asset(broken, "broken.arrAsset")
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda d: b"NOTASSET" + d[8:], "magic"),
+        (lambda d: d[:8] + (3).to_bytes(4, "little") + d[12:], "version 3, this server reads versions 1 and 2"),
+        (lambda d: d[: len(d) // 2], "truncated"),
+        (lambda d: d[:16] + b"x" + d[17:], "not valid JSON"),
+        (lambda d: b"", "empty"),
+    ],
+)
+def test_damaged_assets_fail_with_a_precise_message(
+    tmp_path: Path, damage: Callable[[bytes], bytes], expected: str
+) -> None:
+    _, data = _round_trip(assembly(), tmp_path)
+    broken = tmp_path / "broken.arrAsset"
+    broken.write_bytes(damage(data))
+    with pytest.raises(ModelLoadError) as error:
+        load_model(str(broken))
+    assert expected in str(error.value) and "broken.arrAsset" in str(error.value)
+    with pytest.raises(AssetFormatError):
+        read_asset(broken.read_bytes(), "broken.arrAsset")
+
+
+def test_atomic_file_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "model.arrAsset"
+    with pytest.raises(RuntimeError), atomic_file(target) as out:
+        out.write(b"half a file")
+        raise RuntimeError("disk on fire")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_file(target) as out:
+        out.write(b"whole")
+    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["model.arrAsset"]
+
+
+# --- assets the converter writes ------------------------------------------------------------------------------
 
 
 def test_a_single_mesh_shares_its_index_buffer_with_the_collision_structure(tmp_path: Path) -> None:
     trimesh.creation.icosphere(subdivisions=4).export(tmp_path / "ball.glb")
-    assert convert(tmp_path, "ball.glb", tmp_path, "ball.arrAsset").succeeded
+    outcome = convert(tmp_path, "ball.glb", tmp_path, "ball.arrAsset")
+    assert outcome.succeeded, outcome.error_message
     data = (tmp_path / "ball.arrAsset").read_bytes()
-    header = np.frombuffer(data, dtype=HEADER, count=1)[0]
-    toc = json.loads(data[HEADER.itemsize : HEADER.itemsize + int(header["toc_length"])])
+    toc = _toc(data)
     assert toc["collision"]["mesh"] == 0 and "corners" not in toc["collision"]
     model = read_asset(data, "ball.arrAsset")
     assert model.collision is not None
@@ -123,38 +348,9 @@ def test_a_single_mesh_shares_its_index_buffer_with_the_collision_structure(tmp_
     assert len(data) < 5120 * 12 + 2562 * 36 + 80 * 24 + 4096
 
 
-def test_stored_collision_structure_gives_identical_ray_casts(converted: tuple[Path, Path]) -> None:
-    source_path, asset_path = converted
-    asset = load_model(str(asset_path))
-    assert asset.collision is not None and asset.collision.count == asset.triangles
-    rebuilt = triangle_chunks(asset)
-    for name in ("positions", "corners", "box_min", "box_max"):
-        np.testing.assert_array_equal(getattr(asset.collision, name), getattr(rebuilt, name))
-
-    stored, fresh, original = RayCaster(), RayCaster(), RayCaster()
-    stored.add(1, asset)
-    fresh.add(1, ModelData(asset.name, asset.meshes, asset.bounds_min, asset.bounds_max, asset.triangles, 0))
-    original.add(1, load_model(str(source_path)))
-    transforms = {1: np.eye(4)}
-    rng = np.random.default_rng(3)
-    hits = 0
-    for _ in range(200):
-        # from all around, aimed at points inside the bounds: most rays hit, some pass between the parts
-        origin = rng.normal(size=3)
-        origin *= 12.0 / np.linalg.norm(origin)
-        direction = rng.uniform(asset.bounds_min, asset.bounds_max) - origin
-        a = stored.cast(origin, direction, transforms)
-        assert a == fresh.cast(origin, direction, transforms)
-        b = original.cast(origin, direction, transforms)
-        assert (a is None) == (b is None)
-        if a is not None and b is not None:
-            hits += 1
-            assert a.distance == pytest.approx(b.distance, abs=1e-5)
-    assert hits > 50
-
-
-def test_load_model_reads_assets_over_http_and_file_urls(converted: tuple[Path, Path]) -> None:
-    asset_path = converted[1]
+def test_load_model_reads_assets_over_http_and_file_urls(tmp_path: Path) -> None:
+    write_asset(tmp_path / "scene.arrAsset", assembly())
+    asset_path = tmp_path / "scene.arrAsset"
     local = load_model(str(asset_path))
     progress: list[float] = []
     with serve_directory(asset_path.parent) as base:
@@ -162,7 +358,7 @@ def test_load_model_reads_assets_over_http_and_file_urls(converted: tuple[Path, 
         remote = load_model(f"{base}/scene.arrAsset?sv=2021-08-06&sp=r&sig=abc%3D", progress.append)
     by_file_url = load_model(asset_path.as_uri())
     for model in (remote, by_file_url):
-        assert model.triangles == local.triangles
+        assert model.triangles == local.triangles and [n.name for n in model.nodes] == [n.name for n in local.nodes]
         np.testing.assert_array_equal(model.meshes[0].indices, local.meshes[0].indices)  # type: ignore[arg-type]
     assert progress[0] == 0.0 and progress[-1] == 1.0 and progress == sorted(progress)
 
@@ -180,50 +376,8 @@ def test_collision_can_be_left_out(tmp_path: Path) -> None:
     assert model.triangles == 320
 
 
-def test_write_and_read_round_trip_points_and_flags(tmp_path: Path) -> None:
-    points = np.random.default_rng(1).uniform(-1, 1, (1000, 3)).astype(np.float32)
-    colors = np.random.default_rng(2).uniform(0, 1, (1000, 4)).astype(np.float32)
-    cloud = MeshData(points, np.zeros_like(points), colors, None, None, None, double_sided=True, unlit=True)
-    model = ModelData("cloud.ply", [cloud], points.min(axis=0), points.max(axis=0), 0, 1000, TriangleChunks.empty())
-    size = write_asset(tmp_path / "cloud.arrAsset", model)
-    data = (tmp_path / "cloud.arrAsset").read_bytes()
-    assert size == len(data)
-    back = read_asset(data, "cloud.arrAsset")
-    assert back.points == 1000 and back.triangles == 0 and back.meshes[0].indices is None
-    assert back.meshes[0].unlit and back.meshes[0].uvs is None
-    np.testing.assert_array_equal(back.meshes[0].positions, points)
-    np.testing.assert_allclose(back.meshes[0].colors, colors, atol=0.5 / 255 + 1e-6)
-
-
-@pytest.mark.parametrize(
-    ("damage", "expected"),
-    [
-        (lambda d: b"NOTASSET" + d[8:], "magic"),
-        (lambda d: d[:8] + (2).to_bytes(4, "little") + d[12:], "version 2"),
-        (lambda d: d[: len(d) // 2], "truncated"),
-        (lambda d: d[:16] + b"x" + d[17:], "not valid JSON"),
-        (lambda d: b"", "empty"),
-    ],
-)
-def test_damaged_assets_fail_with_a_precise_message(
-    converted: tuple[Path, Path], tmp_path: Path, damage: Callable[[bytes], bytes], expected: str
-) -> None:
-    data = damage(converted[1].read_bytes())
-    broken = tmp_path / "broken.arrAsset"
-    broken.write_bytes(data)
-    with pytest.raises(ModelLoadError) as error:
-        load_model(str(broken))
-    assert expected in str(error.value) and "broken.arrAsset" in str(error.value)
-    with pytest.raises(AssetFormatError):
-        read_asset(data, "broken.arrAsset")
-
-
-def test_atomic_file_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:
-    target = tmp_path / "model.arrAsset"
-    with pytest.raises(RuntimeError), atomic_file(target) as out:
-        out.write(b"half a file")
-        raise RuntimeError("disk on fire")
-    assert list(tmp_path.iterdir()) == []
-    with atomic_file(target) as out:
-        out.write(b"whole")
-    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["model.arrAsset"]
+def test_empty_collision_round_trips(tmp_path: Path) -> None:
+    model = assembly()
+    model.collision = TriangleChunks.empty()
+    back, data = _round_trip(model, tmp_path)
+    assert back.collision is not None and back.collision.count == 0 and "nodes" not in _toc(data)["collision"]
