@@ -144,7 +144,8 @@ def canvas_centre(page: Any) -> tuple[float, float]:
 # The viewer's ES modules (viewer.js puts them together), every one served from the page's own origin.
 VIEWER_MODULES = (
     "viewer.js", "connection.js", "display.js", "meters.js", "input.js", "scene-panel.js", "address.js", "errors.js",
-    "dom.js", "protocol.js", "camera.js", "api.js", "video.js",
+    "dom.js", "protocol.js", "camera.js", "api.js", "video.js", "scene-tree.js", "render-controls.js",
+    "material-panel.js",
 )  # fmt: skip
 
 

@@ -20,12 +20,13 @@ export function wheelZoomFactor(deltaY, deltaMode) {
 
 export class CameraInput {
   camera = null; // the setCamera fields of the camera shown (the controller's, for a watcher)
-  lastHit = null; // the last pick: {hit: false, pixel} or {hit: true, pixel, name, entityId, position, ...}
+  lastHit = null; // the last pick: {hit: false, pixel} or {hit: true, pixel, name, entityId, path, position, ...}
 
   #display;
   #meters;
   #showError;
-  #scene; // {entities, select(entity)}: the models to frame and pick
+  #scene; // {entities}: the models to frame
+  #onPick; // (hit) => ...: a part was picked (the scene tree selects it)
   #conn = null;
   #orbit = new OrbitCamera();
   #dirty = false; // the camera changed since the last setCamera
@@ -36,11 +37,12 @@ export class CameraInput {
   #gesture = null; // {startX, startY, button, shift, moved, multi}
   #turntable = $("auto-rotate");
 
-  constructor({ display, meters, showError, scene }) {
+  constructor({ display, meters, showError, scene, onPick }) {
     this.#display = display;
     this.#meters = meters;
     this.#showError = showError;
     this.#scene = scene;
+    this.#onPick = onPick;
     const canvas = display.canvas;
     canvas.addEventListener("contextmenu", (e) => e.preventDefault());
     canvas.addEventListener("pointerdown", (e) => this.#pointerDown(e));
@@ -228,15 +230,16 @@ export class CameraInput {
         note.dataset.hit = "none";
         return;
       }
-      const entity = this.#scene.entities.find((e) => e.entityId === hit.entityId);
-      const name = entity?.name || `entity ${hit.entityId}`;
+      // The hit names the leaf part (entityId, name, path from the model's root); older servers name the model.
+      const model = this.#scene.entities.find((e) => e.entityId === (hit.modelEntityId ?? hit.entityId));
+      const name = hit.name || model?.name || `entity ${hit.entityId}`;
       this.lastHit = { hit: true, pixel, name, ...hit };
       const fmt = (p) => p.map((x) => x.toFixed(3)).join(", ");
       note.textContent =
-        `${name} (entity ${hit.entityId}) at (${fmt(hit.position)}), ${hit.distance.toFixed(3)} from the camera, ` +
-        `normal (${fmt(hit.normal)}).`;
+        `${(hit.path || [name]).join(" › ")} (entity ${hit.entityId}) at (${fmt(hit.position)}), ` +
+        `${hit.distance.toFixed(3)} from the camera, normal (${fmt(hit.normal)}).`;
       note.dataset.hit = String(hit.entityId);
-      if (entity && conn.role === "controller") await this.#scene.select(entity);
+      await this.#onPick(hit);
     } catch (err) {
       this.#showError(err);
     }

@@ -1,11 +1,11 @@
-// The scene panel: the models loaded (load, hide, select, unload) and the cut planes. A watcher sees the list;
-// only the controller changes it.
+// The scene panel: the models loaded (load, hide, unload) and the cut planes. A watcher sees the list; only the
+// controller changes it. Event "change" whenever the list of models or their state changes (the scene tree follows).
 
 import { add, scale, worldBounds } from "./camera.js";
 import { $ } from "./dom.js";
 import { describeError } from "./errors.js";
 
-export class ScenePanel {
+export class ScenePanel extends EventTarget {
   entities = []; // the session's models, as the render server describes them (entityId, name, bounds, ...)
   cutPlanes = []; // the planes set: [{normal, point}]
   loadProgress = null; // 0..1 while a model loads
@@ -17,6 +17,7 @@ export class ScenePanel {
   #linkModel = null; // the link's ?model=, loaded on the first connection
 
   constructor({ showError, frameModels }) {
+    super();
     this.#showError = showError;
     this.#frameModels = frameModels;
     $("model-form").addEventListener("submit", (e) => {
@@ -106,9 +107,15 @@ export class ScenePanel {
     }
   }
 
-  /** Toggle a model's outline (a click on it picks it). */
-  select(entity) {
-    return this.#setOverride(entity, { selected: !entity.selected });
+  /** Hide or show a model (all its parts but those with their own hidden override). */
+  setHidden(entity, hidden) {
+    return this.#setOverride(entity, { hidden });
+  }
+
+  /** The selected part (scene-tree.js) is in the model `modelEntityId` (null: none): its row is marked. */
+  markSelected(modelEntityId) {
+    for (const entity of this.entities) entity.selected = entity.entityId === modelEntityId;
+    this.#render();
   }
 
   async #setOverride(entity, fields) {
@@ -150,12 +157,13 @@ export class ScenePanel {
       li.append(name);
       if (controller) {
         li.append(
-          button(entity.hidden ? "show" : "hide", () => this.#setOverride(entity, { hidden: !entity.hidden }).catch(this.#showError)),
+          button(entity.hidden ? "show" : "hide", () => this.setHidden(entity, !entity.hidden).catch(this.#showError)),
           button("unload", () => this.#unload(entity)),
         );
       }
       list.append(li);
     }
+    this.dispatchEvent(new Event("change"));
   }
 
   /** Cut planes through the models' centre, along +X and/or +Y as the checkboxes say. */

@@ -6,7 +6,10 @@
 //   display.js      the picture, whatever the video transport, and the stream size (the canvas)
 //   meters.js       fps, command -> display latency, transport, server figures  (the HUD)
 //   input.js        camera input (drag, wheel, pinch, turntable) and picking     (the canvas, View, Picked)
-//   scene-panel.js  models (load, hide, select, unload) and cut planes           (Model, View)
+//   scene-panel.js  models (load, hide, unload) and cut planes                   (Model, View)
+//   scene-tree.js   each model's parts: expand, hide, select (also by a pick)     (Parts)
+//   render-controls.js  environment, exposure, tone mapping, anti-aliasing        (Rendering)
+//   material-panel.js   the selected part's materials                            (Material)
 //
 // window.openrrViewer exposes the live state for tests and for the console.
 
@@ -16,8 +19,11 @@ import { Connection } from "./connection.js";
 import { Display } from "./display.js";
 import { ErrorBanner } from "./errors.js";
 import { CameraInput } from "./input.js";
+import { MaterialPanel } from "./material-panel.js";
 import { Meters } from "./meters.js";
+import { RenderControls } from "./render-controls.js";
 import { ScenePanel } from "./scene-panel.js";
+import { SceneTree } from "./scene-tree.js";
 
 const errors = new ErrorBanner();
 const showError = errors.show;
@@ -26,7 +32,15 @@ const connection = new Connection({ showError, clearError: () => errors.clear() 
 const meters = new Meters({ transport: () => ({ transport: display.transport, detail: display.transportDetail }) });
 const display = new Display({ meters, showError });
 const scene = new ScenePanel({ showError, frameModels: () => input.frameAll() });
-const input = new CameraInput({ display, meters, showError, scene });
+const tree = new SceneTree({ showError, scene });
+const input = new CameraInput({ display, meters, showError, scene, onPick: (hit) => tree.reveal(hit) });
+const renderControls = new RenderControls({ showError });
+const materials = new MaterialPanel({ showError });
+scene.addEventListener("change", () => tree.sync());
+tree.addEventListener("select", ({ detail: { entityId, modelEntityId } }) => {
+  scene.markSelected(modelEntityId);
+  materials.show(entityId);
+});
 
 // Connected: every part takes the session, in this order (a controller sends its stream size, then its camera,
 // then loads the link's model).
@@ -35,12 +49,18 @@ connection.addEventListener("open", ({ detail: { conn, transport, transportError
   meters.attach(conn);
   input.attach(conn, conn.welcome.camera);
   scene.attach(conn, conn.welcome);
+  tree.attach(conn);
+  materials.attach(conn);
+  renderControls.attach(conn);
 });
 connection.addEventListener("close", () => {
   display.detach();
   meters.detach();
   input.detach();
   scene.detach();
+  tree.detach();
+  materials.detach();
+  renderControls.detach();
 });
 
 /** Nothing left to show: no camera change waiting, no scene command unanswered, and the newest frame drawn
@@ -83,6 +103,9 @@ expose(viewer, meters, ["fps", "lastLatencyMs", "medianLatencyMs", "latencySampl
 expose(viewer, input, ["camera", "lastHit"]);
 expose(viewer, scene, ["entities", "cutPlanes", "loadProgress", "lastLoad"]);
 expose(viewer, errors, ["lastError"]);
+Object.defineProperty(viewer, "selectedEntity", { get: () => tree.selected, enumerable: true });
+expose(viewer, materials, ["materials"]);
+expose(viewer, renderControls, ["environment", "output"]);
 Object.defineProperty(viewer, "connection", { get: () => connection.current, enumerable: false });
 window.openrrViewer = viewer;
 
