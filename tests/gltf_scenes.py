@@ -421,7 +421,7 @@ def _patches(g: _Gltf) -> GltfScene:
     centre = (1.1 * 0.5, -0.6, 0.0)
     g.node("textured", g.mesh("textured", quad(1.0, 1.0), m), translation=centre)
     patches.append(Patch("textured", centre, tuple(float(c) for c in TEXTURE_PATCH_SRGB)))  # type: ignore[arg-type]
-    return GltfScene("patches", "patches.glb", View((0, 0, 4.0), fov_y=40), environment=False, patches=tuple(patches))
+    return GltfScene("patches", "patches.glb", View((0, 0, 4.8), fov_y=40), environment=False, patches=tuple(patches))
 
 
 def _texcoord1(g: _Gltf) -> GltfScene:
