@@ -122,7 +122,9 @@ def test_oversized_texture_is_refused_before_decoding(area: Path) -> None:
 
 def test_limits_are_the_operators(area: Path) -> None:
     files = _files(area)
-    assert load_model("fine.glb", local_files=files).meshes[0].texture is not None
+    model = load_model("fine.glb", local_files=files)
+    texture = model.materials[model.meshes[0].material].base_color_texture
+    assert texture is not None and model.images[texture.image].pixels.shape == (64, 64, 4)
     with pytest.raises(ModelLoadError, match=r"texture 'small.png' is 64x64, over the limit of 32 px per side"):
         load_model("fine.glb", local_files=files, textures=TextureLimits(max_dimension=32))
     with pytest.raises(ModelLoadError, match=r"64x64, over the limit of .* / 1000 pixels"):

@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 
-from openrr.model.mesh import ModelData, ModelLoadError
+from openrr.model.mesh import ModelData, ModelLoadError, default_material
 from tests.local_files import load_model
 
 SECRET = "sig=s3cr3tSignature%2Bxyz"
@@ -197,8 +198,8 @@ def test_icosphere_glb(kind: str, models: Path, server: str) -> None:
     # computed normals of a sphere point outward
     assert np.all(np.einsum("ij,ij->i", mesh.normals, mesh.positions) > 0.9)
     assert mesh.colors.dtype == np.float32 and mesh.colors.shape == (642, 4)
-    assert np.all(mesh.colors == 1.0)  # neither vertex colour nor material: white
-    assert mesh.texture is None
+    assert np.all(mesh.colors == 1.0)  # no vertex colour: white
+    assert model.materials[mesh.material].base_color_texture is None and not model.images
     assert model.bounds_min == pytest.approx([-1, -1, -1], abs=1e-6)
     assert model.bounds_max == pytest.approx([1, 1, 1], abs=1e-6)
     assert model.bounds_min.dtype == np.float32
@@ -208,9 +209,12 @@ def test_icosphere_glb(kind: str, models: Path, server: str) -> None:
 def test_textured_glb_brings_texture_and_uvs(kind: str, models: Path, server: str) -> None:
     model = load_model(source(kind, models, server, "textured.glb"))
     (mesh,) = model.meshes
-    assert mesh.texture is not None and mesh.texture.shape == (64, 64, 4) and mesh.texture.dtype == np.uint8
-    assert mesh.texture[0, 0].tolist() == [255, 0, 0, 255]  # row 0 is the top of the image: red
-    assert mesh.texture[-1, 0].tolist() == [0, 0, 255, 255]
+    texture = model.materials[mesh.material].base_color_texture
+    assert texture is not None and texture.tex_coord == 0
+    pixels = model.images[texture.image].pixels
+    assert pixels.shape == (64, 64, 4) and pixels.dtype == np.uint8
+    assert pixels[0, 0].tolist() == [255, 0, 0, 255]  # row 0 is the top of the image: red
+    assert pixels[-1, 0].tolist() == [0, 0, 255, 255]
     assert mesh.uvs is not None and mesh.uvs.shape == (len(mesh.positions), 2) and mesh.uvs.dtype == np.float32
     # uvs were written as (x + 0.5, y + 0.5) in trimesh's bottom-up convention; they arrive top-down
     expected = np.column_stack((mesh.positions[:, 0] + 0.5, 0.5 - mesh.positions[:, 1]))
@@ -230,18 +234,23 @@ def test_gltf_materials_say_which_meshes_are_single_sided(tmp_path: Path) -> Non
     scene = trimesh.Scene({"plain": plain, "two": two_sided, "one": one_sided})
     scene.export(tmp_path / "sides.glb")
     loaded = load_model(str(tmp_path / "sides.glb"))
-    sides = sorted(mesh.double_sided for mesh in loaded.meshes)
+    sides = sorted(loaded.materials[mesh.material].double_sided for mesh in loaded.meshes)
     assert sides == [False, False, True], "only the doubleSided material's mesh is double-sided"
     plain.export(tmp_path / "box.stl")
     plain.export(tmp_path / "box.ply")
     for name in ("box.stl", "box.ply"):
-        assert all(mesh.double_sided for mesh in load_model(str(tmp_path / name)).meshes), name
+        model = load_model(str(tmp_path / name))
+        assert all(model.materials[mesh.material].double_sided for mesh in model.meshes), name
 
 
-def test_vertex_colours_multiply_the_base_colour(models: Path) -> None:
-    (mesh,) = load_model(str(models / "tinted.glb")).meshes
-    assert mesh.texture is not None and mesh.uvs is not None
-    assert mesh.colors == pytest.approx(np.tile([1.0, 0.0, 0.0, 128 / 255], (len(mesh.positions), 1)), abs=1e-6)
+def test_vertex_colours_stay_apart_from_the_base_colour(models: Path) -> None:
+    """COLOR_0 is the mesh's, the base colour factor the material's: the renderer multiplies them."""
+    model = load_model(str(models / "tinted.glb"))
+    (mesh,) = model.meshes
+    material = model.materials[mesh.material]
+    assert material.base_color_texture is not None and mesh.uvs is not None
+    assert material.base_color == pytest.approx((1.0, 1.0, 1.0, 128 / 255), abs=1e-6)
+    assert mesh.colors == pytest.approx(np.tile([1.0, 0.0, 0.0, 1.0], (len(mesh.positions), 1)), abs=1e-6)
 
 
 @pytest.mark.parametrize("kind", SOURCES)
@@ -249,16 +258,24 @@ def test_obj_with_mtl_and_texture_beside_it(kind: str, models: Path, server: str
     model = load_model(source(kind, models, server, "obj/box.obj"))
     (mesh,) = model.meshes
     assert model.triangles == 12
-    assert mesh.texture is not None and mesh.texture.shape == (64, 64, 4)
-    assert mesh.texture[0, 0].tolist() == [255, 0, 0, 255]
+    material = model.materials[mesh.material]
+    assert material.base_color_texture is not None
+    pixels = model.images[material.base_color_texture.image].pixels
+    assert pixels.shape == (64, 64, 4) and pixels[0, 0].tolist() == [255, 0, 0, 255]
     assert mesh.uvs is not None
-    assert mesh.colors[0] == pytest.approx([1.0, 128 / 255, 0.0, 1.0], abs=1e-6)  # the MTL's Kd
+    assert np.all(mesh.colors == 1.0)  # no vertex colours; Kd is the material's
+    # the MTL's Kd (255, 128, 0), an sRGB display colour, made linear: 128/255 -> 0.2158
+    assert material.base_color == pytest.approx((1.0, 0.21586, 0.0, 1.0), abs=1e-4)
+    assert material.double_sided and material.metallic == 0.0
 
 
 @pytest.mark.parametrize("kind", ["path", "http"])
 def test_obj_whose_mtl_is_missing_is_plain_white(kind: str, models: Path, server: str) -> None:
-    (mesh,) = load_model(source(kind, models, server, "nomtl/box.obj")).meshes
-    assert mesh.texture is None  # not trimesh's 2×2 grey stand-in
+    model = load_model(source(kind, models, server, "nomtl/box.obj"))
+    (mesh,) = model.meshes
+    assert not model.images  # not trimesh's 2×2 grey stand-in
+    # usemtl's name is kept; everything else is the default white dielectric
+    assert replace(model.materials[mesh.material], name="default") == default_material()
     assert np.all(mesh.colors == 1.0)
 
 
@@ -283,7 +300,7 @@ def test_ply_mesh_with_vertex_colours(kind: str, models: Path, server: str) -> N
 def test_ply_point_cloud_with_colours(kind: str, models: Path, server: str) -> None:
     model = load_model(source(kind, models, server, "cloud.ply"))
     (mesh,) = model.meshes
-    assert mesh.indices is None and mesh.uvs is None and mesh.texture is None
+    assert mesh.indices is None and mesh.uvs is None and not model.images
     assert model.points == 100 and model.triangles == 0 and model.primitives == 100
     assert mesh.positions.shape == (100, 3) and mesh.normals.shape == (100, 3)
     assert np.all(mesh.colors == [0.0, 1.0, 0.0, 1.0])
@@ -378,7 +395,9 @@ def test_corrupt_glb(kind: str, models: Path, server: str) -> None:
 @pytest.mark.parametrize("kind", ["path", "http"])
 def test_truncated_glb_gives_the_parser_reason(kind: str, models: Path, server: str) -> None:
     message = load_error(source(kind, models, server, "truncated.glb"))
-    assert "cannot parse" in message and "truncated.glb" in message and "chunk was not expected length" in message
+    whole = (models / "sphere.glb").stat().st_size
+    assert message.endswith(f"truncated.glb as GLB: the header says {whole} bytes, the file has {whole // 2}"), message
+    assert message.startswith("cannot parse ")
 
 
 def test_missing_gltf_buffer_over_http(server: str) -> None:

@@ -1,9 +1,13 @@
-"""Import through trimesh: glTF/GLB, OBJ, PLY and STL bytes → a trimesh scene → `ModelData`.
+"""Model files → `ModelData`: glTF/GLB through openrr's own reader (gltf_import.py), OBJ, PLY and STL through trimesh.
 
-trimesh parses; this module checks magic bytes first, bounds textures before they are decoded (texture_guard.py),
-turns every parser failure into a `ModelLoadError` that names the file, and flattens trimesh's scene graph into one
-`MeshData` per placed geometry. Fetching the bytes is not done here: the render server fetches them through
-storage/ (render/model_loader.py), the converter reads them from its work directory (`read_scene`).
+`read_model` (a file on disk: the converter) and `model_of_bytes` (bytes already fetched: the render server) pick the
+reader by extension. For the trimesh formats this module checks magic bytes first, bounds textures before they are
+decoded (texture_guard.py), turns every parser failure into a `ModelLoadError` that names the file, and turns
+trimesh's scene into the model: a root node plus one node per placed geometry, one `MeshData` per geometry, materials
+from OBJ's .mtl (Kd, map_Kd) or `default_material()`. These formats' colours (Kd, vertex colours) are sRGB display
+values, as three.js's loaders read them: they are made linear here, so a model looks as it did before shading was
+linear. Fetching the bytes is not done here: the render server fetches them through storage/
+(render/model_loader.py), the converter reads them from its work directory.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
@@ -25,7 +29,23 @@ from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
-from openrr.model.mesh import Float32Array, MeshData, ModelData, ModelLoadError, UInt8Array, UInt32Array
+from openrr.model.colour import srgb_to_linear
+from openrr.model.geometry import LocalPrimitive, bounds, place, unit, vertex_normals
+from openrr.model.gltf_import import read_gltf
+from openrr.model.mesh import (
+    ALPHA_MODES,
+    AlphaMode,
+    Float32Array,
+    ImageData,
+    Material,
+    MeshData,
+    ModelData,
+    ModelLoadError,
+    Node,
+    TextureRef,
+    UInt8Array,
+    default_material,
+)
 from openrr.model.references import DirectoryResolver
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits, texture_limits
 
@@ -52,7 +72,8 @@ def read_scene(
     textures: TextureLimits = DEFAULT_TEXTURES,
     scrub: Scrub = _unchanged,
 ) -> trimesh.Scene:
-    """Parse a local model file with trimesh, the files it references resolved beside it (the converter's entry).
+    """Parse a local model file with trimesh, the files it references resolved beside it. `read_model` is the way to a
+    `ModelData`; this stays for callers that need trimesh's scene itself.
 
     `display` names the file in error messages, e.g. its path in the input container rather than a work directory.
     """
@@ -61,22 +82,47 @@ def read_scene(
     return parse_scene(data, kind, display, resolver or DirectoryResolver(path, display), textures, scrub)
 
 
-def model_of_scene(name: str, scene: trimesh.Scene, display: str, *, gltf_sidedness: bool = False) -> ModelData:
-    """Flatten a parsed trimesh scene into one `MeshData` per placed geometry, as `load_model` does.
+def read_model(
+    path: Path,
+    display: str,
+    *,
+    max_bytes: int = 2 * 1024**3,
+    resolver: Resolver | None = None,
+    textures: TextureLimits = DEFAULT_TEXTURES,
+    scrub: Scrub = _unchanged,
+) -> ModelData:
+    """The model in a local file (glTF, GLB, OBJ, PLY or STL by its extension), the files it references resolved
+    beside it (`resolver`, by default a DirectoryResolver); `display` names it in error messages."""
+    kind = file_type(path.name, display)
+    data = read_local(path, max_bytes, display)
+    return model_of_bytes(
+        data, kind, path.name, display, resolver or DirectoryResolver(path, display, max_bytes), textures, scrub
+    )
 
-    `gltf_sidedness`: the scene came from glTF, whose materials are single-sided unless they say `doubleSided`
-    (culling their back faces halves llvmpipe's triangle work on closed meshes); otherwise every mesh is double-sided.
-    """
+
+def model_of_bytes(
+    data: bytes, kind: str, name: str, display: str, resolver: Resolver, textures: TextureLimits, scrub: Scrub
+) -> ModelData:
+    """The model in `data` of file type `kind` (`file_type`): glTF and GLB through gltf_import, the rest through
+    trimesh. `name` is the model's (and its root node's) name."""
+    if kind in ("gltf", "glb"):
+        return read_gltf(data, kind == "glb", name, display, resolver, textures, scrub)
+    return model_of_scene(name, parse_scene(data, kind, display, resolver, textures, scrub), display)
+
+
+def model_of_scene(name: str, scene: trimesh.Scene, display: str) -> ModelData:
+    """A parsed trimesh scene as a model: a root node named `name`, one node per placed geometry (trimesh's node
+    names), one `MeshData` per placed geometry, its material and images."""
     try:
-        meshes = list(_flatten(scene, gltf_sidedness))
+        model = _Flattening(name).model(scene)
     except Exception as e:
         # trimesh hands back shapes and encodings its parsers let through; a surprise here is still this
         # file's problem, but keep the traceback in the log in case it is ours
         logger.exception("flattening %s failed", display)
         raise ModelLoadError(f"cannot read the geometry of {display}: {type(e).__name__}: {e}"[:400]) from e
-    if not meshes:
+    if not model.meshes:
         raise ModelLoadError(f"{display} contains no geometry (no triangles or points)")
-    return _model(name, meshes)
+    return model
 
 
 def file_type(name: str, display: str) -> str:
@@ -153,90 +199,175 @@ def _json_problem(data: bytes) -> str | None:
     return None
 
 
-# -- flattening trimesh's scene into arrays ----------------------------------------------------------
+# -- trimesh's scene as a model -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Local:
-    """A geometry's arrays before its node transform; shared by every node that places the geometry."""
+class _Flattening:
+    """One model's nodes, materials and images, built while its geometries are placed; trimesh's materials and
+    images are shared between geometries, so each becomes one Material / ImageData (keyed by identity)."""
 
-    positions: npt.NDArray[np.float64]
-    normals: Float32Array
-    colors: Float32Array
-    indices: UInt32Array | None
-    uvs: Float32Array | None
-    texture: UInt8Array | None
-    double_sided: bool = True
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes = [Node(name, -1)]
+        self.materials: list[Material] = []
+        self.by_material: dict[int, int] = {}
+        self.images: list[ImageData] = []
+        self.by_image: dict[int, int] = {}
+        self.default: int | None = None
+        self.seen: list[object] = []  # keeps every keyed object alive, so that no id is reused meanwhile
 
+    def model(self, scene: trimesh.Scene) -> ModelData:
+        local: dict[str, LocalPrimitive | None] = {}
+        meshes: list[MeshData] = []
+        for node_name in scene.graph.nodes_geometry:
+            matrix, geometry_name = scene.graph[node_name]
+            key = str(geometry_name)
+            if key not in local:
+                local[key] = self._local(scene.geometry.get(key))
+            arrays = local[key]
+            if arrays is None:
+                continue
+            world = np.asarray(matrix, dtype=np.float64)
+            self.nodes.append(Node(str(node_name), 0, world.copy()))
+            meshes.append(place(arrays, world, len(self.nodes) - 1))
+        low, high = bounds(meshes) if meshes else (np.zeros(3, np.float32), np.zeros(3, np.float32))
+        return ModelData(
+            name=self.name,
+            meshes=meshes,
+            bounds_min=low,
+            bounds_max=high,
+            triangles=sum(len(m.indices) for m in meshes if m.indices is not None),
+            points=sum(len(m.positions) for m in meshes if m.indices is None),
+            materials=self.materials or [default_material()],
+            images=self.images,
+            nodes=self.nodes,
+        )
 
-def _flatten(scene: trimesh.Scene, gltf_sidedness: bool) -> Iterator[MeshData]:
-    local: dict[str, _Local | None] = {}
-    for node in scene.graph.nodes_geometry:
-        matrix, geometry_name = scene.graph[node]
-        key = str(geometry_name)
-        if key not in local:
-            local[key] = _local(scene.geometry.get(key), gltf_sidedness)
-        arrays = local[key]
-        if arrays is not None:
-            yield _place(arrays, np.asarray(matrix, dtype=np.float64))
+    def _local(self, geometry: object) -> LocalPrimitive | None:
+        if isinstance(geometry, trimesh.Trimesh) and len(geometry.vertices):
+            if len(geometry.faces) == 0:
+                positions = np.asarray(geometry.vertices, dtype=np.float64)
+                return self._points(positions, _vertex_colors(geometry.visual, len(positions)))
+            return self._mesh(geometry)
+        if isinstance(geometry, trimesh.PointCloud) and len(geometry.vertices):
+            return self._point_cloud(geometry)
+        # paths (lines) and empty geometry: nothing a triangle/point renderer draws
+        return None
 
+    def _mesh(self, mesh: trimesh.Trimesh) -> LocalPrimitive:
+        positions = np.asarray(mesh.vertices, dtype=np.float64)
+        indices = np.asarray(mesh.faces).astype(np.uint32)
+        # normals the file carried sit in trimesh's cache; asking `vertex_normals` for missing ones would
+        # compute them with a sparse matrix, 10x slower than vertex_normals
+        loaded = mesh._cache.cache.get("vertex_normals") if "vertex_normals" in mesh._cache else None
+        if loaded is not None and len(loaded) == len(positions):
+            normals = unit(np.asarray(loaded, dtype=np.float32))
+        else:
+            normals = vertex_normals(positions.astype(np.float32), indices)
+        n = len(positions)
+        uvs: Float32Array | None = None
+        visual = mesh.visual
+        if isinstance(visual, TextureVisuals):
+            material = self._material(visual.material)
+            raw = visual.vertex_attributes.get("color") if visual.vertex_attributes else None
+            colors = _linear_colors(raw, n) if raw is not None else _white()
+            if visual.uv is not None and len(visual.uv) == n:
+                uv = np.asarray(visual.uv, dtype=np.float32)
+                # trimesh keeps OBJ's convention (v up from the bottom row); glTF's (v down from row 0) lets a
+                # renderer upload images as they are
+                uvs = np.column_stack((uv[:, 0], 1.0 - uv[:, 1])).astype(np.float32)
+        else:
+            material = self._default()
+            colors = _vertex_colors(visual, n)
+        return LocalPrimitive(positions, normals, _broadcast(colors, n), indices, uvs, material=material)
 
-def _local(geometry: object, gltf_sidedness: bool) -> _Local | None:
-    if isinstance(geometry, trimesh.Trimesh) and len(geometry.vertices):
-        if len(geometry.faces) == 0:
-            return _points(np.asarray(geometry.vertices), _vertex_colors(geometry.visual, len(geometry.vertices)))
-        local = _mesh(geometry)
-        if gltf_sidedness:
-            # trimesh keeps a glTF material as a PBRMaterial; a mesh without one has glTF's default material
-            material = getattr(geometry.visual, "material", None)
-            local.double_sided = isinstance(material, PBRMaterial) and bool(material.doubleSided)
+    def _point_cloud(self, cloud: trimesh.PointCloud) -> LocalPrimitive:
+        positions = np.asarray(cloud.vertices, dtype=np.float64)
+        n = len(positions)
+        colors = np.asarray(cloud.colors)
+        local = self._points(positions, _linear_colors(colors, n) if len(colors) == n else _white())
+        normals = _ply_point_normals(cloud.metadata, n)
+        if normals is not None:
+            local.normals = normals
         return local
-    if isinstance(geometry, trimesh.PointCloud) and len(geometry.vertices):
-        return _point_cloud(geometry)
-    # paths (lines) and empty geometry: nothing a triangle/point renderer draws
-    return None
 
+    def _points(self, positions: npt.NDArray[np.float64], colors: Float32Array) -> LocalPrimitive:
+        n = len(positions)
+        normals = np.zeros((n, 3), dtype=np.float32)
+        return LocalPrimitive(positions, normals, _broadcast(colors, n), None, material=self._default())
 
-def _mesh(mesh: trimesh.Trimesh) -> _Local:
-    positions = np.asarray(mesh.vertices, dtype=np.float64)
-    indices = np.asarray(mesh.faces).astype(np.uint32)
-    # normals the file carried sit in trimesh's cache; asking `vertex_normals` for missing ones would
-    # compute them with a sparse matrix, 10x slower than _vertex_normals
-    loaded = mesh._cache.cache.get("vertex_normals") if "vertex_normals" in mesh._cache else None
-    if loaded is not None and len(loaded) == len(positions):
-        normals = _unit(np.asarray(loaded, dtype=np.float32))
-    else:
-        normals = _vertex_normals(positions.astype(np.float32), indices)
-    uvs: Float32Array | None = None
-    texture: UInt8Array | None = None
-    visual = mesh.visual
-    n = len(positions)
-    if isinstance(visual, TextureVisuals):
-        base, image = _material(visual.material)
-        raw = visual.vertex_attributes.get("color") if visual.vertex_attributes else None
-        vertex = _normalise_colors(raw, n) if raw is not None else None
-        colors = base if vertex is None else vertex * base
-        if visual.uv is not None and len(visual.uv) == n:
-            uv = np.asarray(visual.uv, dtype=np.float32)
-            # trimesh keeps OBJ's convention (v up from the bottom row); glTF's (v down from row 0) lets a
-            # renderer upload `texture` as it is
-            uvs = np.column_stack((uv[:, 0], 1.0 - uv[:, 1])).astype(np.float32)
-        if image is not None:
-            texture = _rgba(image)
-    else:
-        colors = _vertex_colors(visual, n)
-    return _Local(positions, normals, _broadcast(colors, n), indices, uvs, texture)
+    def _default(self) -> int:
+        if self.default is None:
+            self.default = len(self.materials)
+            self.materials.append(default_material())
+        return self.default
 
+    def _material(self, material: object) -> int:
+        if not isinstance(material, (PBRMaterial, SimpleMaterial)):
+            return self._default()
+        if id(material) in self.by_material:
+            return self.by_material[id(material)]
+        converted = self._pbr(material) if isinstance(material, PBRMaterial) else self._simple(material)
+        self.seen.append(material)
+        self.by_material[id(material)] = len(self.materials)
+        self.materials.append(converted)
+        return len(self.materials) - 1
 
-def _point_cloud(cloud: trimesh.PointCloud) -> _Local:
-    positions = np.asarray(cloud.vertices, dtype=np.float64)
-    n = len(positions)
-    colors = np.asarray(cloud.colors)
-    local = _points(positions, _normalise_colors(colors, n) if len(colors) == n else _white())
-    normals = _ply_point_normals(cloud.metadata, n)
-    if normals is not None:
-        local.normals = normals
-    return local
+    def _simple(self, material: SimpleMaterial) -> Material:
+        """OBJ's .mtl: Kd (an sRGB display colour, as three.js's MTLLoader reads it) → base colour, its alpha (d) →
+        blending, map_Kd → base colour texture; the rest of the white dielectric default."""
+        image = cast("Image.Image | None", getattr(material, "image", None))
+        if image is not None and _is_placeholder(image):
+            image = None
+        diffuse = getattr(material, "diffuse", None)
+        base = (1.0, 1.0, 1.0, 1.0)
+        if diffuse is not None and not np.array_equal(diffuse, DEFAULT_COLOR):
+            # trimesh puts its 40% grey in place of a missing Kd, which would darken a map_Kd texture
+            # (a material that really says Kd 0.4 is shown brighter than it asks)
+            rgba = _normalise_colors(np.asarray(diffuse).reshape(1, -1), 1)[0]
+            r, g, b = (float(c) for c in srgb_to_linear(rgba[:3]))
+            base = (r, g, b, float(rgba[3]))
+        return replace(
+            default_material(),
+            name=str(getattr(material, "name", None) or ""),
+            base_color=base,
+            base_color_texture=self._texture(image),
+            alpha_mode="BLEND" if base[3] < 1.0 else "OPAQUE",
+        )
+
+    def _pbr(self, material: PBRMaterial) -> Material:
+        """trimesh's glTF material (what trimesh read from a glTF file; openrr reads glTF itself, but a scene parsed
+        by trimesh may still hold one): factors as glTF's, linear."""
+        factor = material.baseColorFactor
+        base = (1.0, 1.0, 1.0, 1.0) if factor is None else _normalise_colors(np.asarray(factor).reshape(1, -1), 1)[0]
+        emissive = material.emissiveFactor
+        alpha_mode: AlphaMode = material.alphaMode if material.alphaMode in ALPHA_MODES else "OPAQUE"
+        return Material(
+            name=str(material.name or ""),
+            base_color=(float(base[0]), float(base[1]), float(base[2]), float(base[3])),
+            base_color_texture=self._texture(material.baseColorTexture),
+            metallic=1.0 if material.metallicFactor is None else float(material.metallicFactor),
+            roughness=1.0 if material.roughnessFactor is None else float(material.roughnessFactor),
+            metallic_roughness_texture=self._texture(material.metallicRoughnessTexture),
+            normal_texture=self._texture(material.normalTexture),
+            occlusion_texture=self._texture(material.occlusionTexture),
+            emissive=(0.0, 0.0, 0.0)
+            if emissive is None
+            else (float(emissive[0]), float(emissive[1]), float(emissive[2])),
+            emissive_texture=self._texture(material.emissiveTexture),
+            alpha_mode=alpha_mode,
+            alpha_cutoff=0.5 if material.alphaCutoff is None else float(material.alphaCutoff),
+            double_sided=bool(material.doubleSided),
+        )
+
+    def _texture(self, image: object) -> TextureRef | None:
+        if not isinstance(image, Image.Image):
+            return None
+        if id(image) not in self.by_image:
+            self.seen.append(image)
+            self.by_image[id(image)] = len(self.images)
+            self.images.append(ImageData(_rgba(image), str(getattr(image, "filename", "") or "")))
+        return TextureRef(self.by_image[id(image)])
 
 
 def _ply_point_normals(metadata: dict[str, Any], n: int) -> Float32Array | None:
@@ -255,42 +386,14 @@ def _ply_point_normals(metadata: dict[str, Any], n: int) -> Float32Array | None:
     columns = [np.asarray(data[axis], dtype=np.float32).reshape(-1) for axis in ("nx", "ny", "nz")]
     if any(len(column) != n for column in columns):
         return None
-    return _unit(np.column_stack(columns), fallback=None)
-
-
-def _points(positions: npt.NDArray[np.float64], colors: Float32Array) -> _Local:
-    n = len(positions)
-    normals = np.zeros((n, 3), dtype=np.float32)
-    return _Local(positions.astype(np.float64), normals, _broadcast(colors, n), None, None, None)
+    return unit(np.column_stack(columns), fallback=None)
 
 
 def _vertex_colors(visual: object, n: int) -> Float32Array:
     if isinstance(visual, ColorVisuals) and visual.kind is not None:
         # face colours come back averaged onto the vertices
-        return _normalise_colors(visual.vertex_colors, n)
-    if isinstance(visual, TextureVisuals):
-        base, _ = _material(visual.material)
-        return base
+        return _linear_colors(visual.vertex_colors, n)
     return _white()
-
-
-def _material(material: object) -> tuple[Float32Array, Image.Image | None]:
-    """Base colour factor (RGBA 0..1) and base-colour image of a trimesh material."""
-    if isinstance(material, PBRMaterial):
-        factor = material.baseColorFactor
-        base = _white() if factor is None else _normalise_colors(np.asarray(factor).reshape(1, -1), 1)
-        return base, material.baseColorTexture
-    if isinstance(material, SimpleMaterial):
-        image = cast("Image.Image | None", getattr(material, "image", None))
-        if image is not None and _is_placeholder(image):
-            image = None
-        diffuse = getattr(material, "diffuse", None)
-        if diffuse is None or np.array_equal(diffuse, DEFAULT_COLOR):
-            # trimesh puts its 40% grey in place of a missing Kd, which would darken a map_Kd texture
-            # (a material that really says Kd 0.4 is shown brighter than it asks)
-            return _white(), image
-        return _normalise_colors(np.asarray(diffuse).reshape(1, -1), 1), image
-    return _white(), None
 
 
 def _is_placeholder(image: Image.Image) -> bool:
@@ -300,13 +403,19 @@ def _is_placeholder(image: Image.Image) -> bool:
     return bool(np.all(np.asarray(image.convert("RGBA")) == PLACEHOLDER_TEXEL))
 
 
+def _linear_colors(raw: Any, n: int) -> Float32Array:
+    """Vertex colours of OBJ/PLY/STL (sRGB display values, as three.js's loaders read them) → linear RGBA."""
+    colors = _normalise_colors(raw, n)
+    return np.column_stack((srgb_to_linear(colors[:, :3]), colors[:, 3])).astype(np.float32)
+
+
 def _normalise_colors(raw: Any, n: int) -> Float32Array:
     """Colours of any integer or float encoding, 3 or 4 channels → (n, 4) float32 in 0..1."""
     colors = np.asarray(raw)
     if colors.ndim != 2 or colors.shape[1] not in (3, 4) or len(colors) not in (1, n):
         return _white()
     if np.issubdtype(colors.dtype, np.integer):
-        # glTF's normalised integer colours: uint8 or uint16, full scale = the type's maximum
+        # integer colours: full scale = the type's maximum
         out = colors.astype(np.float32) / np.float32(np.iinfo(colors.dtype).max)
     else:
         out = np.clip(colors.astype(np.float32), 0.0, 1.0)
@@ -329,64 +438,3 @@ def _rgba(image: Image.Image) -> UInt8Array:
     if image.mode != "RGBA":
         image = image.convert("RGBA")
     return np.asarray(image, dtype=np.uint8).copy()
-
-
-def _vertex_normals(positions: Float32Array, indices: UInt32Array) -> Float32Array:
-    """Area-weighted vertex normals; bincount is what makes 1M triangles take ~0.1 s, not trimesh's 1 s."""
-    corners = indices.astype(np.intp)
-    a, b, c = (np.take(positions, corners[:, k], axis=0) for k in range(3))  # np.take: faster than a[idx]
-    e1, e2 = b - a, c - a
-    face = np.column_stack(
-        (
-            e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1],
-            e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
-            e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0],
-        )
-    )
-    n = len(positions)
-    every_corner = corners.T.reshape(-1)  # all first corners, then all second, then all third
-    summed = np.empty((n, 3), dtype=np.float64)
-    for axis in range(3):
-        summed[:, axis] = np.bincount(every_corner, weights=np.tile(face[:, axis], 3), minlength=n)
-    return _unit(summed.astype(np.float32))
-
-
-def _unit(vectors: Float32Array, fallback: tuple[float, float, float] | None = (0.0, 0.0, 1.0)) -> Float32Array:
-    """Normalised rows; zero rows (unused vertices, degenerate faces) get `fallback`, or stay zero."""
-    length = np.linalg.norm(vectors, axis=1)
-    zero = length == 0
-    out = vectors / np.where(zero, 1.0, length)[:, None].astype(np.float32)
-    if fallback is not None and zero.any():
-        out[zero] = fallback
-    return out.astype(np.float32, copy=False)
-
-
-def _place(local: _Local, matrix: npt.NDArray[np.float64]) -> MeshData:
-    if np.array_equal(matrix, np.eye(4)):
-        positions = local.positions.astype(np.float32)
-        normals, indices = local.normals, local.indices
-    else:
-        linear = matrix[:3, :3]
-        positions = (local.positions @ linear.T + matrix[:3, 3]).astype(np.float32)
-        normals = local.normals
-        if np.any(normals):
-            normal_matrix = np.linalg.inv(linear).T.astype(np.float32)
-            normals = _unit(normals @ normal_matrix.T, fallback=None if local.indices is None else (0.0, 0.0, 1.0))
-        indices = local.indices
-        if indices is not None and np.linalg.det(linear) < 0:
-            # a mirroring transform turns counter-clockwise triangles clockwise: swap two corners back
-            indices = np.ascontiguousarray(indices[:, [0, 2, 1]])
-    return MeshData(positions, normals, local.colors, indices, local.uvs, local.texture, local.double_sided)
-
-
-def _model(name: str, meshes: list[MeshData]) -> ModelData:
-    lows = np.array([m.positions.min(axis=0) for m in meshes])
-    highs = np.array([m.positions.max(axis=0) for m in meshes])
-    return ModelData(
-        name=name,
-        meshes=meshes,
-        bounds_min=lows.min(axis=0).astype(np.float32),
-        bounds_max=highs.max(axis=0).astype(np.float32),
-        triangles=sum(len(m.indices) for m in meshes if m.indices is not None),
-        points=sum(len(m.positions) for m in meshes if m.indices is None),
-    )

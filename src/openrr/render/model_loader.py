@@ -1,7 +1,8 @@
 """Loading a model into a render session: a local path or an http(s) URL (SAS URLs, and plain blob URLs of linked
 storage) → `ModelData`.
 
-storage/ fetches the bytes (storage/fetch.py, storage/area_files.py), model/ parses them (trimesh_import.py) or reads
+storage/ fetches the bytes (storage/fetch.py, storage/area_files.py), model/ parses them (gltf_import.py for glTF and
+GLB, trimesh_import.py for OBJ, PLY and STL: `model_of_bytes` picks) or reads
 a converted `.arrAsset` (arrasset.py, whose arrays are views into the fetched bytes); this module joins the two:
 it signs blob URLs for linked storage, resolves the files a model references through the same fetcher, under the
 same containment rules, and turns every failure into a `ModelLoadError` whose message never repeats a URL's query
@@ -21,7 +22,7 @@ from openrr.model.arrasset import AssetFormatError, read_asset
 from openrr.model.mesh import ModelData, ModelLoadError
 from openrr.model.references import Budget, ReadOnlyResolver, ReferenceRefused, inside_directory, reference_candidates
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits, fail_parse, remember_name
-from openrr.model.trimesh_import import file_type, model_of_scene, parse_scene
+from openrr.model.trimesh_import import file_type, model_of_bytes
 from openrr.protocol.redaction import display_url
 from openrr.storage.account_area import decode
 from openrr.storage.area_files import LOCAL_FILES_OFF, LocalFileRefused, LocalFiles
@@ -96,7 +97,7 @@ def _load(
             data = fetcher.fetch_main(lambda f: report(f * FETCH_SHARE))
             if asset:
                 return _asset(data, name, display, started, report)
-            scene = parse_scene(data, kind, display, _HttpResolver(fetcher), textures, _scrubbing(source))
+            model = model_of_bytes(data, kind, name, display, _HttpResolver(fetcher), textures, _scrubbing(source))
     else:
         if local_files is None:
             raise ModelLoadError(LOCAL_FILES_OFF)
@@ -110,9 +111,7 @@ def _load(
         if asset:
             return _asset(data, name, display, started, report)
         references = _LocalResolver(local_files, source, display, budget)
-        scene = parse_scene(data, kind, display, references, textures, _scrubbing(source))
-    del data
-    model = model_of_scene(name, scene, display, gltf_sidedness=kind in ("glb", "gltf"))
+        model = model_of_bytes(data, kind, name, display, references, textures, _scrubbing(source))
     return _loaded(model, "", display, started, report)
 
 
