@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import io
 import itertools
 import json
 import ssl
@@ -20,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -31,7 +33,28 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from openrr.client.errors import ClientError
 from openrr.client.rest import ArrConnectionError, describe_transport_error, error_of
-from openrr.protocol.render import CODEC_H264, CODEC_JPEG, STAMPED_COMMANDS, unpack_frame
+from openrr.protocol.render import CODEC_H264, CODEC_JPEG, CODEC_PNG, STAMPED_COMMANDS, unpack_frame
+
+Inherit = Literal["inherit"]
+
+
+class Auto(enum.Enum):
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Auto.UNCHANGED
+"""For `set_camera`'s planes: leave them as they are (None: follow the scene)."""
+
+
+def _fields(reply: dict[str, Any]) -> dict[str, Any]:
+    """A result's own fields, without the envelope."""
+    return {k: v for k, v in reply.items() if k not in ("type", "id", "ok")}
+
+
+def _lists(fields: dict[str, Any]) -> dict[str, Any]:
+    """Tuples and arrays as JSON arrays."""
+    return {k: np.asarray(v, dtype=float).tolist() if isinstance(v, tuple | list | np.ndarray) else v
+            for k, v in fields.items()}  # fmt: skip
 
 
 class SessionError(ClientError):
@@ -83,7 +106,8 @@ class RenderSessionClient:
     async def connect(
         cls, host: str, port: int, token: str, *, role: str = "controller", codec: str = "jpeg", ca: str | None = None
     ) -> RenderSessionClient:
-        """`codec`: "jpeg" (default) or "h264" (smaller frames; decoded here with PyAV)."""
+        """`codec`: "jpeg" (default), "h264" (smaller frames; decoded here with PyAV) or "png" (lossless, for
+        comparing pixels exactly; large frames)."""
         url = f"wss://{host}:{port}/stream?role={role}&codec={codec}"
         try:
             ws = await connect(
@@ -157,8 +181,10 @@ class RenderSessionClient:
     # --- commands --------------------------------------------------------------------------------------
 
     async def command(
-        self, kind: str, progress: Callable[[float], None] | None = None, **fields: Any
+        self, kind: str, progress: Callable[[float], None] | None = None, /, **fields: Any
     ) -> dict[str, Any]:
+        """Send command `kind` with `fields` (the protocol's names) and wait for its result; SessionError if
+        refused."""
         mid = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[mid] = future
@@ -198,28 +224,115 @@ class RenderSessionClient:
         target: Sequence[float] = (0.0, 0.0, 0.0),
         up: Sequence[float] = (0.0, 1.0, 0.0),
         fov_y: float = 60.0,
+        *,
+        near: float | Auto | None = UNCHANGED,
+        far: float | Auto | None = UNCHANGED,
     ) -> int:
-        """Returns the command id: frames with command_id >= it show the new view."""
-        await self.command("setCamera", position=list(position), target=list(target), up=list(up), fovY=fov_y)
+        """Returns the command id: frames with command_id >= it show the new view. `near`/`far`: a number, None
+        (follow the scene's bounds, the default) or left as they are."""
+        fields: dict[str, Any] = {"position": list(position), "target": list(target), "up": list(up), "fovY": fov_y}
+        fields.update({k: v for k, v in (("near", near), ("far", far)) if v is not UNCHANGED})
+        await self.command("setCamera", **fields)
         return self.last_command
 
     async def set_override(
         self,
         entity_id: int,
         *,
-        hidden: bool | None = None,
-        tint: Sequence[float] | None = None,
-        see_through: bool | None = None,
-        selected: bool | None = None,
+        hidden: bool | Inherit | None = None,
+        tint: Sequence[float] | Inherit | None = None,
+        see_through: bool | Inherit | None = None,
+        selected: bool | Inherit | None = None,
     ) -> int:
+        """Each override: a value of the entity's own, "inherit" (drop its own: the nearest ancestor's applies),
+        or None to leave it."""
         fields: dict[str, Any] = {"entityId": entity_id}
         for key, value in (("hidden", hidden), ("seeThrough", see_through), ("selected", selected)):
             if value is not None:
                 fields[key] = value
         if tint is not None:
-            fields["tint"] = list(tint)
+            fields["tint"] = tint if isinstance(tint, str) else list(tint)
         await self.command("setOverride", **fields)
         return self.last_command
+
+    # --- entities (every node of a model) ---
+
+    async def get_entity(self, entity_id: int) -> dict[str, Any]:
+        return _fields(await self.command("getEntity", entityId=entity_id))
+
+    async def get_children(self, entity_id: int, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        """`{"children": [{entityId, name, childCount}], "total"}`."""
+        return _fields(await self.command("getChildren", entityId=entity_id, offset=offset, limit=limit))
+
+    async def set_entity_transform(
+        self, entity_id: int, *, local: np.ndarray | None = None, world: np.ndarray | None = None
+    ) -> int:
+        fields: dict[str, Any] = {"entityId": entity_id}
+        for key, matrix in (("local", local), ("world", world)):
+            if matrix is not None:
+                fields[key] = np.asarray(matrix, dtype=float).reshape(-1).tolist()
+        await self.command("setEntityTransform", **fields)
+        return self.last_command
+
+    async def get_bounds(self, entity_id: int, space: str = "world") -> dict[str, list[float]] | None:
+        bounds: dict[str, list[float]] | None = (await self.command("getBounds", entityId=entity_id, space=space))[
+            "bounds"
+        ]
+        return bounds
+
+    async def get_metadata(self, entity_id: int) -> dict[str, Any]:
+        metadata: dict[str, Any] = (await self.command("getMetadata", entityId=entity_id))["metadata"]
+        return metadata
+
+    # --- materials, light, output ---
+
+    async def list_materials(self, entity_id: int) -> list[dict[str, Any]]:
+        materials: list[dict[str, Any]] = (await self.command("listMaterials", entityId=entity_id))["materials"]
+        return materials
+
+    async def set_material(self, entity_id: int, material: int, **changes: Any) -> int:
+        """`changes` in the protocol's names: baseColor, metallic, roughness, emissive, emissiveStrength,
+        alphaMode, alphaCutoff, unlit, doubleSided."""
+        await self.command("setMaterial", None, entityId=entity_id, material=material, **_lists(changes))
+        return self.last_command
+
+    async def set_environment(
+        self, url: str | None = None, *, cube_urls: Sequence[str] | None = None, intensity: float | None = None
+    ) -> int:
+        """An equirectangular image, six cube faces, or neither for the built-in environment."""
+        fields: dict[str, Any] = {"url": url} if cube_urls is None else {"cubeUrls": list(cube_urls)}
+        if intensity is not None:
+            fields["intensity"] = intensity
+        await self.command("setEnvironment", **fields)
+        return self.last_command
+
+    async def set_output(
+        self, *, exposure: float | None = None, tone_mapping: str | None = None, antialiasing: str | None = None
+    ) -> int:
+        fields = {"exposure": exposure, "toneMapping": tone_mapping, "antialiasing": antialiasing}
+        await self.command("setOutput", **{k: v for k, v in fields.items() if v is not None})
+        return self.last_command
+
+    async def add_light(self, kind: str, **fields: Any) -> int:
+        """`fields` in the protocol's names (color, intensity, range, position, direction, innerConeAngle,
+        outerConeAngle); returns the light's id."""
+        light_id: int = (await self.command("addLight", None, kind=kind, **_lists(fields)))["lightId"]
+        return light_id
+
+    async def set_light(self, light_id: int, **fields: Any) -> int:
+        await self.command("setLight", None, lightId=light_id, **_lists(fields))
+        return self.last_command
+
+    async def remove_light(self, light_id: int) -> int:
+        await self.command("removeLight", lightId=light_id)
+        return self.last_command
+
+    async def list_lights(self) -> list[dict[str, Any]]:
+        lights: list[dict[str, Any]] = (await self.command("listLights"))["lights"]
+        return lights
+
+    async def get_scene(self) -> dict[str, Any]:
+        return _fields(await self.command("getScene"))
 
     async def set_cut_planes(self, planes: Sequence[tuple[Sequence[float], Sequence[float]]]) -> int:
         await self.command("setCutPlanes", planes=[{"normal": list(n), "point": list(p)} for n, p in planes])
@@ -268,6 +381,11 @@ class RenderSessionClient:
         if codec == CODEC_JPEG:
             image: np.ndarray = simplejpeg.decode_jpeg(payload, colorspace="RGB")
             return image
+        if codec == CODEC_PNG:
+            from PIL import Image  # only lossless clients need Pillow
+
+            with Image.open(io.BytesIO(payload)) as png:
+                return np.asarray(png.convert("RGB"))
         if codec == CODEC_H264:
             import av  # only H.264 clients need PyAV
 

@@ -13,6 +13,8 @@ _HEADER = struct.Struct("<4sIII")
 HEADER_SIZE = _HEADER.size
 CODEC_JPEG = 1
 CODEC_H264 = 2
+CODEC_PNG = 3
+"""Lossless frames (PNG of the RGB picture): for tests that compare pixels exactly; large and slow to encode."""
 KEYFRAME = 0x100
 """Set in the codec field of an H.264 frame that a decoder can start from."""
 MAX_CUT_PLANES = 8
@@ -39,11 +41,19 @@ STAMPED_COMMANDS = frozenset(
         "setCutPlanes",
         "setStream",
         "requestKeyframe",
+        "setEntityTransform",
+        "setMaterial",
+        "setEnvironment",
+        "setOutput",
+        "addLight",
+        "setLight",
+        "removeLight",
     }
 )
 """Commands whose id the server stamps into the frames rendered after them (`FrameHeader.command_id`, the WebRTC
 stamp): a frame with command_id >= such a command's id shows its effect. The others (rayCast, getStats, getScene,
-webrtcOffer, webrtcClose) change no picture and stamp nothing."""
+getEntity, getChildren, getBounds, getMetadata, listMaterials, listLights, webrtcOffer, webrtcClose) change no
+picture and stamp nothing."""
 
 
 def pack_frame(header: FrameHeader, payload: bytes) -> bytes:

@@ -22,12 +22,14 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from openrr.protocol.render import MAX_CUT_PLANES
+from openrr.render.lighting import MAX_LIGHTS
 
 logger = logging.getLogger(__name__)
 
 BAD_REQUEST = "BadRequest"
 FORBIDDEN = "Forbidden"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
+ENVIRONMENT_LOAD_FAILED = "EnvironmentLoadFailed"
 INTERNAL_ERROR = "InternalError"
 """A command failed on a bug of the server's own (logged there): not the client's fault, and not BadRequest."""
 MIN_STREAM = (16, 16)
@@ -85,6 +87,18 @@ def _in_range(lo: float, hi: float) -> Callable[[Any], float | None]:
     return convert
 
 
+def _positive(v: Any) -> float | None:
+    x = _number(v)
+    return x if x is not None and x > 0.0 else None
+
+
+def _nullable(convert: Callable[[Any], T | None], must_be: str) -> PlainValidator:
+    """As `_checked`, and null is a value of its own (None: "the default"; left out, the field keeps its default
+    too, which the handler tells apart with `model_fields_set`)."""
+    checked = _checked(convert, must_be).func
+    return PlainValidator(lambda v: None if v is None else checked(v))  # type: ignore[call-arg]
+
+
 def _int(v: Any, lo: float = -math.inf, hi: float = math.inf) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi else None
 
@@ -106,6 +120,44 @@ Rgba = Annotated[tuple[float, ...], _checked(_numbers(4, 0.0, 1.0), "an array of
 SomeFovY = Annotated[float | None, _checked(_in_range(1.0, 170.0), "a number between 1 and 170 (degrees)")]
 Width = Annotated[int, _checked(lambda v: _int(v, MIN_STREAM[0], MAX_STREAM[0]), f"an integer within {_W}")]
 Height = Annotated[int, _checked(lambda v: _int(v, MIN_STREAM[1], MAX_STREAM[1]), f"an integer within {_H}")]
+INHERIT = "inherit"
+# null: left as it is, as before overrides had "inherit"
+Flag = Annotated[
+    bool | Literal["inherit"] | None,
+    _nullable(lambda v: v if isinstance(v, bool) or v == INHERIT else None, 'true, false or "inherit"'),
+]
+Tint = Annotated[
+    tuple[float, ...] | Literal["inherit"] | None,
+    _nullable(
+        lambda v: INHERIT if v == INHERIT else _numbers(4, 0.0, 1.0)(v),
+        'an array of 4 numbers between 0 and 1 (RGBA), or "inherit"',
+    ),
+]
+Index = Annotated[int, _checked(lambda v: _int(v, 0), "a non-negative integer")]
+Limit = Annotated[int, _checked(lambda v: _int(v, 1, 1000), "an integer within 1 .. 1000")]
+Unit = Annotated[float | None, _checked(_in_range(0.0, 1.0), "a number between 0 and 1")]
+NonNegative = Annotated[float | None, _checked(_in_range(0.0, math.inf), "a number >= 0")]
+Positive = Annotated[float | None, _checked(lambda v: _positive(v), "a number > 0")]
+Angle = Annotated[float | None, _checked(_in_range(0.0, math.pi / 2), "a number between 0 and pi/2 (radians)")]
+UnitRgba = Annotated[
+    tuple[float, ...] | None, _checked(_numbers(4, 0.0, 1.0), "an array of 4 numbers between 0 and 1 (linear RGBA)")
+]
+NonNegativeRgb = Annotated[
+    tuple[float, float, float] | None, _checked(_numbers(3, 0.0), "an array of 3 numbers >= 0 (linear RGB)")
+]
+NullablePositive = Annotated[float | None, _nullable(_positive, "a number > 0, or null")]
+NullableText = Annotated[
+    str | None, _nullable(lambda v: v if isinstance(v, str) and v else None, "a non-empty string, or null")
+]
+CubeUrls = Annotated[
+    tuple[str, ...] | None,
+    _checked(
+        lambda v: (
+            tuple(v) if isinstance(v, list) and len(v) == 6 and all(isinstance(u, str) and u for u in v) else None
+        ),
+        "an array of 6 non-empty strings (+x, -x, +y, -y, +z, -z)",
+    ),
+]
 
 
 # --- the commands -----------------------------------------------------------------------------------------------
@@ -158,13 +210,16 @@ class SetTransform(Command):
 class SetOverride(Command):
     mutating = stamped = True
     type: Literal["setOverride"]
-    entity_id: Int
-    hidden: Bool | None = Field(None, description="bool")
-    tint: Rgba | None = Field(
-        None, description="[r,g,b,a] 0..1; alpha blends it over the base colour, `[0,0,0,0]` clears"
+    entity_id: Int = Field(
+        description="any entity: the override applies to its subtree, where a descendant's own value wins"
     )
-    see_through: Bool | None = Field(None, description="bool")
-    selected: Bool | None = Field(None, description="bool, outline")
+    hidden: Flag = Field(None, description='bool, or `"inherit"` to drop the entity\'s own value')
+    tint: Tint = Field(
+        None,
+        description='[r,g,b,a] 0..1; alpha blends it over the base colour, `[0,0,0,0]` is no tint; `"inherit"`',
+    )
+    see_through: Flag = Field(None, description='bool or `"inherit"`')
+    selected: Flag = Field(None, description='bool (outline) or `"inherit"`')
 
 
 class SetCamera(Command):
@@ -174,6 +229,8 @@ class SetCamera(Command):
     target: SomeVec3 = Field(None, description="3 numbers")
     up: SomeVec3 = Field(None, description="3 numbers")
     fov_y: SomeFovY = Field(None, description="degrees, 1–170")
+    near: NullablePositive = Field(None, description="near plane > 0, or `null`: follow the scene's bounds (default)")
+    far: NullablePositive = Field(None, description="far plane > near, or `null`: follow the scene's bounds (default)")
 
 
 class CutPlane(BaseModel):
@@ -201,7 +258,10 @@ class SetStream(Command):
 
 
 class RayCast(Command):
-    result = "`hit`: `{entityId, position, normal, distance}` or `null` (closest hit; hidden entities ignored)"
+    result = (
+        "`hit`: `{entityId, name, path, modelEntityId, position, normal, distance}` or `null` (closest hit; "
+        "`entityId` is the part hit, `path` its names from the model's root; hidden parts ignored)"
+    )
     type: Literal["rayCast"]
     origin: Vec3
     direction: Vec3
@@ -224,8 +284,126 @@ class GetStats(Command):
 
 
 class GetScene(Command):
-    result = "`entities`, `camera`"
+    result = "`entities` (the models), `camera`, `environment`, `output`, `lights`"
     type: Literal["getScene"]
+
+
+class GetEntity(Command):
+    result = (
+        "`entityId`, `name`, `parentId`, `path`, `childCount`, `local`, `world` (16 numbers each), `overrides` "
+        "(its own), `effective`, `materials` (indices), `modelEntityId`"
+    )
+    type: Literal["getEntity"]
+    entity_id: Int
+
+
+class GetChildren(Command):
+    result = "`children`: `[{entityId, name, childCount}]` from `offset`, `total`"
+    type: Literal["getChildren"]
+    entity_id: Int
+    offset: Index = Field(0, description="default 0")
+    limit: Limit = Field(100, description="1–1000, default 100")
+
+
+class SetEntityTransform(Command):
+    mutating = stamped = True
+    type: Literal["setEntityTransform"]
+    entity_id: Int
+    local: SomeMatrix = Field(None, description="16 numbers, parent → entity")
+    world: SomeMatrix = Field(None, description="16 numbers, entity → world; one of `local`, `world`")
+
+
+class GetBounds(Command):
+    result = "`bounds`: `{min, max}`, or `null` when the subtree has no geometry"
+    type: Literal["getBounds"]
+    entity_id: Int
+    space: Literal["local", "world"] = Field("world", description='`"local"` or `"world"` (default)')
+
+
+class GetMetadata(Command):
+    result = "`metadata` (the node's properties from the source)"
+    type: Literal["getMetadata"]
+    entity_id: Int
+
+
+class ListMaterials(Command):
+    result = (
+        "`materials`: `[{index, name, baseColor, metallic, roughness, emissive, emissiveStrength, alphaMode, "
+        "alphaCutoff, doubleSided, unlit, textures}]` of the entity's model"
+    )
+    type: Literal["listMaterials"]
+    entity_id: Int = Field(description="any entity of the model")
+
+
+class SetMaterial(Command):
+    mutating = stamped = True
+    type: Literal["setMaterial"]
+    entity_id: Int = Field(description="any entity of the model")
+    material: Index = Field(description="index (listMaterials)")
+    base_color: UnitRgba = Field(None, description="linear [r,g,b,a] 0..1")
+    metallic: Unit = Field(None, description="0..1")
+    roughness: Unit = Field(None, description="0..1")
+    emissive: NonNegativeRgb = Field(None, description="linear [r,g,b] >= 0")
+    emissive_strength: NonNegative = Field(None, description=">= 0")
+    alpha_mode: Literal["OPAQUE", "MASK", "BLEND"] | None = Field(None, description="OPAQUE, MASK or BLEND")
+    alpha_cutoff: Unit = Field(None, description="0..1")
+    unlit: Bool | None = Field(None, description="bool")
+    double_sided: Bool | None = Field(None, description="bool")
+
+
+class SetEnvironment(Command):
+    mutating = stamped = True
+    type: Literal["setEnvironment"]
+    url: NullableText = Field(
+        None, description="equirectangular `.hdr`, `.png` or `.jpg`, where loadModel may read; `null`: the built-in"
+    )
+    cube_urls: CubeUrls = Field(None, description="6 images +x, -x, +y, -y, +z, -z")
+    intensity: NonNegative = Field(None, description=">= 0, default 1")
+
+
+class SetOutput(Command):
+    mutating = stamped = True
+    type: Literal["setOutput"]
+    exposure: Positive = Field(None, description="> 0, default 1")
+    tone_mapping: Literal["none", "aces", "neutral"] | None = Field(None, description="none (default), aces or neutral")
+    antialiasing: Literal["none", "fxaa", "msaa"] | None = Field(None, description="none, fxaa or msaa")
+
+
+class LightFields(Command):
+    color: NonNegativeRgb = Field(None, description="linear [r,g,b] >= 0")
+    intensity: NonNegative = Field(None, description="lux (directional) or candela")
+    range: NullablePositive = Field(None, description="> 0, or `null`: infinite")
+    position: SomeVec3 = None
+    direction: SomeVec3 = Field(None, description="non-zero, the way the light travels")
+    inner_cone_angle: Angle = Field(None, description="radians")
+    outer_cone_angle: Angle = Field(None, description="radians, inner < outer <= pi/2")
+
+
+class AddLight(LightFields):
+    mutating = stamped = True
+    result = "`lightId`"
+    type: Literal["addLight"]
+    kind: Literal["directional", "point", "spot"] = Field(description=f"up to {MAX_LIGHTS} lights")
+
+
+class SetLight(LightFields):
+    mutating = stamped = True
+    type: Literal["setLight"]
+    light_id: Int
+    kind: Literal["directional", "point", "spot"] | None = None
+
+
+class RemoveLight(Command):
+    mutating = stamped = True
+    type: Literal["removeLight"]
+    light_id: Int
+
+
+class ListLights(Command):
+    result = (
+        "`lights`: `[{lightId, kind, color, intensity, range, position, direction, innerConeAngle, outerConeAngle}]`"
+    )
+    type: Literal["listLights"]
 
 
 class WebrtcOffer(Command):
@@ -243,7 +421,9 @@ class WebrtcClose(Command):
 
 COMMANDS: tuple[type[Command], ...] = (
     LoadModel, UnloadModel, SetTransform, SetOverride, SetCamera, SetCutPlanes, SetStream, RayCast,
-    RequestKeyframe, GetStats, GetScene, WebrtcOffer, WebrtcClose,
+    RequestKeyframe, GetStats, GetScene, GetEntity, GetChildren, SetEntityTransform, GetBounds, GetMetadata,
+    ListMaterials, SetMaterial, SetEnvironment, SetOutput, AddLight, SetLight, RemoveLight, ListLights,
+    WebrtcOffer, WebrtcClose,
 )  # fmt: skip
 AnyCommand = Annotated[
     LoadModel
@@ -257,6 +437,19 @@ AnyCommand = Annotated[
     | RequestKeyframe
     | GetStats
     | GetScene
+    | GetEntity
+    | GetChildren
+    | SetEntityTransform
+    | GetBounds
+    | GetMetadata
+    | ListMaterials
+    | SetMaterial
+    | SetEnvironment
+    | SetOutput
+    | AddLight
+    | SetLight
+    | RemoveLight
+    | ListLights
     | WebrtcOffer
     | WebrtcClose,
     Field(discriminator="type"),
@@ -296,7 +489,7 @@ def explain(error: ValidationError) -> str:
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"][1:]).lstrip(".")
         ctx = e.get("ctx", {})
         if e["type"] == "invalid_field":
-            shown = ctx.get("input") if e["msg"] == "must be true or false" else None
+            shown = ctx.get("input") if e["msg"].startswith("must be true") else None  # which word was meant
             parts.append(f"'{path}' {e['msg']}" + (f", not {shown}." if shown else "."))
         elif e["type"] in _MUST_BE:
             parts.append(f"'{path}' " + _MUST_BE[e["type"]].format(**ctx) + ".")

@@ -49,7 +49,21 @@ CHANNELS = 4
 0.6 against 1.5 ms, on the render's critical path); the encoders take either."""
 SLOT_BYTES = MAX_WIDTH * MAX_HEIGHT * CHANNELS
 """Room for the largest frame a client may ask for. The memfd is sparse: only the pages frames touch take memory."""
-_CALLS = ("add_model", "remove", "set_transform", "set_override", "set_cut_planes", "resize", "set_over_limit")
+_CALLS = (
+    "add_model",
+    "remove",
+    "set_transform",
+    "set_node_matrices",
+    "set_node_states",
+    "set_material",
+    "set_environment",
+    "set_lights",
+    "set_output",
+    "set_antialiasing",
+    "set_cut_planes",
+    "resize",
+    "set_over_limit",
+)
 _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError}
 _MALLOC_TUNING = {
     # llvmpipe allocates and frees its binning scene (megabytes) every frame. With glibc's defaults those blocks

@@ -11,27 +11,32 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
-import itertools
 import logging
+import math
 import time
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import simplejpeg
 
-from openrr.model.mesh import ModelData
-from openrr.model.raycast import RayCaster, RayHit
+from openrr.model.mesh import Material
+from openrr.model.raycast import PartPoses, RayCaster, RayHit
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits
 from openrr.protocol.redaction import display_url
-from openrr.protocol.render import CODEC_H264, CODEC_JPEG, FrameHeader, pack_frame
+from openrr.protocol.render import CODEC_H264, CODEC_JPEG, CODEC_PNG, FrameHeader, pack_frame
 from openrr.render.camera import Camera
-from openrr.render.commands import BAD_REQUEST, CommandError
+from openrr.render.commands import BAD_REQUEST, ENVIRONMENT_LOAD_FAILED, CommandError
+from openrr.render.entities import EntityRefused, ModelEntities, OverrideValue
 from openrr.render.frame_process import FrameState, RenderedFrame, RenderProcess
 from openrr.render.h264 import H264Encoder
+from openrr.render.lighting import MAX_LIGHTS, Light
 from openrr.render.model_loader import load_model
+from openrr.render.source_fetch import SourceFetchFailed, fetch_source
 from openrr.render.stamp import write_stamp_i420
 from openrr.render.yuv import I420, even_size, to_i420
 from openrr.storage.area_files import LocalFiles
@@ -43,39 +48,59 @@ STANDARD_PRIMITIVE_LIMIT = 20_000_000
 DEFAULT_FPS = 60.0
 """The frame cap while the scene changes: frames are only rendered when something changed, so an idle session
 costs nothing whatever the cap; a moving camera gets as many frames as the renderer can make, up to this."""
-CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264}
+CODECS = {"jpeg": CODEC_JPEG, "h264": CODEC_H264, "png": CODEC_PNG}
 RAW_CODEC = "webrtc"
 """A client whose own transport encodes (WebRTC, see webrtc.py): it is handed each picture as I420 (yuv.py), with
 its command id stamped into it (stamp.py)."""
 
 
+DEFAULT_NEAR, DEFAULT_FAR = Camera.near, Camera.far
+"""The planes of an empty scene."""
+AUTO_NEAR_RATIO = 1e-4
+"""Auto planes with the camera inside the scene's bounds: near = far * this (a 24-bit depth buffer keeps ~4
+significant digits over such a range)."""
+
+
 @dataclass
-class Entity:
-    entity_id: int
-    source: str
-    model: ModelData
-    transform: np.ndarray = field(default_factory=lambda: np.eye(4, dtype=np.float32))
-    hidden: bool = False
-    tint: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    see_through: bool = False
-    selected: bool = False
+class Output:
+    exposure: float = 1.0
+    tone_mapping: str = "none"
+    antialiasing: str | None = None
+    """None: the renderer's default, chosen by measurement."""
 
     def describe(self) -> dict[str, Any]:
-        m = self.model
+        return {"exposure": self.exposure, "toneMapping": self.tone_mapping, "antialiasing": self.antialiasing}
+
+
+@dataclass
+class EnvironmentState:
+    source: str | None = None
+    """None: the built-in environment; otherwise the URL, or the six cube URLs joined."""
+    cube: bool = False
+    intensity: float = 1.0
+
+    def describe(self) -> dict[str, Any]:
+        shown = None if self.source is None else [display_url(u) for u in self.source.split("\n")]
         return {
-            "entityId": self.entity_id,
-            "name": m.name,
-            "source": display_url(self.source),  # never a SAS token or user:password@
-            "bounds": {"min": m.bounds_min.tolist(), "max": m.bounds_max.tolist()},
-            "triangles": m.triangles,
-            "points": m.points,
-            "meshes": len(m.meshes),
-            "transform": self.transform.reshape(-1).tolist(),
-            "hidden": self.hidden,
-            "tint": list(self.tint),
-            "seeThrough": self.see_through,
-            "selected": self.selected,
+            "builtIn": self.source is None,
+            "url": None if shown is None or self.cube else shown[0],
+            "cubeUrls": shown if self.cube else None,
+            "intensity": self.intensity,
         }
+
+
+def light_doc(light_id: int, light: Light) -> dict[str, Any]:
+    return {
+        "lightId": light_id,
+        "kind": light.kind,
+        "color": list(light.color),
+        "intensity": light.intensity,
+        "range": light.range,
+        "position": list(light.position),
+        "direction": list(light.direction),
+        "innerConeAngle": light.inner_cone_angle,
+        "outerConeAngle": light.outer_cone_angle,
+    }
 
 
 class Client:
@@ -143,9 +168,19 @@ class SceneSession:
         self._process: RenderProcess | None = None
         self.gl_renderer = ""
         self.raycaster = RayCaster()
-        self.entities: dict[int, Entity] = {}
-        self._ids = itertools.count(1)
+        self.entities: dict[int, ModelEntities] = {}
+        """The loaded models by their root's entity id; their parts' ids follow it (entities.py)."""
+        self._roots: list[int] = []
+        """Sorted root ids, to find the model of any entity id."""
+        self._next_id = 1
         self.camera = Camera()
+        """As the client set it; its planes are the ones in use (the scene's when `near`/`far` are None)."""
+        self.near: float | None = None
+        self.far: float | None = None
+        self.lights: dict[int, Light] = {}
+        self._next_light = 1
+        self.output = Output()
+        self.environment = EnvironmentState()
         self.cut_planes: list[tuple[list[float], list[float]]] = []
         self.clients: set[Client] = set()
         self.controller: Client | None = None
@@ -208,9 +243,9 @@ class SceneSession:
             return
         self._process.request_frame(FrameState(command_id, bool(self.clients), self.max_fps))
 
-    # --- scene commands --------------------------------------------------------------------------------
+    # --- models ------------------------------------------------------------------------------------------
 
-    async def load(self, source: str, progress: Callable[[float], None]) -> Entity:
+    async def load(self, source: str, progress: Callable[[float], None]) -> ModelEntities:
         model = await asyncio.to_thread(
             functools.partial(
                 load_model,
@@ -223,11 +258,14 @@ class SceneSession:
             )
         )
         total = sum(e.model.primitives for e in self.entities.values()) + model.primitives
-        entity = Entity(next(self._ids), source, model)
+        entities = ModelEntities(self._next_id, source, model)
+        root = entities.root_id
         # The ray-cast structure stays here, with the RayCaster: the render process only draws.
-        await self.process.call("add_model", entity.entity_id, dataclasses.replace(model, collision=None))
-        await asyncio.to_thread(self.raycaster.add, entity.entity_id, model)  # ~0.25 s per million triangles
-        self.entities[entity.entity_id] = entity
+        await self.process.call("add_model", root, dataclasses.replace(model, collision=None))
+        await asyncio.to_thread(self.raycaster.add, root, model)  # ~0.25 s per million triangles
+        self._next_id += entities.count
+        self.entities[root] = entities
+        self._roots.append(root)  # ids only grow: stays sorted
         over = self.size == "Standard" and total > self.primitive_limit
         await self.process.call("set_over_limit", over)
         self.warnings = []
@@ -237,56 +275,246 @@ class SceneSession:
                 f"({self.primitive_limit:,}): a checkerboard is shown instead. Use a Premium session."
             )
         logger.info(
-            "loaded %s as entity %d: %d triangles, %d points",
+            "loaded %s as entity %d: %d triangles, %d points, %d entities",
             model.name,
-            entity.entity_id,
+            root,
             model.triangles,
             model.points,
+            entities.count,
         )
-        return entity
+        self._camera_follows_scene()
+        return entities
 
     async def unload(self, entity_id: int) -> None:
-        entity = self.entity(entity_id)
-        await self.process.call("remove", entity_id)
-        self.raycaster.remove(entity_id)
-        del self.entities[entity.entity_id]
+        entities = self.model_of(entity_id, root_only="unloadModel")
+        root = entities.root_id
+        await self.process.call("remove", root)
+        self.raycaster.remove(root)
+        del self.entities[root]
+        self._roots.remove(root)
         total = sum(e.model.primitives for e in self.entities.values())
         await self.process.call("set_over_limit", self.size == "Standard" and total > self.primitive_limit)
+        self._camera_follows_scene()
 
-    def entity(self, entity_id: int) -> Entity:
-        try:
-            return self.entities[entity_id]
-        except KeyError:
-            raise CommandError(BAD_REQUEST, f"no entity {entity_id} is loaded") from None
+    def find(self, entity_id: int) -> tuple[ModelEntities, int]:
+        """The model holding entity `entity_id`, and the entity's node in it."""
+        at = bisect_right(self._roots, entity_id) - 1
+        if at >= 0:
+            entities = self.entities[self._roots[at]]
+            if entities.contains(entity_id):
+                return entities, entities.node(entity_id)
+        raise CommandError(BAD_REQUEST, f"no entity {entity_id} is loaded")
+
+    def model_of(self, entity_id: int, root_only: str = "") -> ModelEntities:
+        """The model of `entity_id`; with `root_only` (the command's name), refused unless it is the model's root."""
+        entities, node = self.find(entity_id)
+        if root_only and node:
+            raise CommandError(
+                BAD_REQUEST,
+                f"{root_only} takes a model's entity (the id loadModel answered); entity {entity_id} is "
+                f"'{entities.nodes[node].name}', a part of model {entities.root_id}"
+                + (": move parts with setEntityTransform" if root_only == "setTransform" else ""),
+            )
+        return entities
 
     async def set_transform(self, entity_id: int, matrix: np.ndarray) -> None:
-        entity = self.entity(entity_id)
-        await self.process.call("set_transform", entity_id, matrix)
-        entity.transform = matrix
+        entities = self.model_of(entity_id, root_only="setTransform")
+        await self.process.call("set_transform", entities.root_id, np.asarray(matrix, dtype=np.float32))
+        entities.set_placement(matrix)
+        self._camera_follows_scene()
 
-    async def set_override(self, entity_id: int, **changes: Any) -> None:
-        entity = self.entity(entity_id)
-        await self.process.call("set_override", entity_id, **changes)
-        for name, value in changes.items():
-            if value is not None:
-                setattr(entity, name, value)
+    async def set_entity_transform(self, entity_id: int, local: np.ndarray | None, world: np.ndarray | None) -> None:
+        entities, node = self.find(entity_id)
+        before = entities.snapshot()
+        try:
+            nodes, deltas = entities.move(node, local, world)
+        except EntityRefused as e:
+            raise CommandError(BAD_REQUEST, str(e)) from None
+        try:
+            if node == 0:
+                await self.process.call("set_transform", entities.root_id, entities.placement.astype(np.float32))
+            else:
+                await self.process.call("set_node_matrices", entities.root_id, nodes, deltas.astype(np.float32))
+        except Exception:
+            entities.restore(before)  # the scene stays as it was
+            raise
+        self._camera_follows_scene()
 
-    def set_camera(self, camera: Camera) -> None:
-        """Never waits: the render process applies the latest camera before its next frame."""
-        self.camera = camera
-        self.process.set_camera(camera)
+    async def set_override(self, entity_id: int, values: dict[str, OverrideValue]) -> None:
+        entities, node = self.find(entity_id)
+        before = entities.snapshot()
+        nodes, rows = entities.set_overrides(node, values)
+        if not nodes:
+            return
+        try:
+            await self.process.call("set_node_states", entities.root_id, nodes, rows)
+        except Exception:
+            entities.restore(before)
+            raise
+        if values.get("hidden") is not None:
+            self._camera_follows_scene()
+
+    async def set_material(self, entity_id: int, index: int, changes: dict[str, Any]) -> Material:
+        entities = self.model_of(entity_id)
+        if not 0 <= index < len(entities.materials):
+            count = len(entities.materials)
+            raise CommandError(
+                BAD_REQUEST, f"material {index} does not exist: model {entities.root_id} has {count} (0 to {count - 1})"
+            )
+        material = dataclasses.replace(entities.materials[index], **changes)
+        await self.process.call("set_material", entities.root_id, index, material)
+        entities.materials[index] = material
+        return material
+
+    # --- camera --------------------------------------------------------------------------------------------
+
+    def set_camera(self, camera: Camera, near: float | None = None, far: float | None = None) -> None:
+        """Never waits: the render process applies the latest camera before its next frame. `near`/`far` None:
+        the scene's bounds decide (`planes`)."""
+        self.camera, self.near, self.far = camera, near, far
+        self._camera_follows_scene()
+
+    def planes(self, camera: Camera | None = None) -> tuple[float, float]:
+        """The near and far planes in use: the client's, or where it left them to the scene, what fits the world
+        bounds of every shown model as seen from the camera (so a millimetre part and a factory both show whole)."""
+        camera = camera or self.camera
+        near, far = self.near, self.far
+        if near is not None and far is not None:
+            return near, far
+        auto_near, auto_far = self._scene_planes(camera)
+        if far is None:
+            far = max(auto_far, 2.0 * near) if near is not None else auto_far
+        if near is None:
+            near = min(auto_near, far * 0.5)
+        return near, far
+
+    def _scene_planes(self, camera: Camera) -> tuple[float, float]:
+        boxes = [b for e in self.entities.values() if (b := e.bounds(0, "world", visible_only=True)) is not None]
+        if not boxes:
+            return DEFAULT_NEAR, DEFAULT_FAR
+        low = np.min([b[0] for b in boxes], axis=0)
+        high = np.max([b[1] for b in boxes], axis=0)
+        centre, radius = (low + high) / 2, float(np.linalg.norm(high - low)) / 2
+        distance = float(np.linalg.norm(np.asarray(camera.position) - centre))
+        far = (distance + radius) * 1.01
+        if not math.isfinite(far) or far <= 0:
+            return DEFAULT_NEAR, DEFAULT_FAR
+        far = max(far, 1e-6)
+        near = max((distance - radius) * 0.99, far * AUTO_NEAR_RATIO)
+        return near, far
+
+    def _camera_follows_scene(self) -> None:
+        near, far = self.planes()
+        if self._process is not None:
+            self._process.set_camera(dataclasses.replace(self.camera, near=near, far=far))
 
     async def set_cut_planes(self, planes: list[tuple[list[float], list[float]]]) -> None:
         await self.process.call("set_cut_planes", planes)
         self.cut_planes = planes
 
+    # --- light and output ----------------------------------------------------------------------------------
+
+    async def set_environment(self, urls: Sequence[str] | None, intensity: float | None) -> None:
+        """`urls`: one equirectangular image, six cube faces, or None for the built-in environment."""
+        from openrr.render import environment as env_module  # the ENVIRONMENT helper's module (contract §4)
+
+        intensity = self.environment.intensity if intensity is None else intensity
+        if urls is None:
+            env = await asyncio.to_thread(env_module.default_environment)
+        else:
+            env = await asyncio.to_thread(self._environment_from, list(urls))
+        await self.process.call("set_environment", env, intensity)
+        self.environment = EnvironmentState(
+            None if urls is None else "\n".join(urls), urls is not None and len(urls) == 6, intensity
+        )
+
+    async def set_environment_intensity(self, intensity: float) -> None:
+        from openrr.render import environment as env_module
+
+        if self.environment.source is None:
+            env = await asyncio.to_thread(env_module.default_environment)
+        else:  # fetched again rather than kept: an environment's arrays are megabytes, an intensity change is rare
+            env = await asyncio.to_thread(self._environment_from, self.environment.source.split("\n"))
+        await self.process.call("set_environment", env, intensity)
+        self.environment = dataclasses.replace(self.environment, intensity=intensity)
+
+    def _environment_from(self, urls: list[str]) -> Any:
+        """Fetch (as model files are fetched: same guard, area, SAS rules, size limit) and prefilter. Worker thread."""
+        from openrr.render import environment as env_module
+
+        images = []
+        for url in urls:
+            try:
+                data, display = fetch_source(
+                    url, max_bytes=self.model_max_bytes, http=self.http, local_files=self.local_files
+                )
+            except SourceFetchFailed as e:
+                raise CommandError(ENVIRONMENT_LOAD_FAILED, str(e)) from None
+            try:
+                images.append(env_module.decode_environment_image(data, display))
+            except ValueError as e:
+                raise CommandError(
+                    ENVIRONMENT_LOAD_FAILED, f"cannot use {display} as an environment map: {e}"
+                ) from None
+        name = display_url(urls[0])
+        if len(images) == 6:
+            return env_module.environment_from_cube(images, name)
+        return env_module.environment_from_equirect(images[0], name)
+
+    async def set_output(self, exposure: float | None, tone_mapping: str | None, antialiasing: str | None) -> None:
+        now = self.output
+        if exposure is not None or tone_mapping is not None:
+            exposure = now.exposure if exposure is None else exposure
+            tone_mapping = now.tone_mapping if tone_mapping is None else tone_mapping
+            await self.process.call("set_output", exposure, tone_mapping)
+            self.output = dataclasses.replace(self.output, exposure=exposure, tone_mapping=tone_mapping)
+        if antialiasing is not None:
+            await self.process.call("set_antialiasing", antialiasing)
+            self.output = dataclasses.replace(self.output, antialiasing=antialiasing)
+
+    async def add_light(self, light: Light) -> int:
+        if len(self.lights) >= MAX_LIGHTS:
+            raise CommandError(
+                BAD_REQUEST, f"a session has at most {MAX_LIGHTS} lights; remove one (removeLight) to add another"
+            )
+        light_id = self._next_light
+        await self._set_lights({**self.lights, light_id: light})
+        self._next_light += 1
+        return light_id
+
+    def light(self, light_id: int) -> Light:
+        try:
+            return self.lights[light_id]
+        except KeyError:
+            raise CommandError(BAD_REQUEST, f"no light {light_id} exists") from None
+
+    async def set_light(self, light_id: int, light: Light) -> None:
+        self.light(light_id)
+        await self._set_lights({**self.lights, light_id: light})
+
+    async def remove_light(self, light_id: int) -> None:
+        self.light(light_id)
+        await self._set_lights({k: v for k, v in self.lights.items() if k != light_id})
+
+    async def _set_lights(self, lights: dict[int, Light]) -> None:
+        await self.process.call("set_lights", list(lights.values()))
+        self.lights = lights
+
     async def clear(self) -> None:
         """Back to a new session's scene: no models, and the view a new client expects (the default camera, no cut
-        planes), so that a client arriving later does not look at its models from where the last one left off, or
-        through its cut planes. The stream size and frame cap stay: they are the client's, and it sets them."""
+        planes, the built-in environment, no lights, the default output), so that a client arriving later does not
+        look at its models from where the last one left off, or through its cut planes. The stream size and frame
+        cap stay: they are the client's, and it sets them."""
         for entity_id in list(self.entities):
             await self.unload(entity_id)  # its overrides go with it
         await self.set_cut_planes([])
+        if self.lights:
+            await self._set_lights({})
+        if self.environment != EnvironmentState():
+            await self.set_environment(None, 1.0)
+        if self.output != Output():
+            await self.set_output(1.0, "none", None)
+            self.output = Output()
         self.set_camera(Camera())
         self.mark_dirty(0)
 
@@ -295,9 +523,18 @@ class SceneSession:
         self.width, self.height = width, height
 
     def ray_cast(self, origin: list[float], direction: list[float], max_distance: float) -> RayHit | None:
-        transforms = {eid: e.transform for eid, e in self.entities.items()}
-        hidden = {eid for eid, e in self.entities.items() if e.hidden}
-        return self.raycaster.cast(origin, direction, transforms, hidden, max_distance)
+        transforms = {root: e.placement for root, e in self.entities.items()}
+        parts: dict[int, PartPoses] = {}
+        hidden = set()
+        for root, entities in self.entities.items():
+            poses = entities.poses()
+            if poses is not None and poses.hidden.all():
+                hidden.add(root)
+            elif poses is not None:
+                parts[root] = poses
+            elif entities.hidden()[0]:
+                hidden.add(root)
+        return self.raycaster.cast(origin, direction, transforms, hidden, max_distance, parts)
 
     def describe_stats(self) -> dict[str, Any]:
         s = self.stats
@@ -350,6 +587,12 @@ class SceneSession:
             colorspace = "RGBX" if picture.shape[2] == 4 else "RGB"
             jpeg = simplejpeg.encode_jpeg(picture, quality=self.quality, colorspace=colorspace, colorsubsampling="420")
             out["jpeg"] = (jpeg, True)
+        if "png" in codecs:
+            # RGB, fast compression: lossless frames are for tests comparing pixels, not for bandwidth
+            rgb = np.ascontiguousarray(picture[..., :3])
+            ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            assert ok
+            out["png"] = (png.tobytes(), True)
         i420 = to_i420(picture) if "h264" in codecs or RAW_CODEC in codecs else None
         if "h264" in codecs:
             assert i420 is not None

@@ -126,7 +126,7 @@ class StreamEndpoint:
             return CLOSE_BAD_REQUEST, f"Unknown role '{role[:40]}'; use controller or watcher."
         codec = ws.query_params.get("codec", "jpeg")
         if codec not in CODECS:
-            return CLOSE_BAD_REQUEST, f"Unknown codec '{codec[:40]}'; use jpeg or h264."
+            return CLOSE_BAD_REQUEST, f"Unknown codec '{codec[:40]}'; use jpeg, h264 or png."
         token = ws.query_params.get("access_token", "") or bearer(ws.headers.get("authorization", ""))
         if not token:
             return CLOSE_UNAUTHORIZED, "An STS access token is required (access_token=...)."

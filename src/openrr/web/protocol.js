@@ -10,11 +10,13 @@ export const FRAME_MAGIC = "ORRF";
 export const HEADER_SIZE = 16;
 export const CODEC_JPEG = 1;
 export const CODEC_H264 = 2;
+export const CODEC_PNG = 3;
 export const KEYFRAME = 0x100;
 
 // Commands that change the scene (a watcher may not send them); each one is followed by a frame that shows it.
 export const MUTATING = new Set([
   "loadModel", "unloadModel", "setTransform", "setOverride", "setCamera", "setCutPlanes", "setStream",
+  "setEntityTransform", "setMaterial", "setEnvironment", "setOutput", "addLight", "setLight", "removeLight",
 ]);
 
 // The application's WebSocket close codes.
