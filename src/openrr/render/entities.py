@@ -38,7 +38,7 @@ FLAGS = ("hidden", "see_through", "selected")
 """Boolean overrides, in the order of the state columns."""
 STATE_COLUMNS = 7
 """What the renderer gets per node (set_node_states): hidden, see_through, selected, tint r, g, b, a."""
-INHERIT = "inherit"
+INHERIT: Literal["inherit"] = "inherit"
 OverrideValue = bool | tuple[float, ...] | Literal["inherit"] | None
 """An override as a command gives it: a value of its own, "inherit" to drop the own value, None to leave it."""
 
