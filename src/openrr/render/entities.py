@@ -21,14 +21,14 @@ parts, a box around the rotated box for rotated ones.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from openrr.model.mesh import ModelData, Node
+from openrr.model.mesh import ModelData
 from openrr.model.raycast import PartPoses
+from openrr.model.scene_graph import children, node_bounds, rest_worlds
 from openrr.protocol.redaction import display_url
 
 F64 = npt.NDArray[np.float64]
@@ -50,31 +50,12 @@ class EntityRefused(ValueError):
     """A change this model refuses (e.g. moving a part of a static scene graph); the message says why."""
 
 
-def children_of(nodes: Sequence[Node]) -> list[list[int]]:
-    kids: list[list[int]] = [[] for _ in nodes]
-    for i, node in enumerate(nodes):
-        if node.parent >= 0:
-            kids[node.parent].append(i)
-    return kids
-
-
 def _levels(parents: npt.NDArray[np.intp]) -> list[npt.NDArray[np.intp]]:
     """Node indices by depth, below the root (parents come before children, so one pass finds each depth)."""
     depth = np.zeros(len(parents), dtype=np.intp)
     for i in range(1, len(parents)):
         depth[i] = depth[parents[i]] + 1
     return [np.flatnonzero(depth == d) for d in range(1, int(depth.max(initial=0)) + 1)]
-
-
-def _own_bounds(model: ModelData, count: int) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
-    """Per node, the box of its own geometry in rest model space, and whether it has any."""
-    low = np.full((count, 3), np.inf)
-    high = np.full((count, 3), -np.inf)
-    for mesh in model.meshes:
-        if len(mesh.positions):
-            low[mesh.node] = np.minimum(low[mesh.node], mesh.positions.min(axis=0))
-            high[mesh.node] = np.maximum(high[mesh.node], mesh.positions.max(axis=0))
-    return low, high, np.isfinite(low[:, 0])
 
 
 def _corners(low: F64, high: F64) -> F64:
@@ -94,11 +75,11 @@ class ModelEntities:
         self.nodes = model.tree()
         count = len(self.nodes)
         self.parents = np.array([n.parent for n in self.nodes], dtype=np.intp)
-        self.children = children_of(self.nodes)
+        self.children = children(self.nodes)
         self._levels = _levels(self.parents)
         self.rest_local = np.stack([np.asarray(n.local, dtype=np.float64).reshape(4, 4) for n in self.nodes])
         self.local = self.rest_local.copy()
-        self.rest_world = self._worlds(self.local)
+        self.rest_world = rest_worlds(self.nodes)
         self._rest_inverse = np.linalg.inv(self.rest_world)
         self.world = self.rest_world.copy()
         """Model space, now."""
@@ -112,7 +93,7 @@ class ModelEntities:
         self.states = np.zeros((count, STATE_COLUMNS), dtype=np.float32)
         """Effective overrides, as the renderer last got them."""
         self.materials = list(model.materials)
-        self._own_low, self._own_high, self._has_geometry = _own_bounds(model, count)
+        self._own_low, self._own_high, self._has_geometry = node_bounds(model)
         self._node_materials: list[list[int]] = [[] for _ in range(count)]
         for mesh in model.meshes:
             if mesh.material not in self._node_materials[mesh.node]:
@@ -159,12 +140,6 @@ class ModelEntities:
         return np.flatnonzero(inside)
 
     # --- transforms ---------------------------------------------------------------------------------------
-
-    def _worlds(self, local: F64) -> F64:
-        world = local.copy()
-        for level in self._levels:
-            world[level] = world[self.parents[level]] @ local[level]
-        return world
 
     def local_of(self, node: int) -> F64:
         local: F64 = self.placement @ self.world[0] if node == 0 else self.local[node]

@@ -26,12 +26,20 @@ import simplejpeg
 
 from openrr.model.mesh import Material
 from openrr.model.raycast import PartPoses, RayCaster, RayHit
+from openrr.model.scene_graph import apply_scene_graph_mode
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits
 from openrr.protocol.redaction import display_url
 from openrr.protocol.render import CODEC_H264, CODEC_JPEG, CODEC_PNG, FrameHeader, pack_frame
 from openrr.render.camera import Camera
 from openrr.render.commands import BAD_REQUEST, ENVIRONMENT_LOAD_FAILED, CommandError
 from openrr.render.entities import EntityRefused, ModelEntities, OverrideValue
+from openrr.render.environment import (
+    Environment,
+    decode_environment_image,
+    default_environment,
+    environment_from_cube,
+    environment_from_equirect,
+)
 from openrr.render.frame_process import FrameState, RenderedFrame, RenderProcess
 from openrr.render.h264 import H264Encoder
 from openrr.render.lighting import MAX_LIGHTS, Light
@@ -257,6 +265,8 @@ class SceneSession:
                 textures=self.textures,
             )
         )
+        if model.scene_graph_mode == "none" and len(model.nodes) > 1:
+            model = apply_scene_graph_mode(model, "none")  # one entity, whatever the source kept
         total = sum(e.model.primitives for e in self.entities.values()) + model.primitives
         entities = ModelEntities(self._next_id, source, model)
         root = entities.root_id
@@ -416,11 +426,9 @@ class SceneSession:
 
     async def set_environment(self, urls: Sequence[str] | None, intensity: float | None) -> None:
         """`urls`: one equirectangular image, six cube faces, or None for the built-in environment."""
-        from openrr.render import environment as env_module  # the ENVIRONMENT helper's module (contract §4)
-
         intensity = self.environment.intensity if intensity is None else intensity
         if urls is None:
-            env = await asyncio.to_thread(env_module.default_environment)
+            env = await asyncio.to_thread(default_environment)
         else:
             env = await asyncio.to_thread(self._environment_from, list(urls))
         await self.process.call("set_environment", env, intensity)
@@ -429,19 +437,15 @@ class SceneSession:
         )
 
     async def set_environment_intensity(self, intensity: float) -> None:
-        from openrr.render import environment as env_module
-
         if self.environment.source is None:
-            env = await asyncio.to_thread(env_module.default_environment)
+            env = await asyncio.to_thread(default_environment)
         else:  # fetched again rather than kept: an environment's arrays are megabytes, an intensity change is rare
             env = await asyncio.to_thread(self._environment_from, self.environment.source.split("\n"))
         await self.process.call("set_environment", env, intensity)
         self.environment = dataclasses.replace(self.environment, intensity=intensity)
 
-    def _environment_from(self, urls: list[str]) -> Any:
+    def _environment_from(self, urls: list[str]) -> Environment:
         """Fetch (as model files are fetched: same guard, area, SAS rules, size limit) and prefilter. Worker thread."""
-        from openrr.render import environment as env_module
-
         images = []
         for url in urls:
             try:
@@ -451,15 +455,15 @@ class SceneSession:
             except SourceFetchFailed as e:
                 raise CommandError(ENVIRONMENT_LOAD_FAILED, str(e)) from None
             try:
-                images.append(env_module.decode_environment_image(data, display))
+                images.append(decode_environment_image(data, display, cube_face=len(urls) == 6))
             except ValueError as e:
                 raise CommandError(
                     ENVIRONMENT_LOAD_FAILED, f"cannot use {display} as an environment map: {e}"
                 ) from None
         name = display_url(urls[0])
         if len(images) == 6:
-            return env_module.environment_from_cube(images, name)
-        return env_module.environment_from_equirect(images[0], name)
+            return environment_from_cube(images, name)
+        return environment_from_equirect(images[0], name)
 
     async def set_output(self, exposure: float | None, tone_mapping: str | None, antialiasing: str | None) -> None:
         now = self.output
