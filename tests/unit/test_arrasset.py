@@ -191,7 +191,9 @@ def test_arrays_are_aligned_read_only_views(tmp_path: Path) -> None:
     _, data = _round_trip(assembly(), tmp_path)
     toc = _toc(data)
     blobs = [m[key] for m in toc["meshes"] for key in ("vertices", "indices", "uvs1", "tangents", "colors") if m[key]]
-    blobs += [toc["collision"][key] for key in ("positions", "corners", "boxMin", "boxMax", "nodes")]
+    blobs += [toc["collision"][key] for key in ("positions", "corners", "boxMin", "boxMax")]
+    # triangles grouped by part: four runs of 12 in the table, no array
+    assert toc["collision"]["nodeRuns"] == [[1, 12], [2, 12], [3, 12], [4, 12]]
     blobs += [image["data"] for image in toc["images"]]
     assert all(blob["offset"] % ALIGN == 0 for blob in blobs)
     model = read_asset(data, "model.arrAsset")
@@ -216,6 +218,23 @@ def test_stored_collision_casts_like_a_rebuilt_one_and_names_the_part(tmp_path: 
         origin *= 12.0 / np.linalg.norm(origin)
         direction = rng.uniform(asset.bounds_min, asset.bounds_max) - origin
         assert stored.cast(origin, direction, transforms) == fresh.cast(origin, direction, transforms)
+
+
+def test_interleaved_triangle_nodes_are_stored_as_an_array(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    positions = rng.uniform(-1, 1, (600, 3)).astype(np.float32)
+    indices = np.arange(600, dtype=np.uint32).reshape(200, 3)
+    meshes = [MeshData(positions, np.zeros_like(positions), np.ones((600, 4), np.float32), indices, node=1)]
+    model = ModelData("m", meshes, positions.min(axis=0), positions.max(axis=0), 200, 0, nodes=[Node("m", -1)] * 3)
+    model.nodes = [Node("m", -1), Node("a", 0), Node("b", 0)]
+    chunks = triangle_chunks(model)
+    # a collision structure whose triangles alternate between parts (any writer may make one): 200 runs
+    alternating = (np.arange(200) % 2 + 1).astype(np.uint32)
+    model.collision = TriangleChunks(200, chunks.positions, chunks.corners, chunks.box_min, chunks.box_max, alternating)
+    back, data = _round_trip(model, tmp_path)
+    assert "nodes" in _toc(data)["collision"] and "nodeRuns" not in _toc(data)["collision"]
+    assert back.collision is not None and back.collision.nodes is not None
+    np.testing.assert_array_equal(back.collision.nodes, alternating)
 
 
 def test_points_without_uvs_or_tree(tmp_path: Path) -> None:

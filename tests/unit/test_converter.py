@@ -64,6 +64,12 @@ def failed(root: Path, relative: str, code: str = "ConversionProcessFailed", **s
     return outcome.error_message
 
 
+def base_texture(model: ModelData, mesh: int = 0) -> np.ndarray | None:
+    """The base-colour image of a mesh's material, or None."""
+    ref = model.materials[model.meshes[mesh].material].base_color_texture
+    return None if ref is None else model.images[ref.image].pixels
+
+
 @pytest.fixture
 def sphere_glb(tmp_path: Path) -> Path:
     trimesh.creation.icosphere(subdivisions=3, radius=1.0).export(tmp_path / "sphere.glb")
@@ -109,9 +115,9 @@ def test_obj_with_mtl_and_texture(tmp_path: Path) -> None:
     textured_box(tmp_path / "models")
     asset, result, info = succeeded(tmp_path, "models/box.obj")
     assert result[-1] == {"result": "succeeded"} and asset.triangles == 12
-    mesh = asset.meshes[0]
-    assert mesh.texture is not None and mesh.uvs is not None
-    assert tuple(mesh.texture[0, 0]) == (200, 30, 30, 255)
+    texture = base_texture(asset)
+    assert texture is not None and asset.meshes[0].uvs is not None
+    assert tuple(texture[0, 0]) == (200, 30, 30, 255)
     np.testing.assert_allclose(asset.bounds_max, [0.5, 1.0, 1.5])
     assert info["inputInfo"]["sourceAssetFormat"] == "OBJ"
 
@@ -126,7 +132,7 @@ def test_missing_texture_is_warning_4004_and_success_with_warnings(tmp_path: Pat
     assert warning["warning"] == "4004" and warning["title"] == "Missing texture"
     assert warning["details"]["texture"] == "material_0.png"
     assert result[-1] == {"result": "succeeded with warnings"}
-    assert load_model(str(tmp_path / "out" / "model.arrAsset")).meshes[0].texture is None
+    assert base_texture(load_model(str(tmp_path / "out" / "model.arrAsset"))) is None
 
 
 def test_ply_point_cloud(tmp_path: Path) -> None:
@@ -252,9 +258,10 @@ def test_fbx_textures_are_found_beside_it(tmp_path: Path) -> None:
     for name in ("box.fbx", "material_0.png"):
         (tmp_path / "work" / name).rename(tmp_path / "models" / name)
     asset, result, _ = succeeded(tmp_path, "models/box.fbx")
-    assert result[-1] == {"result": "succeeded"} and asset.meshes[0].texture is not None
+    texture = base_texture(asset)
+    assert result[-1] == {"result": "succeeded"} and texture is not None
     # the texture as it is: assimp's second, specular-glossiness description of the material would wash it out
-    assert tuple(asset.meshes[0].texture[0, 0]) == (200, 30, 30, 255)
+    assert tuple(texture[0, 0]) == (200, 30, 30, 255)
     shutil.rmtree(tmp_path / "out")
     (tmp_path / "models" / "material_0.png").unlink()
     outcome, result, _ = run(tmp_path, "models/box.fbx")
@@ -315,23 +322,38 @@ def test_gamma_to_linear_material(tmp_path: Path) -> None:
     )
     ball.export(tmp_path / "ball.glb")
     plain, _, _ = succeeded(tmp_path, "ball.glb")
-    np.testing.assert_allclose(plain.meshes[0].colors[0, :3], 128 / 255, atol=1 / 255)
+    np.testing.assert_allclose(plain.materials[0].base_color[:3], 128 / 255, atol=1e-6)
     shutil.rmtree(tmp_path / "out")
     linear, _, _ = succeeded(tmp_path, "ball.glb", gammaToLinearMaterial=True)
-    np.testing.assert_allclose(linear.meshes[0].colors[0], [0.2158605, 0.2158605, 0.2158605, 1.0], atol=1 / 255)
+    np.testing.assert_allclose(linear.materials[0].base_color, [0.2158605, 0.2158605, 0.2158605, 1.0], atol=1e-6)
+    # the base colour is the material's, no longer baked into the vertex colours
+    np.testing.assert_array_equal(linear.meshes[0].colors, 1.0)
 
 
-def test_sidedness_and_unlit_reach_the_asset(sphere_glb: Path) -> None:
-    asset, _, _ = succeeded(sphere_glb, "sphere.glb")
-    assert asset.meshes[0].double_sided and not asset.meshes[0].unlit
-    shutil.rmtree(sphere_glb / "out")
+def test_sidedness_and_unlit_reach_the_asset(tmp_path: Path) -> None:
+    trimesh.creation.icosphere(subdivisions=1).export(tmp_path / "ball.stl")
+    asset, _, _ = succeeded(tmp_path, "ball.stl")
+    # STL says nothing about sidedness: ARR's default, double-sided
+    assert asset.materials[0].double_sided and not asset.materials[0].unlit
+    shutil.rmtree(tmp_path / "out")
     settings = {"opaqueMaterialDefaultSidedness": "SingleSided", "unlitMaterials": True, "sceneGraphMode": "static"}
-    asset, _, info = succeeded(sphere_glb, "sphere.glb", **settings)
-    assert not asset.meshes[0].double_sided and asset.meshes[0].unlit
-    # settings without an effect on this renderer are still recorded, in info.json and in the asset
+    asset, _, info = succeeded(tmp_path, "ball.stl", **settings)
+    assert not asset.materials[0].double_sided and asset.materials[0].unlit
+    assert asset.scene_graph_mode == "static"
     assert info["conversionSettings"]["sceneGraphMode"] == "static"
-    metadata = read_metadata((sphere_glb / "out" / "model.arrAsset").read_bytes())
-    assert metadata["settings"]["sceneGraphMode"] == "static" and metadata["source"] == "sphere.glb"
+    metadata = read_metadata((tmp_path / "out" / "model.arrAsset").read_bytes())
+    assert metadata["settings"]["sceneGraphMode"] == "static" and metadata["source"] == "ball.stl"
+
+
+def test_gltf_materials_keep_their_own_sidedness(tmp_path: Path) -> None:
+    ball = trimesh.creation.icosphere(subdivisions=1)
+    ball.visual = trimesh.visual.TextureVisuals(
+        material=trimesh.visual.material.PBRMaterial(baseColorFactor=[200, 100, 50, 255], doubleSided=False)
+    )
+    ball.export(tmp_path / "ball.glb")
+    # the glTF file says single-sided: the setting is for materials whose format says nothing
+    asset, _, _ = succeeded(tmp_path, "ball.glb", opaqueMaterialDefaultSidedness="DoubleSided")
+    assert not asset.materials[0].double_sided
 
 
 def test_legacy_settings_file_is_used(sphere_glb: Path) -> None:

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -26,8 +26,10 @@ import numpy as np
 import openrr
 from openrr.conversions.formats import (
     FORMAT_NAMES,
+    LINEARISED_MATERIAL,
+    LINEARISED_VERTEX,
+    SIDEDNESS_FORMATS,
     InputError,
-    Part,
     SourceModel,
     ToolMissingError,
     extension_of,
@@ -49,8 +51,10 @@ from openrr.conversions.settings import (
     parse_settings_file,
 )
 from openrr.model.arrasset import write_asset
-from openrr.model.mesh import MeshData, ModelData
+from openrr.model.colour import srgb_to_linear
+from openrr.model.mesh import ImageData, Material, MeshData, ModelData, TextureRef
 from openrr.model.raycast import TriangleChunks, triangle_chunks
+from openrr.model.scene_graph import apply_scene_graph_mode
 from openrr.util.atomic import write_atomic
 from openrr.util.progress import MonotonicProgress
 
@@ -198,9 +202,16 @@ def _convert(
             )
     report(0.5)
 
-    offset = _transform(source.parts, settings)
+    offset = _transform(source, settings)
+    model = source.model
+    name = PurePosixPath(relative_input).name
+    model.name = name
+    if model.nodes:
+        model.nodes[0].name = name
     report(0.6)
-    model = _merged_model(PurePosixPath(relative_input).name, source, settings)
+    _apply_colour_settings(model, extension, settings)
+    model = apply_scene_graph_mode(model, settings.scene_graph_mode)
+    model = _merged(model, settings.deduplicate_materials)
     report(0.7)
     model.collision = _collision(model) if settings.generate_collision_mesh else TriangleChunks.empty()
     report(0.85)
@@ -239,79 +250,179 @@ def _convert(
     return [asset_name, info_name]
 
 
-def _transform(parts: list[Part], settings: ConversionSettings) -> np.ndarray:
-    """Scale, remap axes and recenter every part in place; returns the recentering offset that was added."""
+def _transform(source: SourceModel, settings: ConversionSettings) -> np.ndarray:
+    """Scale, remap axes and recenter the model in place; returns the recentering offset that was added.
+
+    Positions are in the model's rest pose, so the same affine map goes onto the root node's local transform:
+    every node's rest world then still places its part where its geometry is."""
+    model = source.model
     axes = settings.axis_matrix()
     linear = axes * settings.scaling
     mirrored = np.linalg.det(axes) < 0
-    identity = np.array_equal(linear, np.eye(3))
-    for part in parts:
-        if not identity:
-            part.positions = part.positions @ linear.T
-        if not np.array_equal(axes, np.eye(3)):
-            # a signed permutation is orthonormal: normals turn with it and stay unit length
-            part.normals = (part.normals @ axes.T.astype(np.float32)).astype(np.float32)
-        if mirrored and part.indices is not None:
-            # a mirroring remap turns counter-clockwise triangles clockwise: swap two corners back
-            part.indices = np.ascontiguousarray(part.indices[:, [0, 2, 1]])
+    same_linear = np.array_equal(linear, np.eye(3))
+    moved: dict[int, np.ndarray] = {}
+    for index, mesh in enumerate(model.meshes):
+        precise = source.precise.get(index)
+        if precise is None and same_linear and not settings.recenter_to_origin:
+            continue
+        positions = mesh.positions.astype(np.float64) if precise is None else precise
+        moved[index] = positions if same_linear else positions @ linear.T
     offset = np.zeros(3, dtype=np.float64)
     if settings.recenter_to_origin:
-        low = np.min([p.positions.min(axis=0) for p in parts], axis=0)
-        high = np.max([p.positions.max(axis=0) for p in parts], axis=0)
+        every = [moved.get(i, m.positions) for i, m in enumerate(model.meshes)]
+        low = np.min([p.min(axis=0) for p in every], axis=0)
+        high = np.max([p.max(axis=0) for p in every], axis=0)
         offset = -(low + high) / 2.0
-        for part in parts:
-            part.positions = part.positions + offset
+    for index, positions in moved.items():
+        model.meshes[index].positions = (positions + offset).astype(np.float32)
+    if not np.array_equal(axes, np.eye(3)):
+        # a signed permutation is orthonormal: normals and tangents turn with it and stay unit length
+        turn = axes.T.astype(np.float32)
+        for mesh in model.meshes:
+            mesh.normals = (mesh.normals @ turn).astype(np.float32)
+            if mesh.tangents is not None:
+                sign = mesh.tangents[:, 3:] * np.float32(-1.0 if mirrored else 1.0)
+                mesh.tangents = np.hstack([mesh.tangents[:, :3] @ turn, sign]).astype(np.float32)
+            if mirrored and mesh.indices is not None:
+                # a mirroring remap turns counter-clockwise triangles clockwise: swap two corners back
+                mesh.indices = np.ascontiguousarray(mesh.indices[:, [0, 2, 1]])
+    if model.nodes and (not same_linear or offset.any()):
+        affine = np.identity(4)
+        affine[:3, :3] = linear
+        affine[:3, 3] = offset
+        model.nodes[0].local = affine @ np.asarray(model.nodes[0].local, dtype=np.float64)
+    model.bounds_min = np.min([m.positions.min(axis=0) for m in model.meshes], axis=0).astype(np.float32)
+    model.bounds_max = np.max([m.positions.max(axis=0) for m in model.meshes], axis=0).astype(np.float32)
     return offset
 
 
-def _merged_model(name: str, source: SourceModel, settings: ConversionSettings) -> ModelData:
-    """One mesh per material (texture), triangles and points apart: fewer, larger buffers draw faster."""
-    groups: dict[tuple[bool, str | None], list[Part]] = {}
-    textures: dict[str, np.ndarray] = {}
-    for part in source.parts:
-        key = None
-        if part.texture is not None and part.uvs is not None:
-            if settings.deduplicate_materials:
-                key = hashlib.blake2b(np.ascontiguousarray(part.texture).data, digest_size=16).hexdigest()
-            else:
-                key = f"part-{id(part)}"
-            textures.setdefault(key, part.texture)
-        groups.setdefault((part.indices is not None, key), []).append(part)
-    meshes = [_merge(parts, textures.get(key or ""), settings) for (_, key), parts in groups.items()]
-    lows = np.min([p.positions.min(axis=0) for p in source.parts], axis=0)
-    highs = np.max([p.positions.max(axis=0) for p in source.parts], axis=0)
-    return ModelData(
-        name=name,
-        meshes=meshes,
-        bounds_min=lows.astype(np.float32),
-        bounds_max=highs.astype(np.float32),
-        triangles=sum(len(m.indices) for m in meshes if m.indices is not None),
-        points=sum(len(m.positions) for m in meshes if m.indices is None),
+def _apply_colour_settings(model: ModelData, extension: str, settings: ConversionSettings) -> None:
+    """gammaToLinearMaterial/Vertex, unlitMaterials and opaqueMaterialDefaultSidedness on the model's materials
+    and vertex colours. Where the reader already made colours linear (it reads them as sRGB display values), a
+    setting of false takes them back to the file's values."""
+    material = _gamma_step(extension in LINEARISED_MATERIAL, settings.gamma_to_linear_material)
+    vertex = _gamma_step(extension in LINEARISED_VERTEX, settings.gamma_to_linear_vertex)
+    for index, m in enumerate(model.materials):
+        changes: dict[str, object] = {}
+        if material is not None:
+            r, g, b = (float(c) for c in material(m.base_color[:3]))
+            changes["base_color"] = (r, g, b, m.base_color[3])
+            er, eg, eb = (float(c) for c in material(m.emissive))
+            changes["emissive"] = (er, eg, eb)
+        if settings.unlit_materials:
+            changes["unlit"] = True
+        if extension not in SIDEDNESS_FORMATS:
+            changes["double_sided"] = settings.double_sided
+        model.materials[index] = replace(m, **changes)  # type: ignore[arg-type]
+    if vertex is not None:
+        for mesh in model.meshes:
+            colors = np.asarray(mesh.colors, dtype=np.float32)
+            if not np.all(colors[:, :3] == 1.0):  # white is white in both encodings
+                mesh.colors = np.column_stack((vertex(colors[:, :3]), colors[:, 3])).astype(np.float32)
+
+
+def _gamma_step(linearised: bool, wanted: bool) -> Callable[[object], np.ndarray] | None:
+    if linearised == wanted:
+        return None
+    return srgb_to_linear if wanted else _srgb_encode  # type: ignore[return-value]
+
+
+def _srgb_encode(values: object) -> np.ndarray:
+    """The sRGB transfer function (IEC 61966-2-1), the inverse of colour.srgb_to_linear."""
+    c = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def _merged(model: ModelData, deduplicate: bool) -> ModelData:
+    """Primitives of one node with one material merged into one mesh (triangles and points apart): fewer, larger
+    buffers draw faster, and every part keeps its own geometry. `deduplicate`: identical images, then identical
+    materials, become one first, so that more primitives merge."""
+    if deduplicate:
+        _deduplicate(model)
+    groups: dict[tuple[int, int, bool, bool, bool, bool], list[MeshData]] = {}
+    for mesh in model.meshes:
+        key = (
+            mesh.node,
+            mesh.material,
+            mesh.indices is not None,
+            mesh.uvs is not None,
+            mesh.uvs1 is not None,
+            mesh.tangents is not None,
+        )
+        groups.setdefault(key, []).append(mesh)
+    model.meshes = [group[0] if len(group) == 1 else _merge(group) for group in groups.values()]
+    model.triangles = sum(len(m.indices) for m in model.meshes if m.indices is not None)
+    model.points = sum(len(m.positions) for m in model.meshes if m.indices is None)
+    return model
+
+
+def _deduplicate(model: ModelData) -> None:
+    image_of: dict[tuple[tuple[int, ...], str], int] = {}
+    image_map: list[int] = []
+    images: list[ImageData] = []
+    for image in model.images:
+        pixels = (
+            image.pixels.shape,
+            hashlib.blake2b(np.ascontiguousarray(image.pixels).data, digest_size=16).hexdigest(),
+        )
+        if pixels not in image_of:
+            image_of[pixels] = len(images)
+            images.append(image)
+        image_map.append(image_of[pixels])
+    material_of: dict[str, int] = {}
+    material_map: list[int] = []
+    materials: list[Material] = []
+    for material in model.materials:
+        remapped = _remap_images(material, image_map)
+        key = repr(replace(remapped, name=""))  # names differ between copies of one material
+        if key not in material_of:
+            material_of[key] = len(materials)
+            materials.append(remapped)
+        material_map.append(material_of[key])
+    model.images, model.materials = images, materials
+    for mesh in model.meshes:
+        mesh.material = material_map[mesh.material]
+
+
+def _remap_images(material: Material, image_map: list[int]) -> Material:
+    def ref(texture: TextureRef | None) -> TextureRef | None:
+        return None if texture is None else replace(texture, image=image_map[texture.image])
+
+    return replace(
+        material,
+        base_color_texture=ref(material.base_color_texture),
+        metallic_roughness_texture=ref(material.metallic_roughness_texture),
+        normal_texture=ref(material.normal_texture),
+        occlusion_texture=ref(material.occlusion_texture),
+        emissive_texture=ref(material.emissive_texture),
     )
 
 
-def _merge(parts: list[Part], texture: np.ndarray | None, settings: ConversionSettings) -> MeshData:
-    triangles = parts[0].indices is not None
-    counts = [len(p.positions) for p in parts]
-    starts = np.cumsum([0, *counts[:-1]])
+def _merge(meshes: list[MeshData]) -> MeshData:
+    first = meshes[0]
+    starts = np.cumsum([0, *(len(m.positions) for m in meshes[:-1])])
     indices = None
-    if triangles:
+    if first.indices is not None:
         indices = np.concatenate(
-            [p.indices + np.uint32(start) for p, start in zip(parts, starts, strict=True) if p.indices is not None]
+            [m.indices + np.uint32(start) for m, start in zip(meshes, starts, strict=True) if m.indices is not None]
         ).astype(np.uint32, copy=False)
-    uvs = None
-    if texture is not None:
-        uvs = np.concatenate([p.uvs for p in parts if p.uvs is not None]).astype(np.float32, copy=False)
+
+    def joined(field: str, width: int) -> np.ndarray | None:
+        if getattr(first, field) is None:
+            return None
+        parts = [np.broadcast_to(np.asarray(getattr(m, field), np.float32), (len(m.positions), width)) for m in meshes]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
     return MeshData(
-        positions=np.concatenate([p.positions for p in parts]).astype(np.float32),
-        normals=np.concatenate([p.normals for p in parts]).astype(np.float32, copy=False),
-        colors=np.concatenate([p.colors for p in parts]).astype(np.float32, copy=False),
+        positions=np.concatenate([m.positions for m in meshes]).astype(np.float32, copy=False),
+        normals=np.concatenate([m.normals for m in meshes]).astype(np.float32, copy=False),
+        colors=joined("colors", 4),  # type: ignore[arg-type]
         indices=indices,
-        uvs=uvs,
-        texture=texture,
-        # sidedness means nothing to points
-        double_sided=settings.double_sided or not triangles,
-        unlit=settings.unlit_materials,
+        uvs=joined("uvs", 2),
+        uvs1=joined("uvs1", 2),
+        tangents=joined("tangents", 4),
+        material=first.material,
+        node=first.node,
     )
 
 

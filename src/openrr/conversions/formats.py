@@ -1,8 +1,10 @@
-"""Input formats: each reader turns one model file into `Part`s (placed geometry in float64) plus what info.json says.
+"""Input formats: each reader turns one model file into a `ModelData` plus what info.json says.
 
-glTF/GLB, OBJ, PLY and STL go through trimesh (via `openrr.model.trimesh_import`, so a converted asset looks like the
-source loaded directly); FBX goes through Debian's assimp command-line tool, which rewrites it as GLB; point clouds come
-from XYZ text, LAS/LAZ (laspy, with lazrs for LAZ) and E57 (pye57).
+glTF/GLB, OBJ, PLY and STL go through `openrr.model.trimesh_import.read_model` (openrr's glTF reader, trimesh for
+the rest), so a converted asset looks like the source loaded directly; FBX goes through Debian's assimp command-line
+tool, which rewrites it as GLB (tree, names, geometry, textures), with the FBX's own Phong materials and node user
+properties read from the file (fbx_properties.py, fbx_materials.py); point clouds come from XYZ text, LAS/LAZ (laspy,
+with lazrs for LAZ) and E57 (pye57).
 """
 
 from __future__ import annotations
@@ -11,25 +13,25 @@ import json
 import logging
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import trimesh
-from trimesh.visual.color import DEFAULT_COLOR, ColorVisuals
-from trimesh.visual.material import PBRMaterial, SimpleMaterial
-from trimesh.visual.texture import TextureVisuals
 
+from openrr.conversions.fbx_materials import phong_to_pbr
+from openrr.conversions.fbx_properties import FbxProperties, FbxPropertyError, read_fbx_properties
 from openrr.conversions.report import MISSING_FILE, MISSING_TEXTURE, ConversionWarning, InputInfo, InputStatistics
 from openrr.conversions.settings import ConversionSettings
-from openrr.model.mesh import ModelLoadError
+from openrr.model.mesh import MeshData, ModelData, ModelLoadError, default_material
 from openrr.model.references import DirectoryResolver, ReferenceRefused
-from openrr.model.trimesh_import import model_of_scene, read_scene
+from openrr.model.trimesh_import import read_model
 from openrr.protocol.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -53,27 +55,25 @@ class ToolMissingError(Exception):
     """A tool this server needs for the input's format is not installed: the server's fault, not the input's."""
 
 
-@dataclass
-class Part:
-    """One placed geometry, positions in float64 so that recentering far-away scans loses no precision."""
-
-    positions: F64
-    normals: F32
-    colors: F32
-    """(N, 4) in 0..1."""
-    indices: npt.NDArray[np.uint32] | None
-    uvs: F32 | None
-    texture: npt.NDArray[np.uint8] | None
+# formats whose reader takes colours to be sRGB display values and makes them linear (as three.js's loaders do):
+# the gammaToLinear settings say whether that stays (true) or is undone (false)
+LINEARISED_MATERIAL = frozenset({".obj"})
+LINEARISED_VERTEX = frozenset({".obj", ".ply", ".stl"})
+SIDEDNESS_FORMATS = frozenset({".glb", ".gltf"})
+"""Formats whose materials say whether they are double-sided; for the others opaqueMaterialDefaultSidedness does."""
 
 
 @dataclass
 class SourceModel:
-    parts: list[Part]
+    model: ModelData
     info: InputInfo
     statistics: InputStatistics
     point_cloud: bool
     """True for point-cloud inputs, to which ARR applies only a subset of the settings."""
     warnings: list[ConversionWarning] = field(default_factory=list)
+    precise: dict[int, F64] = field(default_factory=dict)
+    """Mesh index → its positions in float64, where the reader had them (point clouds): recentering far-away scans
+    must not lose their millimetres to float32 first."""
 
 
 def extension_of(relative_input: str) -> str:
@@ -84,11 +84,11 @@ def read_source(path: Path, display: str, settings: ConversionSettings) -> Sourc
     """Read the model at `path` (named `display` in messages) with the reader its extension picks."""
     extension = extension_of(path.name)
     if extension in TRIMESH_FORMATS:
-        return _read_trimesh(path, display, settings, _info(path, extension))
+        return _read_mesh_file(path, display, _info(path, extension))
     if extension == ".fbx":
         return _read_fbx(path, display, settings)
     if extension in POINT_CLOUD_FORMATS:
-        return _read_point_cloud(path, display, extension, settings)
+        return _read_point_cloud(path, display, extension)
     shown = f"'{extension}'" if extension else "(no extension)"
     raise InputError(f"unsupported input format {shown} for {display}: supported are {', '.join(FORMAT_NAMES)}")
 
@@ -114,22 +114,21 @@ class _RecordingResolver(DirectoryResolver):
         return data
 
 
-def _read_trimesh(
-    path: Path, display: str, settings: ConversionSettings, info: InputInfo, resolve_beside: Path | None = None
+def _read_mesh_file(
+    path: Path, display: str, info: InputInfo, resolve_beside: Path | None = None, name: str | None = None
 ) -> SourceModel:
     resolver = _RecordingResolver(resolve_beside or path, display)
     try:
-        scene = read_scene(path, display, MAX_INPUT_BYTES, resolver, scrub=redact)
-        _linearise(scene, settings.gamma_to_linear_material, settings.gamma_to_linear_vertex)
-        model = model_of_scene(path.name, scene, display)
+        model = read_model(path, display, max_bytes=MAX_INPUT_BYTES, resolver=resolver, scrub=redact)
     except ModelLoadError as e:
         raise InputError(str(e)) from None
-    warnings = [_missing_warning(name, display) for name in resolver.missing]
-    parts = [
-        Part(m.positions.astype(np.float64), m.normals, m.colors, m.indices, m.uvs, m.texture) for m in model.meshes
-    ]
-    point_cloud = info.extension == ".ply" and all(p.indices is None for p in parts)
-    return SourceModel(parts, info, _scene_statistics(scene), point_cloud, warnings)
+    if name is not None:
+        model.name = name
+        if model.nodes:
+            model.nodes[0].name = name
+    warnings = [_missing_warning(missing, display) for missing in resolver.missing]
+    point_cloud = info.extension == ".ply" and all(m.indices is None for m in model.meshes)
+    return SourceModel(model, info, _model_statistics(model), point_cloud, warnings)
 
 
 def _missing_warning(name: str, display: str) -> ConversionWarning:
@@ -150,97 +149,24 @@ def _missing_warning(name: str, display: str) -> ConversionWarning:
     )
 
 
-def _to_linear(values: npt.ArrayLike) -> F64:
-    """sRGB transfer function undone, on colours in 0..1."""
-    c = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_rgba8(colors: npt.ArrayLike) -> npt.NDArray[np.uint8]:
-    """RGBA8 (or RGB8) colours with their colour channels made linear; alpha is not a colour and stays."""
-    rgba = np.array(colors, dtype=np.float64, copy=True)
-    rgba[..., :3] = _to_linear(rgba[..., :3] / 255.0) * 255.0
-    return np.rint(rgba).astype(np.uint8)
-
-
-def _linearise(scene: trimesh.Scene, material: bool, vertex: bool) -> None:
-    """Apply gammaToLinearMaterial / gammaToLinearVertex to trimesh's materials and colours before flattening."""
-    if not (material or vertex):
-        return
-    seen: set[int] = set()
-    for geometry in scene.geometry.values():
-        if isinstance(geometry, trimesh.PointCloud):
-            if vertex and len(geometry.colors):
-                geometry.colors = _linear_rgba8(geometry.colors)
-            continue
-        visual = getattr(geometry, "visual", None)
-        if isinstance(visual, TextureVisuals):
-            if material and id(visual.material) not in seen:
-                seen.add(id(visual.material))
-                _linearise_material(visual.material)
-            raw = visual.vertex_attributes.get("color") if visual.vertex_attributes else None
-            if vertex and raw is not None:
-                colors = np.asarray(raw)
-                if np.issubdtype(colors.dtype, np.integer):
-                    scale = float(np.iinfo(colors.dtype).max)
-                    visual.vertex_attributes["color"] = np.rint(_to_linear(colors / scale) * scale).astype(colors.dtype)
-                else:
-                    visual.vertex_attributes["color"] = _to_linear(colors).astype(colors.dtype)
-        elif isinstance(visual, ColorVisuals) and vertex:
-            if visual.kind == "face":
-                visual.face_colors = _linear_rgba8(visual.face_colors)
-            elif visual.kind == "vertex":
-                visual.vertex_colors = _linear_rgba8(visual.vertex_colors)
-
-
-def _linearise_material(material: object) -> None:
-    if isinstance(material, PBRMaterial) and material.baseColorFactor is not None:
-        material.baseColorFactor = _linear_rgba8(material.baseColorFactor)
-    elif isinstance(material, SimpleMaterial):
-        diffuse = getattr(material, "diffuse", None)
-        # trimesh's stand-in for a missing Kd is shown white by the scene loader: it is no colour to convert
-        if diffuse is not None and not np.array_equal(diffuse, DEFAULT_COLOR):
-            material.diffuse = _linear_rgba8(diffuse)
-
-
-def _scene_statistics(scene: trimesh.Scene) -> InputStatistics:
-    meshes = [g for g in scene.geometry.values() if isinstance(g, trimesh.Trimesh | trimesh.PointCloud)]
-    faces = [len(g.faces) for g in meshes if isinstance(g, trimesh.Trimesh) and len(g.faces)]
-    materials: set[int] = set()
-    plain = False
-    for geometry in meshes:
-        visual = getattr(geometry, "visual", None)
-        if isinstance(visual, TextureVisuals) and visual.material is not None:
-            materials.add(id(visual.material))
-        else:
-            plain = True  # geometry without a material shares the default one
-    parents: dict[str, str] = dict(scene.graph.transforms.parents)
-    depths: dict[str, int] = {}
-
-    def depth(node: str) -> int:
-        # iterative: a deep hierarchy must not hit Python's recursion limit
-        chain = []
-        while node not in depths and node in parents:
-            chain.append(node)
-            node = parents[node]
-        known = depths.get(node, 0)
-        for child in reversed(chain):
-            known += 1
-            depths[child] = known
-        return known  # the last one set is the first node's
-
-    nodes = list(scene.graph.nodes)
+def _model_statistics(model: ModelData) -> InputStatistics:
+    faces = [len(m.indices) for m in model.meshes if m.indices is not None and len(m.indices)]
+    nodes = model.tree()
+    depths = [0] * len(nodes)
+    for index, node in enumerate(nodes):
+        if node.parent >= 0:
+            depths[index] = depths[node.parent] + 1  # parents come before their children
     return InputStatistics(
-        meshes=len(meshes),
+        meshes=len(model.meshes),
         faces=sum(faces),
-        vertices=sum(len(g.vertices) for g in meshes),
-        materials=len(materials) + int(plain),
+        vertices=sum(len(m.positions) for m in model.meshes),
+        materials=len(model.materials),
         faces_smallest_mesh=min(faces, default=0),
         faces_biggest_mesh=max(faces, default=0),
         nodes=len(nodes),
-        mesh_usages=len(scene.graph.nodes_geometry),
-        max_node_depth=max((depth(str(n)) for n in nodes), default=0),
-        points=sum(len(g.vertices) for g in meshes if not (isinstance(g, trimesh.Trimesh) and len(g.faces))),
+        mesh_usages=len(model.meshes),
+        max_node_depth=max(depths, default=0),
+        points=sum(len(m.positions) for m in model.meshes if m.indices is None),
     )
 
 
@@ -309,28 +235,88 @@ def _read_fbx(path: Path, display: str, settings: ConversionSettings) -> SourceM
             raise InputError(f"cannot parse {display} as FBX: assimp took over {ASSIMP_TIMEOUT_S:g} s") from None
         if done.returncode != 0 or not glb.is_file():
             raise InputError(f"cannot parse {display} as FBX: {_assimp_reason(done.stdout + done.stderr)}")
-        _drop_specular_glossiness(glb)
+        _tidy_assimp_glb(glb)
         # textures stay referenced by their paths relative to the FBX file: resolve them there
-        return _read_trimesh(glb, display, settings, info, resolve_beside=path)
+        source = _read_mesh_file(glb, display, info, resolve_beside=path, name=path.name)
+    try:
+        properties = read_fbx_properties(path)
+    except (OSError, FbxPropertyError, struct.error, IndexError) as e:
+        # assimp read the file, so its geometry is good; only the materials' Phong inputs and metadata are lost
+        logger.warning("cannot read the properties of %s: %s", display, e)
+        properties = FbxProperties()
+    _fbx_materials(source.model, properties, settings)
+    _fbx_metadata(source.model, properties, settings.metadata_keys)
+    return source
 
 
-def _drop_specular_glossiness(glb: Path) -> None:
-    """Keep only the metallic-roughness description of assimp's materials.
+def _tidy_assimp_glb(glb: Path) -> None:
+    """Keep only the metallic-roughness description of assimp's materials, with factors glTF allows.
 
-    assimp describes FBX's Phong materials twice, also as KHR_materials_pbrSpecularGlossiness; trimesh prefers that
-    one and bakes the specular colour into the base-colour texture, which washes it out.
+    assimp describes FBX's Phong materials twice, also as KHR_materials_pbrSpecularGlossiness, which would take
+    precedence; and its roughness, from its own formula, can be negative. The FBX's own values replace both where
+    the material is found in the file (`_fbx_materials`).
     """
     import pygltflib  # type: ignore[import-untyped]
 
     gltf = pygltflib.GLTF2().load_binary(str(glb))
     extension = "KHR_materials_pbrSpecularGlossiness"
-    if extension not in (gltf.extensionsUsed or []):
-        return
     for material in gltf.materials:
         if isinstance(material.extensions, dict):
             material.extensions.pop(extension, None)
-    gltf.extensionsUsed = [name for name in gltf.extensionsUsed if name != extension]
+        pbr = material.pbrMetallicRoughness
+        if pbr is not None:
+            pbr.roughnessFactor = min(max(pbr.roughnessFactor if pbr.roughnessFactor is not None else 1.0, 0.0), 1.0)
+            pbr.metallicFactor = min(max(pbr.metallicFactor if pbr.metallicFactor is not None else 1.0, 0.0), 1.0)
+    gltf.extensionsUsed = [name for name in gltf.extensionsUsed or [] if name != extension]
+    gltf.extensionsRequired = [name for name in gltf.extensionsRequired or [] if name != extension]
     gltf.save_binary(str(glb))
+
+
+def _fbx_materials(model: ModelData, properties: FbxProperties, settings: ConversionSettings) -> None:
+    """Each material assimp kept, by name, mapped from the FBX's Phong values with ARR's formulas."""
+    for index, material in enumerate(model.materials):
+        props = properties.materials.get(material.name)
+        if props is None:
+            continue
+        pbr = phong_to_pbr(props, settings.fbx_assume_metallic, textured=material.base_color_texture is not None)
+        model.materials[index] = replace(
+            material,
+            base_color=pbr.base_color,
+            metallic=pbr.metallic,
+            roughness=pbr.roughness,
+            emissive=pbr.emissive,
+            alpha_mode="BLEND" if pbr.base_color[3] < 1.0 else material.alpha_mode,
+        )
+
+
+METADATA_TYPES = (bool, int, float, str)
+"""What ARR keeps of node metadata: booleans, integers, floats and strings."""
+
+
+def _fbx_metadata(model: ModelData, properties: FbxProperties, keys: list[str]) -> None:
+    """FBX user properties → node metadata, the keys `metadataKeys` names (exactly, or `ABC*` for a prefix) only;
+    no keys, no metadata, as in ARR. Nodes are matched by name, in file order where names repeat."""
+    if not keys:
+        return
+    by_name: dict[str, deque[dict[str, Any]]] = {}
+    for name, user in properties.models:
+        by_name.setdefault(name, deque()).append(user)
+    for node in model.nodes[1:]:
+        queue = by_name.get(node.name)
+        if not queue:
+            continue
+        kept = {
+            key: value
+            for key, value in queue.popleft().items()
+            if isinstance(value, METADATA_TYPES) and any(_key_matches(key, pattern) for pattern in keys)
+        }
+        if kept:
+            node.metadata = {**node.metadata, **kept}
+
+
+def _key_matches(key: str, pattern: str) -> bool:
+    # ARR's wildcard is a trailing `*` only: anything else in the pattern is literal
+    return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern
 
 
 def _assimp_reason(output: str) -> str:
@@ -342,7 +328,7 @@ def _assimp_reason(output: str) -> str:
 # --- point clouds ---------------------------------------------------------------------------------------------
 
 
-def _read_point_cloud(path: Path, display: str, extension: str, settings: ConversionSettings) -> SourceModel:
+def _read_point_cloud(path: Path, display: str, extension: str) -> SourceModel:
     try:
         if extension == ".xyz":
             positions, colors, version, generator = _read_xyz(path, display)
@@ -359,12 +345,16 @@ def _read_point_cloud(path: Path, display: str, extension: str, settings: Conver
         raise InputError(f"{display} has points with non-finite coordinates (NaN or infinity)")
     rgba = np.ones((n, 4), dtype=np.float32)
     if colors is not None:
-        rgb = _to_linear(colors) if settings.gamma_to_linear_vertex else np.clip(colors, 0.0, 1.0)
-        rgba[:, :3] = rgb
-    part = Part(positions, np.zeros((n, 3), dtype=np.float32), rgba, None, None, None)
+        # as the file has them: the converter applies gammaToLinearVertex, as for every format
+        rgba[:, :3] = np.clip(colors, 0.0, 1.0)
+    mesh = MeshData(positions.astype(np.float32), np.zeros((n, 3), dtype=np.float32), rgba, None)
+    low, high = positions.min(axis=0), positions.max(axis=0)
+    model = ModelData(
+        path.name, [mesh], low.astype(np.float32), high.astype(np.float32), 0, n, materials=[default_material()]
+    )
     info = InputInfo(extension, FORMAT_NAMES[extension], version, generator)
     statistics = InputStatistics(1, 0, n, 0, 0, 0, 1, 1, 0, points=n)
-    return SourceModel([part], info, statistics, point_cloud=True)
+    return SourceModel(model, info, statistics, point_cloud=True, precise={0: positions})
 
 
 Cloud = tuple[F64, F64 | None, str, str]

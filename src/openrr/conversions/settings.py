@@ -23,9 +23,10 @@ AxisName = Literal["default", "+x", "-x", "+y", "-y", "+z", "-z"]
 DEFAULT_AXES: tuple[AxisName, AxisName, AxisName] = ("+x", "+y", "+z")
 # ARR applies only these to point clouds; the others are accepted and recorded but have no effect there
 POINT_CLOUD_KEYS = frozenset({"scaling", "recenterToOrigin", "axis", "gammaToLinearVertex", "generateCollisionMesh"})
-# formats whose colours ARR takes to be in gamma space unless told otherwise (the reference's table)
-GAMMA_MATERIAL_FORMATS = frozenset({".fbx", ".e57", ".ply", ".las", ".laz", ".xyz"})
-GAMMA_VERTEX_FORMATS = frozenset({".fbx", ".e57", ".ply", ".las", ".laz", ".xyz"})
+# formats whose colours ARR takes to be in gamma space unless told otherwise (the reference's table), and OBJ and
+# STL, which ARR does not read: openrr reads their colours as sRGB display values, as three.js's loaders do
+GAMMA_MATERIAL_FORMATS = frozenset({".fbx", ".e57", ".ply", ".las", ".laz", ".xyz", ".obj"})
+GAMMA_VERTEX_FORMATS = frozenset({".fbx", ".e57", ".ply", ".las", ".laz", ".xyz", ".obj", ".stl"})
 
 NormalFormat = Literal["8_8_8_8_SIGNED_NORMALIZED", "16_16_16_16_FLOAT", "NONE", "AUTO"]
 TexcoordFormat = Literal["32_32_FLOAT", "16_16_FLOAT", "NONE"]

@@ -233,7 +233,14 @@ def _collision_entry(model: ModelData, blobs: _Blobs) -> dict[str, Any]:
     entry["boxMin"] = blobs.place(np.ascontiguousarray(collision.box_min, dtype="<f4"))
     entry["boxMax"] = blobs.place(np.ascontiguousarray(collision.box_max, dtype="<f4"))
     if collision.nodes is not None and collision.count:
-        entry["nodes"] = blobs.place(np.ascontiguousarray(collision.nodes, dtype="<u4"))
+        nodes = np.asarray(collision.nodes, dtype=np.uint32)
+        starts = np.flatnonzero(np.diff(nodes, prepend=np.uint32(nodes[0]) + np.uint32(1)))
+        if len(starts) <= 64:
+            # triangles come grouped by mesh, so by node: a few runs say it in the table, without an array
+            counts = np.diff(np.append(starts, len(nodes)))
+            entry["nodeRuns"] = [[int(nodes[s]), int(c)] for s, c in zip(starts, counts, strict=True)]
+        else:
+            entry["nodes"] = blobs.place(np.ascontiguousarray(nodes, dtype="<u4"))
     return entry
 
 
@@ -534,8 +541,13 @@ class _Reader:
         triangle_nodes = None
         if entry.get("nodes") is not None:
             triangle_nodes = self.array("collision.nodes", entry["nodes"], "<u4", (count,))
-            if int(triangle_nodes.max()) >= nodes:
-                raise AssetFormatError(f"collision.nodes refers to node {int(triangle_nodes.max())} of {nodes}")
+        elif entry.get("nodeRuns") is not None:
+            runs = np.asarray(entry["nodeRuns"], dtype=np.int64).reshape(-1, 2)
+            if runs.size == 0 or runs.min() < 0 or int(runs[:, 1].sum()) != count:
+                raise AssetFormatError(f"collision.nodeRuns do not cover the {count} triangles")
+            triangle_nodes = np.repeat(runs[:, 0], runs[:, 1]).astype(np.uint32)
+        if triangle_nodes is not None and int(triangle_nodes.max()) >= nodes:
+            raise AssetFormatError(f"collision.nodes refers to node {int(triangle_nodes.max())} of {nodes}")
         return TriangleChunks(
             count=count,
             positions=positions,
