@@ -437,21 +437,35 @@ def _decode_hdr(data: bytes, name: str) -> Float32Array:
 
 
 def _decode_ldr(data: bytes, name: str, cube_face: bool) -> Float32Array:
+    """PNG/JPEG: Pillow reads the header (size checked before any pixel is decoded), OpenCV decodes, because it
+    keeps a 16-bit PNG's 16 bits where Pillow cuts RGB to 8."""
     import io
+    import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            _check_dimensions(img.width, img.height, name, cube_face)  # the header only: nothing decoded yet
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                gray = np.asarray(img, dtype=np.float32) / 65535.0
-                linear = _srgb_to_linear(np.clip(gray, 0.0, 1.0))
-                return np.repeat(linear[:, :, None], 3, axis=2)
-            rgb = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits apply, below
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"environment {name!r}: the image exceeds the size limits ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"environment {name!r}: the image could not be decoded ({exc})") from exc
-    return np.asarray(_SRGB_TO_LINEAR_8[rgb], dtype=np.float32)
+    _check_dimensions(width, height, name, cube_face)
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.shape[:2] != (height, width):
+        raise ValueError(f"environment {name!r}: the image could not be decoded")
+    if decoded.ndim == 2:
+        decoded = decoded[:, :, None]
+    channels = decoded.shape[2]
+    rgb = np.repeat(decoded, 3, axis=2) if channels in (1, 2) else decoded[:, :, 2::-1]  # drop alpha; BGR → RGB
+    if rgb.dtype == np.uint8:
+        return np.asarray(_SRGB_TO_LINEAR_8[rgb], dtype=np.float32)
+    if rgb.dtype == np.uint16:
+        return _srgb_to_linear(rgb.astype(np.float32) / 65535.0)
+    raise ValueError(f"environment {name!r}: unsupported sample type {rgb.dtype}")
 
 
 def decode_environment_image(data: bytes, name: str, *, cube_face: bool = False) -> Float32Array:
@@ -561,30 +575,42 @@ def brdf_lut(size: int = 64) -> Float32Array:
     """(size, size, 2) split-sum DFG terms: ``lut[j, i] = (scale, bias)`` at NdotV = (i+0.5)/size (columns),
     roughness = (j+0.5)/size (rows); specular = prefiltered · (F0 · scale + F90 · bias).
 
-    GGX with glTF's height-correlated Smith visibility (glTF 2.0 appendix B), Schlick Fresnel, α = roughness²,
-    importance sampled with a Hammersley set. Upload rows in order (row 0 at t = 0) and sample
+    GGX with glTF's height-correlated Smith visibility (glTF 2.0 appendix B: V = G2 / (4·NdotL·NdotV) with
+    G2 = 1 / (1 + Λ(v) + Λ(l))), Schlick Fresnel, α = roughness². Upload rows in order (row 0 at t = 0) and sample
     ``texture(lut, vec2(NdotV, roughness))``, clamp to edge, linear.
+
+    Sampled with GGX's distribution of *visible* normals (Heitz 2018) on a Hammersley set: the estimate of
+    f·NdotL / pdf is then G2 / G1(v), bounded by 1, where classic half-vector sampling carries a 1/NdotH tail that
+    left 0.03 of error at grazing angles with 4× the samples. 512 samples: within 0.002 of a 16k-sample table.
     """
-    count = 512
-    e1, e2 = _hammersley(count)
-    n_dot_v = ((np.arange(size) + 0.5) / size)[None, :, None]
-    alpha = (((np.arange(size) + 0.5) / size) ** 2)[:, None, None]
+    e1, e2 = _hammersley(512)
+    n_dot_v = ((np.arange(size) + 0.5) / size).astype(np.float32)[None, :, None]
+    alpha = (((np.arange(size) + 0.5) / size) ** 2).astype(np.float32)[:, None, None]
     a2 = alpha * alpha
-    cos_h = np.sqrt((1.0 - e1) / (1.0 + (a2 - 1.0) * e1))  # (rough, 1, n): GGX half-vector, tangent space
-    sin_h = np.sqrt(1.0 - cos_h * cos_h)
-    h_x = sin_h * np.cos(2 * np.pi * e2)
-    v_x = np.sqrt(1.0 - n_dot_v * n_dot_v)  # view in the x-z plane
-    v_dot_h = v_x * h_x + n_dot_v * cos_h
-    n_dot_l = 2.0 * v_dot_h * cos_h - n_dot_v
-    valid = (n_dot_l > 0.0) & (v_dot_h > 0.0)
-    n_dot_l = np.clip(n_dot_l, 1e-8, 1.0)
-    v_dot_h = np.clip(v_dot_h, 0.0, 1.0)
-    vis = 0.5 / (
-        n_dot_l * np.sqrt(n_dot_v * n_dot_v * (1 - a2) + a2) + n_dot_v * np.sqrt(n_dot_l * n_dot_l * (1 - a2) + a2)
-    )
-    # f·NdotL / pdf with pdf(l) = D·NdotH / (4·VdotH): the D cancels.
-    g_vis = np.where(valid, vis * n_dot_l * 4.0 * v_dot_h / cos_h, 0.0)
+    v_x = np.sqrt(1.0 - n_dot_v * n_dot_v)  # the view lies in the x-z plane, the normal is +z
+    # Heitz: the view in the hemisphere stretched to α = 1, its frame T1 = +y, T2 = (-c, 0, a).
+    a, c = alpha * v_x, n_dot_v
+    length = np.sqrt(a * a + c * c)
+    a, c = a / length, c / length
+    radius = np.sqrt(e1).astype(np.float32)
+    phi = (2 * np.pi * e2).astype(np.float32)
+    t1 = radius * np.cos(phi)
+    t2 = radius * np.sin(phi)
+    s = 0.5 * (1.0 + c)
+    t2 = (1.0 - s) * np.sqrt(1.0 - t1 * t1) + s * t2
+    w = np.sqrt(np.maximum(0.0, 1.0 - t1 * t1 - t2 * t2))
+    h_x = alpha * (w * a - c * t2)  # unstretch; h_y = α·t1 only enters through the normalisation
+    h_y = alpha * t1
+    h_z = np.maximum(0.0, a * t2 + w * c)
+    norm = np.sqrt(h_x * h_x + h_y * h_y + h_z * h_z)
+    h_x, h_z = h_x / norm, h_z / norm
+    v_dot_h = np.clip(v_x * h_x + n_dot_v * h_z, 0.0, 1.0)
+    n_dot_l = 2.0 * v_dot_h * h_z - n_dot_v
+    lambda_v = 0.5 * (np.sqrt(1.0 + a2 * (1.0 - n_dot_v * n_dot_v) / (n_dot_v * n_dot_v)) - 1.0)
+    cos_l = np.maximum(n_dot_l, 1e-7)
+    lambda_l = 0.5 * (np.sqrt(1.0 + a2 * (1.0 - cos_l * cos_l) / (cos_l * cos_l)) - 1.0)
+    weight = np.where(n_dot_l > 0.0, (1.0 + lambda_v) / (1.0 + lambda_v + lambda_l), 0.0)  # G2 / G1(v)
     fc = (1.0 - v_dot_h) ** 5
-    scale = np.mean((1.0 - fc) * g_vis, axis=2)
-    bias = np.mean(fc * g_vis, axis=2)
+    scale = np.mean((1.0 - fc) * weight, axis=2)
+    bias = np.mean(fc * weight, axis=2)
     return _readonly(np.stack([scale, bias], axis=-1).astype(np.float32))
