@@ -141,9 +141,9 @@ class _Reader:
         self.name = name
         self.resolver = resolver
         self.limits = textures
-        self.glb_bin: bytes | None = None
+        self.glb_bin: memoryview | None = None
         self.doc = self._glb(data) if binary else self._json(data)
-        self.buffers: dict[int, bytes] = {}
+        self.buffers: dict[int, bytes | memoryview] = {}
         self.accessors: dict[int, _Accessor] = {}
         self.primitives: dict[tuple[int, int], LocalPrimitive | None] = {}
         self.images: list[ImageData] = []
@@ -188,7 +188,7 @@ class _Reader:
             if kind == GLB_JSON and doc is None:
                 doc = self._json(data[start:offset])
             elif kind == GLB_BIN and self.glb_bin is None:
-                self.glb_bin = data[start:offset]
+                self.glb_bin = memoryview(data)[start:offset]  # no copy of what may be GBs
         if doc is None:
             raise ModelLoadError(f"{shown}: it has no JSON chunk")
         return doc
@@ -523,7 +523,7 @@ class _Reader:
             raise self._fail(f"{where} are out of range: {needed} bytes needed, the bufferView has {len(data)}")
         return np.frombuffer(data, component, count * width, offset).reshape(count, width)
 
-    def _buffer(self, index: Any, what: str) -> bytes:
+    def _buffer(self, index: Any, what: str) -> bytes | memoryview:
         if isinstance(index, int) and index in self.buffers:
             return self.buffers[index]
         buffer = self._item("buffers", index, what)
@@ -531,7 +531,7 @@ class _Reader:
         if uri is None:
             if self.glb_bin is None or index != 0:
                 raise self._fail(f"buffer {index} has no 'uri' and there is no GLB binary chunk for it")
-            data = self.glb_bin
+            data: bytes | memoryview = self.glb_bin
         else:
             data = self._fetch(str(uri), f"buffer {index}")
         length = buffer.get("byteLength")
