@@ -22,7 +22,7 @@ import pytest
 
 from openrr.model.mesh import ModelLoadError
 from openrr.model.references import DirectoryResolver
-from openrr.model.trimesh_import import read_scene
+from openrr.model.trimesh_import import read_model
 from openrr.render.model_loader import load_model
 from openrr.storage.account_area import AccountArea, AreaRefused
 from openrr.storage.area_files import AreaFiles
@@ -135,11 +135,11 @@ def test_converter_resolver_keeps_references_in_the_input_directory(tmp_path: Pa
     for uri in ("../../outside/secret", "%2e%2e/%2e%2e/outside/secret", "linked.bin"):
         (model_dir / "m.gltf").write_text(_gltf(uri))
         with pytest.raises((ModelLoadError, OSError)) as e:
-            read_scene(model_dir / "m.gltf", "models/m.gltf", resolver=DirectoryResolver(model_dir / "m.gltf", "m"))
+            read_model(model_dir / "m.gltf", "models/m.gltf", resolver=DirectoryResolver(model_dir / "m.gltf", "m"))
         assert "7.0" not in str(e.value)
     (model_dir / "ok.bin").write_bytes(TRIANGLE)
     (model_dir / "m.gltf").write_text(_gltf("ok.bin"))
-    assert read_scene(model_dir / "m.gltf", "models/m.gltf").bounds[1].tolist() == [1.0, 1.0, 0.0]
+    assert read_model(model_dir / "m.gltf", "models/m.gltf").bounds_max.tolist() == [1.0, 1.0, 0.0]
 
 
 def test_account_area_open_rechecks_and_hides_existence(areas: tuple[Path, AreaFiles]) -> None:
