@@ -39,6 +39,7 @@ export class RenderControls {
       this.environment = scene.environment ?? null;
       this.#show(scene.output ?? {});
       this.#showEnvironment();
+      $("env-result").className = "note";
     } catch (err) {
       this.#showError(err);
     }
@@ -68,25 +69,31 @@ export class RenderControls {
     $("env-url").required = url;
   }
 
+  /** The server's environment ({builtIn, url, cubeUrls, intensity}) in the controls. */
   #showEnvironment() {
     const env = this.environment;
-    const name = typeof env === "string" ? env : env?.name || env?.url;
-    $("env-result").className = "note";
-    $("env-result").textContent = name ? `Environment: ${name}.` : "";
+    if (!env) return;
+    const url = env.url || env.cubeUrls?.[0] || "";
+    $("env-source").value = env.builtIn ? "default" : "url";
+    if (url && !$("env-url").value) $("env-url").value = url; // the server shows no SAS token: keep the typed one
+    $("env-intensity").value = String(env.intensity ?? 1);
+    this.#showSource();
+    $("env-result").textContent = `Environment: ${env.builtIn ? "built-in studio" : url}.`;
   }
 
   async #applyEnvironment() {
     const conn = this.#conn;
     if (!conn) return;
     const url = $("env-source").value === "url" ? $("env-url").value.trim() : null;
-    const fields = { url, intensity: Number($("env-intensity").value) };
+    const intensity = $("env-intensity").value; // empty: the server's default
+    const fields = { url, intensity: intensity === "" ? undefined : Number(intensity) };
     const result = $("env-result");
     $("env-apply").disabled = true;
     result.className = "note";
     result.textContent = url ? `Loading ${url.split("?")[0]}…` : "Built-in environment…";
     try {
-      const doc = await conn.command("setEnvironment", fields);
-      this.environment = doc.environment ?? { name: url ? url.split("?")[0] : "built-in", ...fields };
+      await conn.command("setEnvironment", fields);
+      this.environment = (await conn.command("getScene")).environment ?? null;
       this.#showEnvironment();
       result.className = "note ok";
     } catch (err) {

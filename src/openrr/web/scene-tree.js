@@ -73,7 +73,7 @@ export class SceneTree extends EventTarget {
     const keep = new Set(entities.map((e) => e.entityId));
     for (const root of this.#roots) if (!keep.has(root.entityId)) this.#forget(root);
     this.#roots = entities.map((entity) => {
-      const root = this.#parts.get(entity.entityId) || this.#makeRow(entity.entityId, entity.name, null, null);
+      const root = this.#parts.get(entity.entityId) || this.#makeRow(entity.entityId, entity.name, null, entity.childCount ?? null);
       root.hidden = entity.hidden ? true : undefined;
       return root;
     });
