@@ -19,8 +19,11 @@ import trimesh
 from PIL import Image
 
 from openrr.conversions.converter import ConversionOutcome, convert
+from openrr.conversions.fbx_properties import read_fbx_properties
 from openrr.model.arrasset import read_metadata
 from openrr.model.mesh import ModelData
+from openrr.model.scene_graph import rest_worlds
+from tests.gltf_scenes import _Gltf
 from tests.local_files import load_model
 
 POINTS = np.random.default_rng(5).uniform(-1.0, 1.0, size=(2000, 3))
@@ -447,3 +450,201 @@ def test_unwritable_output_fails_without_raising(sphere_glb: Path) -> None:
     outcome = convert(sphere_glb, "sphere.glb", sphere_glb / "out", "model.arrAsset")
     assert not outcome.succeeded and outcome.error_code == "InternalServerError"
     assert outcome.output_files == [] and "cannot write" in (outcome.error_message or "")
+
+
+# --- the tree, materials and metadata -------------------------------------------------------------------------
+
+
+def assembly_glb(path: Path) -> None:
+    """A 3-level assembly: frame (extras) → arm → hand, and a base; the hand is a brushed-metal box, the rest
+    painted; base and frame share one material through two identical copies (names differ)."""
+    g = _Gltf()
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    geometry: dict[str, np.ndarray] = {
+        "POSITION": np.asarray(box.vertices, np.float32),
+        "NORMAL": np.asarray(box.vertex_normals, np.float32),
+        "indices": np.asarray(box.faces, np.uint16).reshape(-1),
+    }
+    paint = g.material("paint", pbrMetallicRoughness={"baseColorFactor": [0.8, 0.2, 0.1, 1.0], "metallicFactor": 0.0})
+    paint_copy = g.material(
+        "paint.001", pbrMetallicRoughness={"baseColorFactor": [0.8, 0.2, 0.1, 1.0], "metallicFactor": 0.0}
+    )
+    metal = g.material("metal", pbrMetallicRoughness={"metallicFactor": 1.0, "roughnessFactor": 0.3}, doubleSided=True)
+    meshes = [g.mesh(name, geometry, material) for name, material in (("m0", paint), ("m1", metal), ("m2", paint_copy))]
+
+    def node(name: str, **fields: Any) -> int:
+        return g._add("nodes", {"name": name, **fields})
+
+    hand = node("hand", mesh=meshes[1], translation=[0.0, 0.0, 2.0], extras={"PartNumber": "H-3"})
+    arm = node("arm", children=[hand], translation=[1.0, 0.0, 0.0])
+    frame = node("frame", mesh=meshes[0], children=[arm], translation=[0.0, 1.0, 0.0], extras={"PartNumber": "F-1"})
+    base = node("base", mesh=meshes[2], translation=[0.0, -1.0, 0.0])
+    g.doc["scenes"][0]["nodes"] = [frame, base]
+    g.write(path)
+
+
+def _names(model: ModelData) -> list[tuple[str, str]]:
+    """(node, parent) names of the model's tree."""
+    nodes = model.tree()
+    return [(n.name, nodes[n.parent].name if n.parent >= 0 else "") for n in nodes]
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_the_tree_its_names_materials_and_extras_survive(tmp_path: Path, mode: str) -> None:
+    assembly_glb(tmp_path / "assembly.glb")
+    asset, _, info = succeeded(tmp_path, "assembly.glb", sceneGraphMode=mode)
+    assert asset.scene_graph_mode == mode
+    assert _names(asset) == [
+        ("assembly.glb", ""),
+        ("frame", "assembly.glb"),
+        ("arm", "frame"),
+        ("hand", "arm"),
+        ("base", "assembly.glb"),
+    ]
+    by_name = {n.name: i for i, n in enumerate(asset.nodes)}
+    assert asset.nodes[by_name["frame"]].metadata == {"PartNumber": "F-1"}
+    # a part per node: geometry stays with its node, in the rest pose
+    parts = {asset.nodes[m.node].name: m for m in asset.meshes}
+    assert sorted(parts) == ["base", "frame", "hand"] and asset.triangles == 36
+    np.testing.assert_allclose(parts["hand"].positions.mean(axis=0), [1.0, 1.0, 2.0], atol=1e-6)
+    np.testing.assert_allclose(rest_worlds(asset.nodes)[by_name["hand"]][:3, 3], [1.0, 1.0, 2.0])
+    metal = asset.materials[parts["hand"].material]
+    assert (metal.name, metal.metallic, metal.roughness, metal.double_sided) == ("metal", 1.0, 0.3, True)
+    # deduplicateMaterials: the two identical paints became one
+    assert parts["frame"].material == parts["base"].material and len(asset.materials) == 2
+    assert info["inputStatistics"]["maxNodeDepth"] == 3 and info["inputStatistics"]["numNodes"] == 5
+    # the ray caster's structure names the part a triangle belongs to
+    assert asset.collision is not None and asset.collision.nodes is not None
+    assert set(asset.collision.nodes.tolist()) == {by_name["frame"], by_name["hand"], by_name["base"]}
+
+
+def test_scene_graph_mode_none_flattens_to_one_entity(tmp_path: Path) -> None:
+    assembly_glb(tmp_path / "assembly.glb")
+    asset, _, _ = succeeded(tmp_path, "assembly.glb", sceneGraphMode="none")
+    assert asset.scene_graph_mode == "none" and _names(asset) == [("assembly.glb", "")]
+    assert {m.node for m in asset.meshes} == {0} and asset.triangles == 36
+    assert asset.collision is not None and asset.collision.nodes is None
+    np.testing.assert_allclose(asset.bounds_max, [1.5, 1.5, 2.5], atol=1e-6)
+
+
+def test_deduplicate_materials_false_keeps_every_material(tmp_path: Path) -> None:
+    assembly_glb(tmp_path / "assembly.glb")
+    asset, _, _ = succeeded(tmp_path, "assembly.glb", deduplicateMaterials=False)
+    assert sorted(m.name for m in asset.materials) == ["metal", "paint", "paint.001"]
+
+
+def test_scaling_and_recentering_move_the_root_so_parts_stay_on_their_nodes(tmp_path: Path) -> None:
+    assembly_glb(tmp_path / "assembly.glb")
+    asset, _, info = succeeded(tmp_path, "assembly.glb", scaling=2.0, recenterToOrigin=True, axis=["+x", "+z", "-y"])
+    offset = np.array(info["outputStatistics"]["recenteringOffset"])
+    np.testing.assert_allclose((asset.bounds_min + asset.bounds_max) / 2, 0.0, atol=1e-6)
+    # every node's rest world still places its own geometry: the hand's box centre is its node's origin
+    worlds = rest_worlds(asset.nodes)
+    hand = next(i for i, n in enumerate(asset.nodes) if n.name == "hand")
+    mesh = next(m for m in asset.meshes if m.node == hand)
+    np.testing.assert_allclose(mesh.positions.mean(axis=0), worlds[hand][:3, 3], atol=1e-5)
+    # y and z swapped with a sign (a rotation), scaled by 2: the hand's (1, 1, 2) goes to (2, 4, -2) + offset
+    np.testing.assert_allclose(worlds[hand][:3, 3], np.array([2.0, 4.0, -2.0]) + offset, atol=1e-5)
+
+
+def _fbx(folder: Path, name: str = "assembly") -> Path:
+    """The assembly as an ASCII FBX (assimp 5.2 cannot read back its own binary FBX), with user properties on
+    `frame` as a DCC tool writes them (flag "U"), and Phong values on the paint."""
+    assembly_glb(folder / f"{name}.glb")
+    subprocess.run(
+        ["assimp", "export", f"{name}.glb", f"{name}.fbx", "-ffbxa"], cwd=folder, check=True, capture_output=True
+    )
+    (folder / f"{name}.glb").unlink()
+    path = folder / f"{name}.fbx"
+    text = path.read_text()
+    start = text.index('"Model::frame"')
+    table = text.index("Properties70:  {", start) + len("Properties70:  {")
+    user = (
+        '\n\t\t\tP: "PartNumber", "KString", "", "U", "F-1"'
+        '\n\t\t\tP: "PartMass", "double", "Number", "U",2.5'
+        '\n\t\t\tP: "Vendor", "KString", "", "U", "ACME, Inc."'
+        '\n\t\t\tP: "Visibility", "Visibility", "", "A",1'
+    )
+    text = text[:table] + user + text[table:]
+    # a shiny paint: the case fbxAssumeMetallic decides (a bright specular over a coloured diffuse)
+    start = text.index('"Material::paint"')
+    table = text.index("Properties70:  {", start) + len("Properties70:  {")
+    text = text[:table] + '\n\t\t\tP: "SpecularColor", "Color", "", "A",0.9,0.9,0.9' + text[table:]
+    path.write_text(text)
+    return path
+
+
+@needs_assimp
+def test_fbx_keeps_the_tree_and_user_properties_under_metadata_keys(tmp_path: Path) -> None:
+    _fbx(tmp_path)
+    asset, _, info = succeeded(tmp_path, "assembly.fbx", metadataKeys=["Part*", "Vendor"])
+    names = [n.name for n in asset.nodes]
+    assert names[0] == "assembly.fbx" and {"frame", "arm", "hand", "base"} <= set(names)
+    parent = {n.name: asset.nodes[n.parent].name for n in asset.nodes[1:]}
+    assert parent["hand"] == "arm" and parent["arm"] == "frame"
+    frame = asset.nodes[names.index("frame")]
+    # only user properties ("U"), only the keys asked for; the comma inside the quoted value survives
+    assert frame.metadata == {"PartNumber": "F-1", "PartMass": 2.5, "Vendor": "ACME, Inc."}
+    assert info["inputInfo"]["sourceAssetFormat"] == "FBX"
+    shutil.rmtree(tmp_path / "out")
+    (tmp_path / "assembly.ConversionSettings.json").unlink()
+    asset, _, _ = succeeded(tmp_path, "assembly.fbx")
+    # no metadataKeys, no metadata (as in ARR)
+    assert all(not n.metadata for n in asset.nodes)
+
+
+@needs_assimp
+def test_fbx_materials_map_to_pbr_honouring_fbx_assume_metallic(tmp_path: Path) -> None:
+    _fbx(tmp_path)
+    settings = {"gammaToLinearMaterial": False, "opaqueMaterialDefaultSidedness": "SingleSided"}
+    metallic, _, _ = succeeded(tmp_path, "assembly.fbx", **settings)
+    by_name = {m.name: m for m in metallic.materials}
+    paint = by_name["paint"]
+    # Diffuse (0.8, 0.2, 0.1), Specular 0.9 grey: ARR's quadratic reads it as metal; its albedo blends the
+    # "dielectric" and "metal" colours by metalness² (values worked out by hand from ARR's published formulas);
+    # roughness = sqrt(2 / (shininess * specular intensity + 2))
+    shininess = _fbx_number(tmp_path / "assembly.fbx", "paint", "ShininessExponent")
+    assert paint.metallic == pytest.approx(0.97294, abs=1e-5)
+    np.testing.assert_allclose(paint.base_color, [1.0, 0.91570, 0.89514, 1.0], atol=1e-5)
+    assert paint.roughness == pytest.approx(np.sqrt(2 / (shininess * 0.9 + 2)), abs=1e-6)
+    assert not paint.double_sided  # FBX says nothing about sidedness: the setting does
+    shutil.rmtree(tmp_path / "out")
+    plastic, _, _ = succeeded(tmp_path, "assembly.fbx", fbxAssumeMetallic=False, **settings)
+    shiny = {m.name: m for m in plastic.materials}["paint"]
+    # not assumed metallic: a dielectric that keeps its diffuse colour as it is
+    assert shiny.metallic == 0.0 and shiny.roughness == paint.roughness
+    np.testing.assert_allclose(shiny.base_color, [0.8, 0.2, 0.1, 1.0], atol=1e-6)
+
+
+def _fbx_number(path: Path, material: str, key: str) -> float:
+    """A number of a material's Properties70 in an ASCII FBX, its own or its template's."""
+    text = path.read_text()
+    for where in (text.index(f'"Material::{material}"'), text.index('ObjectType: "Material"')):
+        block = text[where : text.index("\n\t}", where)]
+        for line in block.splitlines():
+            if line.strip().startswith(f'P: "{key}"'):
+                return float(line.rsplit(",", 1)[1])
+    raise AssertionError(f"{key} not in {path.name}")
+
+
+@needs_assimp
+def test_fbx_properties_read_alike_from_binary_and_ascii(tmp_path: Path) -> None:
+    assembly_glb(tmp_path / "a.glb")
+    for target, kind in (("ascii.fbx", "-ffbxa"), ("binary.fbx", "-ffbx")):
+        subprocess.run(["assimp", "export", "a.glb", target, kind], cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "binary.fbx").read_bytes().startswith(b"Kaydara FBX Binary")
+    ascii, binary = (read_fbx_properties(tmp_path / name) for name in ("ascii.fbx", "binary.fbx"))
+    assert [name for name, _ in binary.models] == [name for name, _ in ascii.models]
+    assert {"frame", "arm", "hand", "base"} <= {name for name, _ in binary.models}
+    assert binary.materials.keys() == ascii.materials.keys() and "paint" in binary.materials
+    for name, props in ascii.materials.items():
+        for key in ("DiffuseColor", "SpecularColor", "ShininessExponent", "Opacity"):
+            np.testing.assert_allclose(binary.materials[name][key], props[key], rtol=1e-6, err_msg=f"{name}.{key}")
+
+
+def test_gamma_to_linear_vertex_false_keeps_the_files_colours(tmp_path: Path) -> None:
+    colors = np.tile(np.array([[255, 128, 0, 255]], dtype=np.uint8), (len(POINTS), 1))
+    trimesh.PointCloud(POINTS, colors=colors).export(tmp_path / "cloud.ply")
+    # the PLY reader reads colours as sRGB and makes them linear; false takes them back to the file's values
+    asset, _, _ = succeeded(tmp_path, "cloud.ply", gammaToLinearVertex=False)
+    np.testing.assert_allclose(asset.meshes[0].colors[0], [1.0, 128 / 255, 0.0, 1.0], atol=1e-6)
