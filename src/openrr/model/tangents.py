@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openrr.model.geometry import unit
+from openrr.model.geometry import corner_sums, unit
 from openrr.model.mesh import Float32Array, UInt32Array
 
 
@@ -24,10 +24,9 @@ def generate_tangents(
     positions: Float32Array, normals: Float32Array, uvs: Float32Array, indices: UInt32Array
 ) -> Float32Array:
     """(N, 4) unit tangents + handedness w = ±1 for a triangle mesh with unit normals and glTF-convention uvs."""
-    n = len(positions)
     corners = indices.astype(np.intp)
-    p = [np.take(positions, corners[:, k], axis=0).astype(np.float64) for k in range(3)]
-    t = [np.take(uvs, corners[:, k], axis=0).astype(np.float64) for k in range(3)]
+    p = [np.take(positions, corners[:, k], axis=0) for k in range(3)]
+    t = [np.take(uvs, corners[:, k], axis=0) for k in range(3)]
     e1, e2 = p[1] - p[0], p[2] - p[0]
     d1, d2 = t[1] - t[0], t[2] - t[0]
     det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
@@ -35,21 +34,16 @@ def generate_tangents(
     inverse = np.divide(1.0, det, out=np.zeros_like(det), where=np.abs(det) > 1e-20)[:, None]
     du = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * inverse  # dP/du
     dv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * inverse  # dP/dv (v down the image)
-    every_corner = corners.T.reshape(-1)
-    sdir = np.empty((n, 3), dtype=np.float64)
-    tdir = np.empty((n, 3), dtype=np.float64)
-    for axis in range(3):
-        sdir[:, axis] = np.bincount(every_corner, weights=np.tile(du[:, axis], 3), minlength=n)
-        tdir[:, axis] = np.bincount(every_corner, weights=np.tile(dv[:, axis], 3), minlength=n)
-    normal = normals.astype(np.float64)
-    orthogonal = sdir - normal * np.sum(normal * sdir, axis=1, keepdims=True)
-    tangent = unit(orthogonal.astype(np.float32), fallback=None)
+    sums = corner_sums(indices, len(positions), np.hstack((du, dv)))
+    sdir, tdir = sums[:, :3], sums[:, 3:]
+    orthogonal = sdir - normals * np.sum(normals * sdir, axis=1, keepdims=True)
+    tangent = unit(orthogonal, fallback=None)
     missing = ~np.any(tangent, axis=1)
     if missing.any():
         # no usable UV derivative at this vertex: any unit vector orthogonal to the normal keeps the frame valid
         tangent[missing] = _any_orthogonal(normals[missing])
     # bitangent = cross(n, t) * w must point up the image, against dP/dv
-    w = np.where(np.sum(np.cross(normal, tangent) * tdir, axis=1) > 0, -1.0, 1.0).astype(np.float32)
+    w = np.where(np.sum(np.cross(normals, tangent) * tdir, axis=1) > 0, -1.0, 1.0).astype(np.float32)
     return np.ascontiguousarray(np.column_stack((tangent, w)), dtype=np.float32)
 
 
