@@ -251,6 +251,20 @@ def test_hdr_round_trip_and_downsampling() -> None:
     )
 
 
+def test_strip_downsampling_is_the_area_average() -> None:
+    # 600 rows → 256 is not a whole factor: the strip-wise reduction must still equal one area average of the whole.
+    import cv2
+
+    rng = np.random.default_rng(4)
+    linear = rng.uniform(0.0, 8.0, size=(600, 1200, 3)).astype(np.float32)
+    reduced = decode_environment_image(encode_hdr(linear), "odd.hdr")
+    whole = decode_environment_image(encode_hdr(linear[:200, :400]), "small.hdr")  # no reduction: just decoded
+    assert whole.shape == (200, 400, 3)
+    full = np.asarray(cv2.imdecode(np.frombuffer(encode_hdr(linear), np.uint8), cv2.IMREAD_UNCHANGED))[:, :, ::-1]
+    expected = cv2.resize(np.ascontiguousarray(full), (512, 256), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(reduced, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_write_hdr_file(tmp_path: pytest.TempPathFactory) -> None:
     path = tmp_path / "default.hdr"  # type: ignore[operator]
     write_hdr(path, default_environment_equirect())

@@ -429,14 +429,14 @@ def _check_dimensions(width: int, height: int, name: str, cube_face: bool) -> No
         )
 
 
-def _decode_hdr(data: bytes, name: str) -> Float32Array:
+def _decode_hdr(data: bytes, name: str) -> npt.NDArray[np.float32]:
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.float32:
         raise ValueError(f"environment {name!r}: the .hdr file could not be decoded")
-    return np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32)
+    return np.asarray(bgr, dtype=np.float32)  # BGR: _linear_rgb turns it round, strip by strip
 
 
-def _decode_ldr(data: bytes, name: str, cube_face: bool) -> Float32Array:
+def _decode_ldr(data: bytes, name: str, cube_face: bool) -> npt.NDArray[np.generic]:
     """PNG/JPEG: Pillow reads the header (size checked before any pixel is decoded), OpenCV decodes, because it
     keeps a 16-bit PNG's 16 bits where Pillow cuts RGB to 8."""
     import io
@@ -457,15 +457,9 @@ def _decode_ldr(data: bytes, name: str, cube_face: bool) -> Float32Array:
     decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.shape[:2] != (height, width):
         raise ValueError(f"environment {name!r}: the image could not be decoded")
-    if decoded.ndim == 2:
-        decoded = decoded[:, :, None]
-    channels = decoded.shape[2]
-    rgb = np.repeat(decoded, 3, axis=2) if channels in (1, 2) else decoded[:, :, 2::-1]  # drop alpha; BGR → RGB
-    if rgb.dtype == np.uint8:
-        return np.asarray(_SRGB_TO_LINEAR_8[rgb], dtype=np.float32)
-    if rgb.dtype == np.uint16:
-        return _srgb_to_linear(rgb.astype(np.float32) / 65535.0)
-    raise ValueError(f"environment {name!r}: unsupported sample type {rgb.dtype}")
+    if decoded.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"environment {name!r}: unsupported sample type {decoded.dtype}")
+    return np.asarray(decoded)  # BGR(A) or grey, sRGB-encoded: _linear_rgb decodes it, strip by strip
 
 
 def decode_environment_image(data: bytes, name: str, *, cube_face: bool = False) -> Float32Array:
@@ -481,6 +475,7 @@ def decode_environment_image(data: bytes, name: str, *, cube_face: bool = False)
             f"environment {name!r}: {len(data)} bytes exceeds the limit of {MAX_ENVIRONMENT_BYTES // (1024 * 1024)} MiB"
         )
     suffix = Path(name.split("?", 1)[0]).suffix.lower()
+    image: npt.NDArray[np.generic]
     if suffix == ".hdr":
         _check_dimensions(*_hdr_dimensions(data, name), name, cube_face)
         image = _decode_hdr(data, name)
@@ -491,13 +486,41 @@ def decode_environment_image(data: bytes, name: str, *, cube_face: bool = False)
             f"environment {name!r}: unsupported file type {suffix or '(none)'!r}; "
             "use .hdr (Radiance RGBE), .png or .jpg"
         )
-    image = _clean(image, name)
-    if cube_face:
-        size = min(image.shape[0], CUBE_WORK_FACE)
-        return _resize(image, size, size) if size < image.shape[0] else image
-    if image.shape[0] > RADIANCE_HEIGHT:
-        return _resize(image, RADIANCE_HEIGHT, 2 * RADIANCE_HEIGHT)
-    return image
+    height = min(image.shape[0], CUBE_WORK_FACE if cube_face else RADIANCE_HEIGHT)
+    width = height if cube_face else 2 * height
+    return _clean(_reduced_linear(image, height, width), name)
+
+
+def _linear_bgr(raw: npt.NDArray[np.generic]) -> Float32Array:
+    """Decoded samples → linear float32 in the decoder's BGR order: .hdr floats as they are; 8/16-bit BGR(A) or
+    grey through the sRGB EOTF. (Channels are turned to RGB only at the end, on the small image.)"""
+    pixels = raw if raw.ndim == 3 else raw[:, :, None]
+    bgr = np.repeat(pixels[:, :, :1], 3, axis=2) if pixels.shape[2] in (1, 2) else pixels[:, :, :3]
+    if bgr.dtype == np.uint8:
+        return np.asarray(_SRGB_TO_LINEAR_8[bgr], dtype=np.float32)
+    if bgr.dtype == np.uint16:
+        return _srgb_to_linear(bgr.astype(np.float32) / 65535.0)
+    return np.ascontiguousarray(bgr, dtype=np.float32)
+
+
+def _reduced_linear(raw: npt.NDArray[np.generic], height: int, width: int) -> Float32Array:
+    """Linear RGB area-averaged to (height, width), in strips of rows, so that an 8192×4096 file never exists as
+    a whole float copy (the average must be taken in linear light, after the EOTF)."""
+    src_h = raw.shape[0]
+    if src_h <= height:
+        return np.ascontiguousarray(_resize(_linear_bgr(raw), height, width)[:, :, ::-1])
+    # Exact area weights of each source row in each output row (what INTER_AREA does per axis).
+    edges = np.arange(height + 1) * (src_h / height)
+    rows = np.arange(src_h)
+    overlap = np.clip(np.minimum(edges[1:, None], rows + 1) - np.maximum(edges[:-1, None], rows), 0.0, None)
+    vertical = (overlap / (src_h / height)).astype(np.float32)  # (height, src_h)
+    out = np.zeros((height, width * 3), dtype=np.float32)
+    strip = 256
+    for start in range(0, src_h, strip):
+        part = _linear_bgr(raw[start : start + strip])
+        narrow = cv2.resize(part, (width, part.shape[0]), interpolation=cv2.INTER_AREA).reshape(part.shape[0], -1)
+        out += vertical[:, start : start + strip] @ narrow
+    return np.ascontiguousarray(out.reshape(height, width, 3)[:, :, ::-1])
 
 
 def encode_hdr(linear: Float32Array) -> bytes:
