@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from openrr.model.colour import srgb_to_linear
-from openrr.model.gltf_import import read_gltf
+from openrr.model.gltf_import import read_gltf, texture_transform
 from openrr.model.mesh import (
     CLAMP_TO_EDGE,
     MIRRORED_REPEAT,
@@ -272,15 +272,20 @@ def test_every_material_field_and_extension(tmp_path: Path) -> None:
 
 
 def test_texture_transform_matrix_and_tex_coord_override(tmp_path: Path) -> None:
-    """KHR_texture_transform's GLSL: translation · rotation · scale, rotation = mat3(cos, sin, 0, -sin, cos, 0, …)
-    in GLSL's column-major order. offset (0.5, 0.25), rotation 90°, scale (2, 3): (u, v) → (0.5 - 3v, 0.25 + 2u)."""
+    """KHR_texture_transform: translation · rotation · scale, rotating counter-clockwise on the image (v down), as
+    three.js and the TextureTransformTest sample do. offset (0.5, 0.25), rotation 90°, scale (2, 3):
+    (u, v) → (0.5 + 3v, 0.25 - 2u)."""
     (material,) = load(material_builder(), tmp_path).materials
     emissive = material.emissive_texture
     assert emissive is not None and emissive.tex_coord == 1  # the extension's texCoord wins over the textureInfo's 0
     assert emissive.transform is not None
     matrix = np.array(emissive.transform).reshape(3, 3)
-    assert matrix == pytest.approx(np.array([[0, -3, 0.5], [2, 0, 0.25], [0, 0, 1]]), abs=1e-12)
-    assert (matrix @ [1, 0, 1])[:2] == pytest.approx([0.5, 2.25])
+    assert matrix == pytest.approx(np.array([[0, 3, 0.5], [-2, 0, 0.25], [0, 0, 1]]), abs=1e-12)
+    assert (matrix @ [1, 0, 1])[:2] == pytest.approx([0.5, -1.75])
+    # three.js's Matrix3.setUvTransform(tx, ty, sx, sy, r, 0, 0) with equal scales: the same matrix
+    c, s = math.cos(0.4), math.sin(0.4)
+    three = np.array([[2 * c, 2 * s, 0.1], [-2 * s, 2 * c, 0.2], [0, 0, 1]])
+    assert np.array(texture_transform((0.1, 0.2), 0.4, (2.0, 2.0))).reshape(3, 3) == pytest.approx(three)
 
 
 def test_lone_tangents_are_generated_for_normal_maps(tmp_path: Path) -> None:

@@ -703,14 +703,17 @@ class _ImageUnreadable(Exception):
 def texture_transform(
     offset: tuple[float, ...], rotation: float, scale: tuple[float, ...]
 ) -> tuple[float, float, float, float, float, float, float, float, float]:
-    """KHR_texture_transform's matrix, row-major 3×3 on (u, v, 1): translation · rotation · scale exactly as the
-    extension's GLSL writes it (its `mat3(cos, sin, 0, -sin, cos, 0, 0, 0, 1)` is column-major, so u' = cos·u - sin·v).
+    """KHR_texture_transform's matrix, row-major 3×3 on (u, v, 1): translation · rotation · scale, the extension's
+    order, with the rotation counter-clockwise as seen on the image (v runs down it): u' = cos·u + sin·v,
+    v' = -sin·u + cos·v. That is the sense three.js (Matrix3.setUvTransform) and Khronos' sample viewer rotate in and
+    that the TextureTransformTest sample model checks; the extension's GLSL snippet, read with GLSL's column-major
+    mat3 constructor, would rotate the other way.
 
-    three.js (Matrix3.setUvTransform, which its GLTFLoader uses) computes scale · rotation(-r) instead: the same for
-    offset and scale, but the other way round for rotation. The renderer applies whatever this returns."""
+    three.js scales after rotating (scale · rotation): with a rotation and unequal u and v scales its picture differs
+    from this order, which is the extension's."""
     c, s = math.cos(rotation), math.sin(rotation)
     sx, sy = scale[0], scale[1]
-    return (c * sx, -s * sy, offset[0], s * sx, c * sy, offset[1], 0.0, 0.0, 1.0)
+    return (c * sx, s * sy, offset[0], -s * sx, c * sy, offset[1], 0.0, 0.0, 1.0)
 
 
 def _numbers(value: Any, default: tuple[float, ...]) -> Any:
