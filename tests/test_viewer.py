@@ -216,7 +216,8 @@ def test_viewer_shows_orbits_picks_and_cuts_the_model(
         page.mouse.click(cx, cy)
         wait_js(page, "window.openrrViewer.lastHit")
         hit = viewer_state(page)["lastHit"]
-        assert hit["hit"] and hit["name"] == "sphere.glb", hit
+        # The hit names the part (the file's one node) and its path from the model's root (named after the file).
+        assert hit["hit"] and hit["path"] == ["sphere.glb", "geometry_0"] and hit["name"] == "geometry_0", hit
         distance = float(np.linalg.norm(orbited["camera"]["position"]))
         assert hit["distance"] == pytest.approx(distance - 1.0, abs=0.03)
         assert np.linalg.norm(hit["position"]) == pytest.approx(1.0, abs=0.03)
