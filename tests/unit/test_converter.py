@@ -579,9 +579,16 @@ def test_fbx_keeps_the_tree_and_user_properties_under_metadata_keys(tmp_path: Pa
     _fbx(tmp_path)
     asset, _, info = succeeded(tmp_path, "assembly.fbx", metadataKeys=["Part*", "Vendor"])
     names = [n.name for n in asset.nodes]
-    assert names[0] == "assembly.fbx" and {"frame", "arm", "hand", "base"} <= set(names)
+    # the FBX's own tree: assimp's "RootNode" wrapper is gone
+    assert sorted(names) == ["arm", "assembly.fbx", "base", "frame", "hand"] and names[0] == "assembly.fbx"
     parent = {n.name: asset.nodes[n.parent].name for n in asset.nodes[1:]}
-    assert parent["hand"] == "arm" and parent["arm"] == "frame"
+    assert parent == {"frame": "assembly.fbx", "arm": "frame", "hand": "arm", "base": "assembly.fbx"}
+    # and its transforms: every part's geometry sits at its node's rest-pose origin
+    worlds = rest_worlds(asset.nodes)
+    for mesh in asset.meshes:
+        np.testing.assert_allclose(mesh.positions.mean(axis=0), worlds[mesh.node][:3, 3], atol=1e-5)
+    hand = names.index("hand")
+    np.testing.assert_allclose(worlds[hand][:3, 3], [1.0, 1.0, 2.0], atol=1e-5)
     frame = asset.nodes[names.index("frame")]
     # only user properties ("U"), only the keys asked for; the comma inside the quoted value survives
     assert frame.metadata == {"PartNumber": "F-1", "PartMass": 2.5, "Vendor": "ACME, Inc."}

@@ -238,6 +238,8 @@ def _read_fbx(path: Path, display: str, settings: ConversionSettings) -> SourceM
         _tidy_assimp_glb(glb)
         # textures stay referenced by their paths relative to the FBX file: resolve them there
         source = _read_mesh_file(glb, display, info, resolve_beside=path, name=path.name)
+    _hoist_assimp_root(source.model)
+    source.statistics = _model_statistics(source.model)
     try:
         properties = read_fbx_properties(path)
     except (OSError, FbxPropertyError, struct.error, IndexError) as e:
@@ -247,6 +249,30 @@ def _read_fbx(path: Path, display: str, settings: ConversionSettings) -> SourceM
     _fbx_materials(source.model, properties, settings)
     _fbx_metadata(source.model, properties, settings.metadata_keys)
     return source
+
+
+ASSIMP_ROOT = "RootNode"
+
+
+def _hoist_assimp_root(model: ModelData) -> None:
+    """assimp wraps an FBX's top-level models in a node of its own, "RootNode", which the FBX does not have: its
+    children move up to the model's root (its transform composed into theirs), so the tree is the file's."""
+    nodes = model.nodes
+    if len(nodes) < 2 or nodes[1].name != ASSIMP_ROOT or nodes[1].parent != 0:
+        return
+    if any(m.node == 1 for m in model.meshes) or any(n.parent == 0 for n in nodes[2:]):
+        return  # not only a wrapper: keep it
+    wrapper = np.asarray(nodes[1].local, dtype=np.float64)
+    kept = [nodes[0]]
+    for node in nodes[2:]:
+        if node.parent == 1:
+            node.local = wrapper @ np.asarray(node.local, dtype=np.float64)
+        node.parent = 0 if node.parent <= 1 else node.parent - 1
+        kept.append(node)
+    model.nodes = kept
+    for mesh in model.meshes:
+        if mesh.node >= 2:
+            mesh.node -= 1
 
 
 def _tidy_assimp_glb(glb: Path) -> None:
