@@ -47,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
+import scipy.fft  # type: ignore[import-untyped]
 
 from openrr.model.mesh import Float32Array
 
@@ -211,25 +212,34 @@ def _ggx_prefilter(source: Float32Array, roughness: float, out_h: int) -> Float3
     """
     src_h, src_w = source.shape[:2]
     alpha2 = max(roughness, 1e-3) ** 4  # α = roughness²
-    out_lat = _row_latitudes(out_h).astype(np.float64)
-    src_lat = _row_latitudes(src_h).astype(np.float64)
-    cos_dphi = np.cos(2 * np.pi * np.arange(src_w) / src_w)  # offsets m: the kernel is even in m
-    spectrum = np.fft.rfft(source.astype(np.float64), axis=1)  # (src_h, F, 3)
-    weights = _solid_angles(src_h, src_w).astype(np.float64)
+    # D(h) ∝ 1 / (1 + (α² - 1)·(n·h)²)², (n·h)² = (1 + n·l) / 2: the denominator is c0 + c1·(n·l).
+    c1 = np.float32((alpha2 - 1.0) * 0.5)
+    c0 = np.float32(1.0) + c1
+    out_lat = _row_latitudes(out_h)
+    src_lat = _row_latitudes(src_h)
+    half = src_w // 2 + 1  # the kernel is even in the longitude offset: offsets 0 … π suffice
+    cos_dphi = np.cos(2 * np.pi * np.arange(half) / src_w).astype(np.float32)
+    spectrum = np.fft.rfft(source.astype(np.float64), axis=1)  # (src_h, half, 3)
+    # Real and imaginary parts side by side, frequency first: one real batched matmul per chunk.
+    spectrum_parts = np.concatenate([spectrum.real, spectrum.imag], axis=2).transpose(1, 0, 2).astype(np.float32)
+    weights = _solid_angles(src_h, src_w)[None, :, None]
     out = np.empty((out_h, src_w, 3), dtype=np.float64)
-    rows_per_chunk = max(1, (1 << 21) // (src_h * src_w))
+    rows_per_chunk = max(1, (1 << 21) // (src_h * half))
     for start in range(0, out_h, rows_per_chunk):
         lat = out_lat[start : start + rows_per_chunk]
         a = np.cos(lat)[:, None] * np.cos(src_lat)[None, :]
         b = np.sin(lat)[:, None] * np.sin(src_lat)[None, :]
-        n_dot_l = a[..., None] * cos_dphi + b[..., None]  # (rows, src_h, src_w)
-        n_dot_h2 = (1.0 + n_dot_l) * 0.5
-        denom = n_dot_h2 * (alpha2 - 1.0) + 1.0
-        kernel = np.maximum(n_dot_l, 0.0) * (alpha2 / (np.pi * denom * denom)) * weights[None, :, None]
-        kernel /= kernel.sum(axis=(1, 2), keepdims=True)
-        kernel_hat = np.fft.rfft(kernel, axis=2).real  # even kernel: real spectrum
-        conv = np.einsum("rjf,jfc->rfc", kernel_hat, spectrum)
-        out[start : start + len(lat)] = np.fft.irfft(conv, n=src_w, axis=1)
+        n_dot_l = a[..., None] * cos_dphi + b[..., None]  # (rows, src_h, half)
+        denom = c0 + c1 * n_dot_l
+        kernel = np.maximum(n_dot_l, 0.0) / (denom * denom) * weights  # α²/π dropped: normalised below
+        # The DCT-I of the half kernel is the (real) DFT of the whole even kernel; its f = 0 term is the kernel's
+        # sum over the full circle, so dividing by it makes every output row's lobe integrate to 1.
+        kernel_hat = scipy.fft.dct(kernel, type=1, axis=2)  # (rows, src_h, half)
+        kernel_hat /= kernel_hat[:, :, :1].sum(axis=1, keepdims=True)
+        conv = np.matmul(kernel_hat.transpose(2, 0, 1), spectrum_parts)  # (half, rows, 6)
+        out[start : start + len(lat)] = np.fft.irfft(conv[..., :3] + 1j * conv[..., 3:], n=src_w, axis=0).transpose(
+            1, 0, 2
+        )
     out_w = 2 * out_h
     factor = src_w // out_w
     out = out.reshape(out_h, out_w, factor, 3).mean(axis=2)  # output texel = the mean over its source columns
