@@ -94,7 +94,7 @@ def test_model_appears_moves_hides_and_is_cut(
             assert centre[2] > centre[0] + 40, f"the tint should make it blue, got {centre}"
 
             hit = await client.ray_cast((0, 0, 5), (0, 0, -1))
-            assert hit is not None and hit["entityId"] == entity
+            assert hit is not None and hit["modelEntityId"] == entity  # entityId: the part hit (its node)
             assert hit["distance"] == pytest.approx(4.0, abs=0.02)
             assert hit["normal"] == pytest.approx([0, 0, 1], abs=0.05)
             assert await client.ray_cast((0, 5, 5), (0, 0, -1)) is None
