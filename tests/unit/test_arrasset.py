@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from openrr.model.mesh import (
 )
 from openrr.model.raycast import RayCaster, TriangleChunks, triangle_chunks
 from openrr.util.atomic import atomic_file
+from tests.gltf_scenes import SCENES, write_scene
 from tests.local_files import load_model
 from tests.models import serve_directory
 
@@ -400,3 +402,53 @@ def test_empty_collision_round_trips(tmp_path: Path) -> None:
     model.collision = TriangleChunks.empty()
     back, data = _round_trip(model, tmp_path)
     assert back.collision is not None and back.collision.count == 0 and "nodes" not in _toc(data)["collision"]
+
+
+def _parts(model: ModelData) -> dict[str, list[tuple[Material, list[np.ndarray], dict[str, np.ndarray]]]]:
+    """Per node name: each primitive's material, the pixels of its textures, and its arrays (sorted by content)."""
+    nodes = model.tree()
+    out: dict[str, list[tuple[Material, list[np.ndarray], dict[str, np.ndarray]]]] = {}
+    for mesh in model.meshes:
+        material = model.materials[mesh.material]
+        pixels = [model.images[ref.image].pixels for ref in material.textures()]
+        plain = replace(
+            material,
+            **{slot: None for slot in ("base_color_texture", "metallic_roughness_texture", "normal_texture")},
+            occlusion_texture=None,
+            emissive_texture=None,
+        )
+        arrays = {
+            key: np.asarray(getattr(mesh, key))
+            for key in ("positions", "normals", "colors", "uvs", "uvs1", "tangents")
+            if getattr(mesh, key) is not None
+        }
+        out.setdefault(nodes[mesh.node].name, []).append((plain, pixels, arrays))
+    return out
+
+
+@pytest.mark.parametrize("scene", sorted(SCENES))
+def test_each_reference_scene_converts_to_the_same_model(tmp_path: Path, scene: str) -> None:
+    """What the renderer is given is what it is given for the source: tree, materials (every field), images,
+    both UV sets, tangents. (The pictures are compared by tests/test_reference_images.py.)"""
+    written = write_scene(tmp_path, scene)
+    outcome = convert(tmp_path, written.file, tmp_path, "scene.arrAsset")
+    assert outcome.succeeded, outcome.error_message
+    source = load_model(str(tmp_path / written.file))
+    asset = load_model(str(tmp_path / "scene.arrAsset"))
+    assert asset.name == "scene.arrAsset" and asset.triangles == source.triangles
+    assert [(n.name, n.parent) for n in asset.tree()[1:]] == [(n.name, n.parent) for n in source.tree()[1:]]
+    mine, theirs = _parts(asset), _parts(source)
+    assert sorted(mine) == sorted(theirs)
+    for name, primitives in theirs.items():
+        assert len(mine[name]) == len(primitives), name  # one primitive per node and material in these scenes
+        for (material, pixels, arrays), (their_material, their_pixels, their_arrays) in zip(
+            mine[name], primitives, strict=True
+        ):
+            assert material == their_material, name
+            assert len(pixels) == len(their_pixels) and all(
+                np.array_equal(a, b) for a, b in zip(pixels, their_pixels, strict=True)
+            ), name
+            assert sorted(arrays) == sorted(their_arrays), name
+            for key, values in their_arrays.items():
+                # the triangles may be reordered for ray casts, the vertices are not
+                np.testing.assert_allclose(arrays[key], values, atol=1e-6, err_msg=f"{name}.{key}")
