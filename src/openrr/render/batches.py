@@ -1,0 +1,121 @@
+"""A model's primitives merged into one vertex/index array per (material, triangles or points): numpy only.
+
+Every vertex carries its part's node index, so one draw covers every part that uses a material and per-part
+state lives in the renderer's node texture, not in draw calls: a frame with nothing changed costs the same
+whatever the number of parts. Each primitive stays a contiguous range, which BLEND materials draw back to front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from openrr.model.mesh import MeshData, ModelData
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass
+class PartRange:
+    """One primitive inside a batch."""
+
+    node: int
+    first: int
+    """First index (triangles) or vertex (points) of the range."""
+    count: int
+    center: npt.NDArray[np.float64]
+    """Rest-pose model-space centre of its bounds: sorts BLEND ranges back to front."""
+
+
+@dataclass
+class BatchArrays:
+    material: int
+    points: bool
+    attributes: dict[str, npt.NDArray[np.generic]]
+    """positions, normals, colors (float16), node (uint32); uv0, uv1, tangents where some primitive has them."""
+    indices: npt.NDArray[np.uint32] | None
+    ranges: list[PartRange] = field(default_factory=list)
+    tangents_complete: bool = False
+    """Every primitive came with tangents (else normal maps fall back to the shader's derivative frame)."""
+
+    @property
+    def count(self) -> int:
+        return len(self.attributes["positions"]) if self.indices is None else len(self.indices)
+
+
+def _part(mesh: MeshData, n: int, name: str, width: int) -> npt.NDArray[np.float32]:
+    values = getattr(mesh, name)
+    if values is None:
+        return np.zeros((n, width), dtype=np.float32)
+    return np.asarray(values, dtype=np.float32).reshape(n, width)
+
+
+def build_batches(model: ModelData) -> list[BatchArrays]:
+    """Group the model's non-empty primitives by (material, points); ValueError on malformed arrays."""
+    groups: dict[tuple[int, bool], list[MeshData]] = {}
+    node_count = len(model.tree())
+    for mesh in model.meshes:
+        if not len(mesh.positions):
+            continue
+        if not 0 <= mesh.material < len(model.materials):
+            raise ValueError(f"mesh material {mesh.material} out of range for {len(model.materials)} materials")
+        if not 0 <= mesh.node < node_count:
+            raise ValueError(f"mesh node {mesh.node} out of range for {node_count} nodes")
+        groups.setdefault((mesh.material, mesh.indices is None), []).append(mesh)
+    return [_batch(material, points, meshes) for (material, points), meshes in groups.items()]
+
+
+def _batch(material: int, points: bool, meshes: list[MeshData]) -> BatchArrays:
+    columns: dict[str, list[npt.NDArray[np.generic]]] = {
+        "positions": [],
+        "normals": [],
+        "colors": [],
+        "node": [],
+        "uv0": [],
+        "uv1": [],
+        "tangents": [],
+    }
+    indices: list[npt.NDArray[np.uint32]] = []
+    ranges: list[PartRange] = []
+    vertex_base = element_base = 0
+    for mesh in meshes:
+        positions = np.asarray(mesh.positions, dtype=np.float32)
+        n = len(positions)
+        if positions.shape != (n, 3):
+            raise ValueError(f"positions must be (N, 3), got {positions.shape}")
+        columns["positions"].append(positions)
+        columns["normals"].append(_part(mesh, n, "normals", 3))
+        columns["colors"].append(np.clip(_part(mesh, n, "colors", 4), 0.0, 1.0).astype(np.float16))
+        columns["node"].append(np.full(n, mesh.node, dtype=np.uint32))
+        columns["uv0"].append(_part(mesh, n, "uvs", 2))
+        columns["uv1"].append(_part(mesh, n, "uvs1", 2))
+        columns["tangents"].append(_part(mesh, n, "tangents", 4))
+        count = n
+        if mesh.indices is not None:
+            tris = np.asarray(mesh.indices, dtype=np.uint32).reshape(-1)
+            # An out-of-range index reads past the buffer: garbage at best, a crashed driver at worst.
+            if len(tris) and int(tris.max()) >= n:
+                raise ValueError(f"index {int(tris.max())} out of range for {n} vertices")
+            indices.append(tris + np.uint32(vertex_base))
+            count = len(tris)
+        center = (positions.min(axis=0).astype(np.float64) + positions.max(axis=0)) / 2
+        ranges.append(PartRange(mesh.node, element_base, count, center))
+        vertex_base += n
+        element_base += count
+    keep = {"positions", "normals", "colors", "node"}
+    keep |= {
+        name
+        for name, attr in (("uv0", "uvs"), ("uv1", "uvs1"), ("tangents", "tangents"))
+        if any(getattr(m, attr) is not None for m in meshes)
+    }
+    attributes = {name: np.ascontiguousarray(np.concatenate(parts)) for name, parts in columns.items() if name in keep}
+    return BatchArrays(
+        material,
+        points,
+        attributes,
+        None if points else np.ascontiguousarray(np.concatenate(indices)),
+        ranges,
+        all(m.tangents is not None for m in meshes),
+    )
