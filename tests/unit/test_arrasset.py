@@ -405,17 +405,24 @@ def test_empty_collision_round_trips(tmp_path: Path) -> None:
 
 
 def _parts(model: ModelData) -> dict[str, list[tuple[Material, list[np.ndarray], dict[str, np.ndarray]]]]:
-    """Per node name: each primitive's material, the pixels of its textures, and its arrays (sorted by content)."""
+    """Per node name: each primitive's material, the pixels of its textures, and its arrays."""
     nodes = model.tree()
     out: dict[str, list[tuple[Material, list[np.ndarray], dict[str, np.ndarray]]]] = {}
     for mesh in model.meshes:
         material = model.materials[mesh.material]
         pixels = [model.images[ref.image].pixels for ref in material.textures()]
+
+        def same_image(ref: TextureRef | None) -> TextureRef | None:
+            # image indices may differ (deduplication); the pixels are compared instead
+            return None if ref is None else replace(ref, image=-1)
+
         plain = replace(
             material,
-            **{slot: None for slot in ("base_color_texture", "metallic_roughness_texture", "normal_texture")},
-            occlusion_texture=None,
-            emissive_texture=None,
+            base_color_texture=same_image(material.base_color_texture),
+            metallic_roughness_texture=same_image(material.metallic_roughness_texture),
+            normal_texture=same_image(material.normal_texture),
+            occlusion_texture=same_image(material.occlusion_texture),
+            emissive_texture=same_image(material.emissive_texture),
         )
         arrays = {
             key: np.asarray(getattr(mesh, key))
