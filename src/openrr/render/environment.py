@@ -15,10 +15,19 @@ Every equirect array here (``radiance``, each ``specular`` level, what ``decode_
 centred on ``u = (j + 0.5) / W``, ``v = 1 - (i + 0.5) / H``. That is how an image file is stored and how three.js
 reads it (its loaders set ``flipY = true``, so the file's first row lands at v = 1).
 
-What the renderer's GLSL must do with these arrays:
-- Upload each array with its rows in array order (row 0 first, i.e. at texture t = 0), and sample at
-  ``vec2(u, 1.0 - v)``; or upload ``array[::-1]`` and sample at ``vec2(u, v)``. Either way, texel row 0 is +y.
-- Wrap S = REPEAT (longitude is periodic), wrap T = CLAMP_TO_EDGE, linear filtering.
+What the renderer's GLSL must do with these arrays::
+
+    vec2 equirectUv(vec3 d) {  // three.js's formula; d unit, world space
+        return vec2(atan(d.z, d.x) * 0.15915494 + 0.5, asin(clamp(d.y, -1.0, 1.0)) * 0.31830989 + 0.5);
+    }
+    // Arrays uploaded as they are (row 0 first, so row 0 sits at t = 0): t = 1 - v.
+    vec2 uv = equirectUv(R);
+    vec3 prefiltered = textureLod(u_specular, vec2(uv.x, 1.0 - uv.y), roughness * float(LEVELS - 1)).rgb;
+
+- Upload each array with its rows in array order and sample at ``vec2(u, 1.0 - v)`` as above; or upload
+  ``array[::-1]`` and sample at ``vec2(u, v)``. Either way, array row 0 is +y.
+- Wrap S = REPEAT (longitude is periodic), wrap T = CLAMP_TO_EDGE, linear filtering. Values are ≤ 65504, so
+  RGB16F holds them.
 - ``specular`` levels halve exactly (``(H, 2H)``, ``(H/2, H)``, …), so they can be mip levels 0…n-1 of one texture
   (``GL_TEXTURE_MAX_LEVEL = n - 1``, trilinear). Level i is GGX-prefiltered for roughness ``i / (n - 1)`` (glTF
   perceptual roughness; α = roughness²), so sample with ``textureLod(tex, uv, roughness * (n - 1))``. Use
@@ -26,13 +35,18 @@ What the renderer's GLSL must do with these arrays:
 - Reflection: ``R = reflect(-V, N)`` in world space, specular = prefiltered(R) · (F0 · lut.x + F90 · lut.y), with
   ``lut = texture(brdf_lut, vec2(NdotV, roughness))`` (see ``brdf_lut``).
 - Diffuse: ``albedo / π · E(N)``, E evaluated from ``irradiance_sh`` (see ``evaluate_irradiance``: the formula is
-  written there for the shader to copy).
+  written there for the shader to copy). Equivalently, and what three.js does: the roughness-1 level *is* E/π
+  exactly (GGX's D is constant at α = 1, so its lobe is the cosine), so ``albedo · prefiltered(N, roughness 1)``
+  gives the same diffuse without SH ringing, at the cost of one more texture fetch. On the built-in studio each
+  is within 0.033 (linear) of the exact cosine convolution.
+- The environment's intensity (``set_environment``) scales diffuse and specular alike.
 - Cube maps are turned into an equirect here (``environment_from_cube``); the shader only ever sees equirects.
 
 The prefilter is an exact convolution, not a Monte Carlo estimate: along one row of an equirect every texel sees
 the same lobe rotated about +y, so GGX filtering is a circular convolution in longitude, done per (output row,
-source row) pair with an FFT. No samples means no noise and no fireflies, and it is faster in numpy than importance
-sampling with filtered-importance mip selection would be (the brief's suggestion) at the same quality.
+source row) pair with an FFT. No samples means no noise and no fireflies (which importance sampling fights with
+filtered-importance mip selection), and in numpy it is also the faster of the two: the whole chain of the
+working-size environment takes about 0.35 s on two cores.
 """
 
 from __future__ import annotations
