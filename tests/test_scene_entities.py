@@ -7,6 +7,7 @@ pixel of a part is exactly its colour, so pixel sets compare exactly."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from openrr.client.render_session import RenderSessionClient, SessionError
+from openrr.conversions.converter import convert
 from tests.assembly_gltf import COLOURS, ORDER, write_assembly
 from tests.harness import Service
 from tests.models import serve_directory
@@ -195,5 +197,60 @@ def test_camera_planes_follow_the_scene_unless_set(
             with pytest.raises(SessionError, match=r"near plane \(0\.003\) must be nearer than the far plane"):
                 await c.set_camera((0, 0, 3e-3), (0, 0, 0), near=3e-3)
             assert (await c.get_scene())["camera"]["near"] == 1e-4, "a refused camera changes nothing"
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def asset_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The assembly converted to an .arrAsset in each sceneGraphMode (the converter in process), served."""
+    root = tmp_path_factory.mktemp("assets")
+    for mode in ("none", "static", "dynamic"):
+        folder = root / mode
+        folder.mkdir()
+        write_assembly(folder / "tree.gltf")
+        (folder / "tree.ConversionSettings.json").write_text(json.dumps({"sceneGraphMode": mode}))
+        outcome = convert(folder, "tree.gltf", folder, "tree.arrAsset")
+        assert (folder / "tree.arrAsset").exists(), outcome
+    with serve_directory(root) as base:
+        yield {mode: f"{base}/{mode}/tree.arrAsset" for mode in ("none", "static", "dynamic")}
+
+
+def test_a_converted_assembly_keeps_its_tree_in_every_scene_graph_mode(
+    service: Service, session: dict[str, Any], asset_urls: dict[str, str]
+) -> None:
+    async def scenario() -> None:
+        async with await connect(service, session) as c:
+            await c.set_stream(320, 240)
+            await c.set_output(antialiasing="none")
+            await c.set_camera((0, 0, 3), (0, 0, 0))
+            for mode in ("dynamic", "static"):
+                model = await c.load_model(asset_urls[mode])
+                root = model["entityId"]
+                ids = {name: root + k for k, name in enumerate(ORDER)}
+                assert (model["entities"], model["sceneGraphMode"]) == (len(ORDER), mode)
+                assert [k["name"] for k in (await c.get_children(ids["assembly"]))["children"]] == ["A", "B"]
+                a2 = await c.get_entity(ids["A2"])
+                assert a2["path"][1:] == ["assembly", "A", "A2"], a2["path"]
+                assert a2["world"] == pytest.approx(translation(-0.5, -0.5, 0).reshape(-1).tolist(), abs=1e-6)
+                hit = await c.ray_cast((0.5, -0.5, 3), (0, 0, -1))
+                assert hit is not None and hit["name"] == "B2"
+                bounds = await c.get_bounds(ids["B"])
+                assert bounds is not None and bounds["min"] == pytest.approx([0.1, -0.9, 0], abs=1e-6)
+                await c.set_override(ids["A"], hidden=True)
+                image = await picture(c)
+                assert mask(image, COLOURS["A1"]).sum() == 0 and mask(image, COLOURS["B1"]).sum() > 1500
+                if mode == "static":
+                    with pytest.raises(SessionError, match="sceneGraphMode 'static'"):
+                        await c.set_entity_transform(ids["A"], local=translation(0, 0, 1))
+                else:
+                    await c.set_entity_transform(ids["A"], local=translation(0, 0, 1))
+                await c.unload_model(root)
+            flat = await c.load_model(asset_urls["none"])
+            assert flat["entities"] == 1 and (await c.get_children(flat["entityId"]))["total"] == 0
+            hit = await c.ray_cast((0.5, -0.5, 3), (0, 0, -1))
+            assert hit is not None and hit["entityId"] == flat["entityId"]
+            with pytest.raises(SessionError, match=f"no entity {flat['entityId'] + 1} is loaded"):
+                await c.get_entity(flat["entityId"] + 1)
 
     asyncio.run(scenario())
