@@ -441,9 +441,13 @@ def _texcoord1(g: _Gltf) -> GltfScene:
 
 
 def _texture_transform(g: _Gltf) -> GltfScene:
-    """A quad whose base colour texture is offset, rotated and scaled by KHR_texture_transform."""
+    """A quad whose base colour texture is offset, rotated and scaled by KHR_texture_transform.
+
+    The scale is uniform: three.js composes rotation and scale in the other order from the extension's
+    translation · rotation · scale, which gives the same matrix only when u and v scale alike (openrr follows the
+    extension; a non-uniform scale with a rotation would compare two readings of the spec, not two renderers)."""
     tex = g.texture(_marker_texture(), {"wrapS": REPEAT, "wrapT": REPEAT, "magFilter": NEAREST})
-    transform = {"KHR_texture_transform": {"offset": [0.25, 0.1], "rotation": 0.4, "scale": [2.0, 1.5]}}
+    transform = {"KHR_texture_transform": {"offset": [0.25, 0.1], "rotation": 0.4, "scale": [1.75, 1.75]}}
     m = g.material(
         "transformed", pbrMetallicRoughness=_pbr((1, 1, 1), baseColorTexture={"index": tex, "extensions": transform})
     )
