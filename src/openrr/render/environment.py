@@ -63,6 +63,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft  # type: ignore[import-untyped]
 
+from openrr.model.colour import srgb_to_linear
 from openrr.model.mesh import Float32Array
 
 RADIANCE_HEIGHT = 256
@@ -400,18 +401,8 @@ def environment_from_cube(faces: Sequence[Float32Array], name: str, *, flip_x: b
 
 # --- decoding files -----------------------------------------------------------------------------------------
 
-_SRGB_TO_LINEAR_8 = np.where(
-    (np.arange(256) / 255.0) <= 0.04045,
-    (np.arange(256) / 255.0) / 12.92,
-    (((np.arange(256) / 255.0) + 0.055) / 1.055) ** 2.4,
-).astype(np.float32)
+_SRGB_TO_LINEAR_8 = srgb_to_linear(np.arange(256) / 255.0)  # 8-bit samples decode through a table
 _HDR_RESOLUTION = re.compile(rb"^([-+])Y (\d+) ([-+])X (\d+)$")
-
-
-def _srgb_to_linear(values: np.ndarray) -> Float32Array:
-    """The exact sRGB EOTF (IEC 61966-2-1) on values in [0, 1]."""
-    v = np.asarray(values, dtype=np.float32)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def _hdr_dimensions(data: bytes, name: str) -> tuple[int, int]:
@@ -523,7 +514,7 @@ def _linear_bgr(raw: npt.NDArray[np.generic]) -> Float32Array:
     if bgr.dtype == np.uint8:
         return np.asarray(_SRGB_TO_LINEAR_8[bgr], dtype=np.float32)
     if bgr.dtype == np.uint16:
-        return _srgb_to_linear(bgr.astype(np.float32) / 65535.0)
+        return srgb_to_linear(bgr.astype(np.float32) / 65535.0)
     return np.ascontiguousarray(bgr, dtype=np.float32)
 
 
