@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from openrr.model.mesh import MeshData, ModelData, Node
-from openrr.model.raycast import RayCaster
+from openrr.model.raycast import RayCaster, triangle_chunks
 from openrr.render.entities import INHERIT, EntityRefused, ModelEntities, Space
 
 ROOT_ID = 10
@@ -168,3 +168,11 @@ def test_override_resolution_of_a_large_tree_is_one_numpy_pass() -> None:
     elapsed = time.perf_counter() - started
     assert len(changed) == 101 and rows[:, 0].all()
     assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms: resolution should be a few numpy passes"  # 2 cores, shared
+
+
+def test_triangle_chunks_know_each_triangles_node() -> None:
+    chunks = triangle_chunks(assembly())
+    assert chunks.nodes is not None and chunks.nodes.tolist() == [2] * 12 + [3] * 12 + [5] * 12
+    sub = chunks.subset(np.flatnonzero(chunks.nodes == 3))
+    assert sub.count == 12 and sub.nodes is not None and set(sub.nodes.tolist()) == {3}
+    assert sub.bounds[0] == pytest.approx([-2.0, -0.5, -0.5]) and sub.bounds[1] == pytest.approx([-1.0, 0.5, 0.5])

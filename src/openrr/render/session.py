@@ -189,6 +189,8 @@ class SceneSession:
         self._next_light = 1
         self.output = Output()
         self.environment = EnvironmentState()
+        self._box: tuple[np.ndarray, np.ndarray] | None = None
+        self._box_stale = True
         self.cut_planes: list[tuple[list[float], list[float]]] = []
         self.clients: set[Client] = set()
         self.controller: Client | None = None
@@ -382,7 +384,7 @@ class SceneSession:
         """Never waits: the render process applies the latest camera before its next frame. `near`/`far` None:
         the scene's bounds decide (`planes`)."""
         self.camera, self.near, self.far = camera, near, far
-        self._camera_follows_scene()
+        self._camera_follows_scene(scene_changed=False)
 
     def planes(self, camera: Camera | None = None) -> tuple[float, float]:
         """The near and far planes in use: the client's, or where it left them to the scene, what fits the world
@@ -398,12 +400,22 @@ class SceneSession:
             near = min(auto_near, far * 0.5)
         return near, far
 
+    def _scene_box(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The world box of every shown part of every model; kept until the scene changes (a camera drag only
+        moves the camera)."""
+        if self._box_stale:
+            boxes = [b for e in self.entities.values() if (b := e.bounds(0, "world", visible_only=True)) is not None]
+            self._box = None
+            if boxes:
+                self._box = np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
+            self._box_stale = False
+        return self._box
+
     def _scene_planes(self, camera: Camera) -> tuple[float, float]:
-        boxes = [b for e in self.entities.values() if (b := e.bounds(0, "world", visible_only=True)) is not None]
-        if not boxes:
+        box = self._scene_box()
+        if box is None:
             return DEFAULT_NEAR, DEFAULT_FAR
-        low = np.min([b[0] for b in boxes], axis=0)
-        high = np.max([b[1] for b in boxes], axis=0)
+        low, high = box
         centre, radius = (low + high) / 2, float(np.linalg.norm(high - low)) / 2
         distance = float(np.linalg.norm(np.asarray(camera.position) - centre))
         far = (distance + radius) * 1.01
@@ -413,7 +425,8 @@ class SceneSession:
         near = max((distance - radius) * 0.99, far * AUTO_NEAR_RATIO)
         return near, far
 
-    def _camera_follows_scene(self) -> None:
+    def _camera_follows_scene(self, scene_changed: bool = True) -> None:
+        self._box_stale = self._box_stale or scene_changed
         near, far = self.planes()
         if self._process is not None:
             self._process.set_camera(dataclasses.replace(self.camera, near=near, far=far))
