@@ -154,7 +154,9 @@ def test_point_clouds_warn_about_settings_they_ignore(tmp_path: Path) -> None:
     outcome, result, _ = run(tmp_path, "cloud.ply", scaling=2.0, unlitMaterials=True)
     assert outcome.succeeded
     assert result[1]["warning"] == "SettingIgnored" and result[1]["details"]["settings"] == ["unlitMaterials"]
-    assert load_model(str(tmp_path / "out" / "model.arrAsset")).bounds_max.max() > 1.9  # scaling still applies
+    asset = load_model(str(tmp_path / "out" / "model.arrAsset"))
+    assert asset.bounds_max.max() > 1.9  # scaling still applies
+    assert not asset.materials[0].unlit  # unlitMaterials does not
 
 
 def test_stl(tmp_path: Path) -> None:

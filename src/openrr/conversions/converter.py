@@ -209,7 +209,7 @@ def _convert(
     if model.nodes:
         model.nodes[0].name = name
     report(0.6)
-    _apply_colour_settings(model, extension, settings)
+    _apply_colour_settings(model, extension, settings, source.point_cloud)
     model = apply_scene_graph_mode(model, settings.scene_graph_mode)
     model = _merged(model, settings.deduplicate_materials)
     report(0.7)
@@ -296,13 +296,13 @@ def _transform(source: SourceModel, settings: ConversionSettings) -> np.ndarray:
     return offset
 
 
-def _apply_colour_settings(model: ModelData, extension: str, settings: ConversionSettings) -> None:
+def _apply_colour_settings(model: ModelData, extension: str, settings: ConversionSettings, point_cloud: bool) -> None:
     """gammaToLinearMaterial/Vertex, unlitMaterials and opaqueMaterialDefaultSidedness on the model's materials
-    and vertex colours. Where the reader already made colours linear (it reads them as sRGB display values), a
-    setting of false takes them back to the file's values."""
+    and vertex colours (point clouds: gammaToLinearVertex only, as in ARR). Where the reader already made colours
+    linear (it reads them as sRGB display values), a setting of false takes them back to the file's values."""
     material = _gamma_step(extension in LINEARISED_MATERIAL, settings.gamma_to_linear_material)
     vertex = _gamma_step(extension in LINEARISED_VERTEX, settings.gamma_to_linear_vertex)
-    for index, m in enumerate(model.materials):
+    for index, m in enumerate([] if point_cloud else model.materials):
         changes: dict[str, object] = {}
         if material is not None:
             r, g, b = (float(c) for c in material(m.base_color[:3]))
