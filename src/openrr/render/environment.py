@@ -576,7 +576,8 @@ def default_environment_equirect() -> Float32Array:
     """The built-in studio: a soft bright sky, three broad soft boxes, a darker floor (linear, (256, 512, 3)).
 
     Procedural (no download) and deterministic. Rendered 2×2 supersampled, then area-averaged, so the soft boxes'
-    edges do not alias. Neutral grey, so that it tints no material.
+    edges do not alias. Neutral grey, so that it tints no material. Its values are exactly representable in RGBE,
+    so ``write_hdr`` stores it losslessly: three.js, loading that file, sees the very environment openrr uses.
     """
     h = RADIANCE_HEIGHT
     dirs = equirect_directions(2 * h, 4 * h)
@@ -590,7 +591,8 @@ def default_environment_equirect() -> Float32Array:
     top = _soft_disc(dirs, _direction(160.0, 70.0), 20.0, 10.0) * 0.8
     luminance = base + key + fill + top
     image = np.repeat(luminance[:, :, None], 3, axis=2).astype(np.float32)
-    return _readonly(_resize(image, h, 2 * h))
+    quantised = decode_environment_image(encode_hdr(_resize(image, h, 2 * h)), "default.hdr")  # RGBE round trip
+    return _readonly(quantised)
 
 
 @functools.lru_cache(maxsize=1)
