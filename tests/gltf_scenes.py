@@ -7,6 +7,7 @@ every .glb and the environment (`ENVIRONMENT_FILE`, a Radiance .hdr) into `root`
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -304,32 +305,31 @@ def _disc_alpha(size: int = 64) -> npt.NDArray[np.uint8]:
 KEY_LIGHT = Light("directional", color=(1.0, 0.96, 0.9), intensity=1.2, direction=(-0.4, -0.6, -0.7))
 
 
-def _spheres(g: _Gltf) -> GltfScene:
+def _spheres(g: _Gltf, broken: bool) -> GltfScene:
     """5×5 spheres: metallic steps 0 → 1 left to right, roughness 0 → 1 bottom to top."""
     sphere = uv_sphere(0.42)
     for row in range(5):
         for col in range(5):
-            m = g.material(f"m{col}r{row}", pbrMetallicRoughness=_pbr((0.9, 0.55, 0.25), col / 4, row / 4))
+            metallic, roughness = (0.0, 0.5) if broken else (col / 4, row / 4)  # broken: one plastic for all
+            m = g.material(f"m{col}r{row}", pbrMetallicRoughness=_pbr((0.9, 0.55, 0.25), metallic, roughness))
             g.node(f"sphere_{col}_{row}", g.mesh(f"sphere_{col}_{row}", sphere, m), translation=(col - 2, row - 2, 0))
     return GltfScene("spheres", "spheres.glb", View((0, 0, 7.4), fov_y=40), lights=(KEY_LIGHT,))
 
 
-def _normal_map(g: _Gltf) -> GltfScene:
+def _normal_map(g: _Gltf, broken: bool) -> GltfScene:
     """A plane with a normal texture of a known relief (no tangents in the file: generated), lit at a slant."""
     normal = g.texture(_relief_normals(), {"wrapS": REPEAT, "wrapT": REPEAT})
-    m = g.material(
-        "relief",
-        pbrMetallicRoughness=_pbr((0.8, 0.8, 0.8), 0.0, 0.6),
-        normalTexture={"index": normal, "scale": 1.0},
-    )
+    relief = {} if broken else {"normalTexture": {"index": normal, "scale": 1.0}}  # broken: a flat plane
+    m = g.material("relief", pbrMetallicRoughness=_pbr((0.8, 0.8, 0.8), 0.0, 0.6), **relief)
     g.node("plane", g.mesh("plane", quad(3, 3), m))
     grazing = Light("directional", intensity=3.0, direction=(0.8, -0.3, -0.5))
     return GltfScene("normal_map", "normal_map.glb", View((0, -1.2, 4.6)), lights=(grazing,))
 
 
-def _wrap_modes(g: _Gltf) -> GltfScene:
+def _wrap_modes(g: _Gltf, broken: bool) -> GltfScene:
     """Three quads with UVs from -1 to 2: repeat, clamp to edge, mirrored repeat (left to right)."""
     for i, (name, wrap) in enumerate((("repeat", REPEAT), ("clamp", CLAMP_TO_EDGE), ("mirror", MIRRORED_REPEAT))):
+        wrap = REPEAT if broken else wrap  # broken: always repeat
         sampler = {"wrapS": wrap, "wrapT": wrap, "magFilter": NEAREST, "minFilter": LINEAR}
         tex = g.texture(_marker_texture(), sampler)
         m = g.material(name, pbrMetallicRoughness=_pbr((1, 1, 1), baseColorTexture={"index": tex}))
@@ -337,7 +337,7 @@ def _wrap_modes(g: _Gltf) -> GltfScene:
     return GltfScene("wrap_modes", "wrap_modes.glb", View((0, 0, 4.4), fov_y=40))
 
 
-def _alpha(g: _Gltf) -> GltfScene:
+def _alpha(g: _Gltf, broken: bool) -> GltfScene:
     """A checkerboard wall, and in front of it an alpha MASK quad (left) and a BLEND quad (right)."""
     wall = g.material(
         "wall", pbrMetallicRoughness=_pbr((1, 1, 1), baseColorTexture={"index": g.texture(_checker(64, 8))})
@@ -347,37 +347,47 @@ def _alpha(g: _Gltf) -> GltfScene:
     mask = g.material(
         "mask",
         pbrMetallicRoughness=_pbr((1, 1, 1), baseColorTexture={"index": g.texture(disc)}),
-        alphaMode="MASK",
+        alphaMode="OPAQUE" if broken else "MASK",  # broken: alpha ignored
         alphaCutoff=0.5,
     )
     blend = g.material(
         "blend",
         pbrMetallicRoughness=_pbr((0.3, 0.6, 1.0, 0.9), baseColorTexture={"index": g.texture(disc)}),
-        alphaMode="BLEND",
+        alphaMode="OPAQUE" if broken else "BLEND",
     )
     g.node("mask", g.mesh("mask", quad(1.6, 1.6), mask), translation=(-1.0, 0, 0.4))
     g.node("blend", g.mesh("blend", quad(1.6, 1.6), blend), translation=(1.0, 0, 0.4))
     return GltfScene("alpha", "alpha.glb", View((0, 0, 4.6), fov_y=40))
 
 
-def _emissive(g: _Gltf) -> GltfScene:
-    """Four dark cubes glowing orange at emissive strength 0.25, 1, 2 and 4 (KHR_materials_emissive_strength)."""
+EMISSIVE = (0.2, 0.09, 0.03)
+EMISSIVE_STRENGTHS = (0.5, 1.0, 2.0, 4.0)
+
+
+def _emissive(g: _Gltf, broken: bool) -> GltfScene:
+    """Four black cubes glowing at emissive strength 0.5, 1, 2 and 4 (KHR_materials_emissive_strength), with no
+    other light: each shows exactly the sRGB encoding of emissive × strength (all below 1, so nothing clips)."""
     box = cube(0.8)
-    for i, strength in enumerate((0.25, 1.0, 2.0, 4.0)):
+    patches = []
+    for i, strength in enumerate(EMISSIVE_STRENGTHS):
         m = g.material(
             f"glow{i}",
-            pbrMetallicRoughness=_pbr((0.05, 0.05, 0.05), 0.0, 0.7),
-            emissiveFactor=[1.0, 0.35, 0.08],
-            extensions={"KHR_materials_emissive_strength": {"emissiveStrength": strength}},
+            pbrMetallicRoughness=_pbr((0.0, 0.0, 0.0), 0.0, 0.7),
+            emissiveFactor=list(EMISSIVE),
+            extensions={"KHR_materials_emissive_strength": {"emissiveStrength": 1.0 if broken else strength}},
         )
+        centre = (1.3 * (i - 1.5), 0.0, 0.0)
         rotation = _axis_angle((1, 1, 0), 35)
-        g.node(f"cube{i}", g.mesh(f"cube{i}", box, m), translation=(1.3 * (i - 1.5), 0, 0), rotation=rotation)
-    fill = Light("point", color=(0.8, 0.9, 1.0), intensity=6.0, position=(0.0, 2.0, 2.5), range=12.0)
-    return GltfScene("emissive", "emissive.glb", View((0, 0.6, 6.2), fov_y=40), lights=(fill,))
+        g.node(f"cube{i}", g.mesh(f"cube{i}", box, m), translation=centre, rotation=rotation)
+        # every face glows alike, so the cube's centre shows the colour whichever face is in front there
+        patches.append(Patch(f"cube{i}", centre, tuple(srgb_encode(c * strength) for c in EMISSIVE)))  # type: ignore[arg-type]
+    view = View((0, 0.6, 6.2), fov_y=40)
+    return GltfScene("emissive", "emissive.glb", view, environment=False, patches=tuple(patches))
 
 
-def _vertex_colors(g: _Gltf) -> GltfScene:
-    """Triangles coloured per vertex (COLOR_0 as float RGB, and as normalized unsigned bytes RGBA)."""
+def _vertex_colors(g: _Gltf, broken: bool) -> GltfScene:
+    """Triangles coloured per vertex (COLOR_0 as float RGB, and as normalized unsigned bytes RGBA), under the
+    environment and a point light close in front (its fall-off shows)."""
     m = g.material("white", pbrMetallicRoughness=_pbr((1, 1, 1), 0.0, 1.0))
     triangle = np.array([[-0.9, -0.8, 0], [0.9, -0.8, 0], [0.0, 0.85, 0]], np.float32)
     common: dict[str, npt.NDArray[Any]] = {
@@ -385,10 +395,15 @@ def _vertex_colors(g: _Gltf) -> GltfScene:
         "indices": np.array([0, 1, 2], np.uint16),
     }
     rgb = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    if broken:  # COLOR_0 ignored: white
+        rgb = np.ones_like(rgb)
     g.node("rgb", g.mesh("rgb", {"POSITION": triangle, "COLOR_0": rgb, **common}, m), translation=(-1.0, 0, 0))
     bytes_rgba = np.array([[255, 220, 0, 255], [0, 200, 220, 255], [200, 0, 180, 255]], np.uint8)
+    if broken:
+        bytes_rgba = np.full_like(bytes_rgba, 255)
     g.node("ymc", g.mesh("ymc", {"POSITION": triangle, "COLOR_0": bytes_rgba, **common}, m), translation=(1.0, 0, 0))
-    return GltfScene("vertex_colors", "vertex_colors.glb", View((0, 0, 4.2), fov_y=40))
+    lamp = Light("point", color=(1.0, 0.95, 0.85), intensity=2.5, position=(0.0, 0.4, 1.4), range=8.0)
+    return GltfScene("vertex_colors", "vertex_colors.glb", View((0, 0, 4.2), fov_y=40), lights=(lamp,))
 
 
 PATCH_COLORS: tuple[tuple[str, tuple[float, float, float]], ...] = (
@@ -403,14 +418,16 @@ TEXTURE_PATCH_SRGB = (200, 100, 50)
 """The sRGB value stored in the textured patch's image: decoded to linear on sampling, encoded back on output."""
 
 
-def _patches(g: _Gltf) -> GltfScene:
+def _patches(g: _Gltf, broken: bool) -> GltfScene:
     """Unlit (KHR_materials_unlit) patches of known linear colour, and one whose sRGB texture holds a known value:
     the picture must show exactly the sRGB encoding of the colour (no light, no tone mapping)."""
     unlit: dict[str, Any] = {"KHR_materials_unlit": {}}
     patches = []
     for i, (name, linear) in enumerate(PATCH_COLORS):
         centre = (1.1 * (i % 4 - 1.5), 0.6 if i < 4 else -0.6, 0.0)
-        m = g.material(name, pbrMetallicRoughness=_pbr(linear), extensions=unlit)
+        # broken: the colour encoded twice (what a renderer that takes linear factors for sRGB shows)
+        factor = tuple(srgb_encode(c) / 255 for c in linear) if broken else linear
+        m = g.material(name, pbrMetallicRoughness=_pbr(factor), extensions=unlit)
         g.node(name, g.mesh(name, quad(1.0, 1.0), m), translation=centre)
         patches.append(Patch(name, centre, tuple(srgb_encode(c) for c in linear)))  # type: ignore[arg-type]
     image = np.zeros((8, 8, 4), np.uint8)
@@ -424,7 +441,7 @@ def _patches(g: _Gltf) -> GltfScene:
     return GltfScene("patches", "patches.glb", View((0, 0, 4.8), fov_y=40), environment=False, patches=tuple(patches))
 
 
-def _texcoord1(g: _Gltf) -> GltfScene:
+def _texcoord1(g: _Gltf, broken: bool) -> GltfScene:
     """A quad with a base colour texture on UV set 0 and an emissive checker on UV set 1 (a different layout)."""
     geometry = quad(2.4, 2.4)
     geometry["TEXCOORD_1"] = np.array([[0, 0], [0, 2], [2, 2], [2, 0]], np.float32)  # turned a quarter, 2×2 tiles
@@ -433,14 +450,14 @@ def _texcoord1(g: _Gltf) -> GltfScene:
     m = g.material(
         "two_sets",
         pbrMetallicRoughness=_pbr((0.6, 0.6, 0.6), 0.0, 0.8, baseColorTexture={"index": base}),
-        emissiveTexture={"index": emissive, "texCoord": 1},
+        emissiveTexture={"index": emissive, "texCoord": 0 if broken else 1},
         emissiveFactor=[0.2, 0.5, 0.9],
     )
     g.node("quad", g.mesh("quad", geometry, m))
     return GltfScene("texcoord1", "texcoord1.glb", View((0, 0, 4.0), fov_y=40))
 
 
-def _texture_transform(g: _Gltf) -> GltfScene:
+def _texture_transform(g: _Gltf, broken: bool) -> GltfScene:
     """A quad whose base colour texture is offset, rotated and scaled by KHR_texture_transform.
 
     The scale is uniform: three.js composes rotation and scale in the other order from the extension's
@@ -449,18 +466,21 @@ def _texture_transform(g: _Gltf) -> GltfScene:
     tex = g.texture(_marker_texture(), {"wrapS": REPEAT, "wrapT": REPEAT, "magFilter": NEAREST})
     transform = {"KHR_texture_transform": {"offset": [0.25, 0.1], "rotation": 0.4, "scale": [1.75, 1.75]}}
     m = g.material(
-        "transformed", pbrMetallicRoughness=_pbr((1, 1, 1), baseColorTexture={"index": tex, "extensions": transform})
+        "transformed",
+        pbrMetallicRoughness=_pbr(
+            (1, 1, 1), baseColorTexture={"index": tex, **({} if broken else {"extensions": transform})}
+        ),
     )
     g.node("quad", g.mesh("quad", quad(2.4, 2.4), m))
     return GltfScene("texture_transform", "texture_transform.glb", View((0, 0, 4.0), fov_y=40))
 
 
-def _leaves(g: _Gltf) -> GltfScene:
+def _leaves(g: _Gltf, broken: bool) -> GltfScene:
     """Two leaves facing away from the camera: the double-sided one shows its back (lit as a back face), the
     single-sided one is culled."""
     leaf = quad(1.4, 2.0)
     green = _pbr((0.2, 0.6, 0.15), 0.0, 0.7)
-    double = g.material("double", pbrMetallicRoughness=green, doubleSided=True)
+    double = g.material("double", pbrMetallicRoughness=green, doubleSided=not broken)
     single = g.material("single", pbrMetallicRoughness=green)
     g.node("double_sided", g.mesh("double_sided", leaf, double), translation=(-0.9, 0, 0))
     g.node("single_sided", g.mesh("single_sided", leaf, single), translation=(0.9, 0, 0))
@@ -475,7 +495,7 @@ def _leaves(g: _Gltf) -> GltfScene:
     return GltfScene("leaves", "leaves.glb", View((0, 0, -4.0), fov_y=40), lights=(spot,))
 
 
-SCENES: dict[str, Callable[[_Gltf], GltfScene]] = {
+SCENES: dict[str, Callable[[_Gltf, bool], GltfScene]] = {
     "spheres": _spheres,
     "normal_map": _normal_map,
     "wrap_modes": _wrap_modes,
@@ -490,9 +510,13 @@ SCENES: dict[str, Callable[[_Gltf], GltfScene]] = {
 """Each builder returns its scene, named as its key here."""
 
 
-def write_scene(root: Path, name: str) -> GltfScene:
+def write_scene(root: Path, name: str, broken: bool = False) -> GltfScene:
+    """`broken`: the scene with the feature it tests taken out (as a renderer lacking it would draw it), written
+    as NAME_broken.glb: the test shows that its score tells that picture from the right one."""
     g = _Gltf()
-    scene = SCENES[name](g)
+    scene = SCENES[name](g, broken)
+    if broken:
+        scene = dataclasses.replace(scene, file=f"{name}_broken.glb")
     g.write(root / scene.file)
     return scene
 

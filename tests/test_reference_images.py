@@ -26,7 +26,16 @@ from skimage.metrics import structural_similarity
 
 from openrr.client.render_session import RenderSessionClient
 from openrr.conversions.converter import convert
-from tests.gltf_scenes import BACKGROUND_SRGB, ENVIRONMENT_FILE, SCENES, GltfScene, View, light_fields, write_scenes
+from tests.gltf_scenes import (
+    BACKGROUND_SRGB,
+    ENVIRONMENT_FILE,
+    SCENES,
+    GltfScene,
+    View,
+    light_fields,
+    write_scene,
+    write_scenes,
+)
 from tests.harness import Service, ready_session
 from tests.reference_renderer import ReferenceRenderer, reference_renderer
 
@@ -103,6 +112,7 @@ class Openrr:
             fields = light_fields(light)
             self.lights.append(await client.add_light(fields.pop("kind"), **fields))
         loaded = await client.load_model(model_url)
+        assert loaded["name"].endswith(model_url.rpartition("/")[2]), loaded  # this file, not another
         try:
             view = scene.view
             shown = await client.set_camera(
@@ -116,21 +126,33 @@ class Openrr:
 
 
 @dataclass(frozen=True)
-class Rig:
-    reference: ReferenceRenderer
-    openrr: Openrr
+class Reference:
+    """The scenes on disk (each also with its feature taken out) and one three.js page drawing them."""
+
+    renderer: ReferenceRenderer
     files: Path
     scenes: dict[str, GltfScene]
+    broken: dict[str, GltfScene]
+
+    def url(self, name: str) -> str:
+        return self.renderer.file_url(name)
 
 
 @pytest.fixture(scope="module")
-def rig(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """The scenes on disk, one three.js page and one openrr session (one client connection) for every test."""
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
     work = tmp_path_factory.mktemp("reference")
     files = work / "files"
     scenes = {scene.name: scene for scene in write_scenes(files)}
+    broken = {name: write_scene(files, name, broken=True) for name in scenes}
+    with reference_renderer(files, work) as renderer:
+        yield Reference(renderer, files, scenes, broken)
+
+
+@pytest.fixture(scope="module")
+def openrr(service: Service) -> Iterator[Openrr]:
+    """One openrr session and one client connection for every test of the module."""
     loop = _Loop()
-    with reference_renderer(files, work) as reference, ready_session(service, "reference") as doc:
+    with ready_session(service, "reference") as doc:
         client = loop.run(
             RenderSessionClient.connect(
                 doc["hostname"], doc["handshakePort"], service.token(), codec="png", ca=service.cert
@@ -138,7 +160,7 @@ def rig(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         )
         try:
             loop.run(client.set_stream(WIDTH, HEIGHT))
-            yield Rig(reference, Openrr(client, loop), files, scenes)
+            yield Openrr(client, loop)
         finally:
             loop.run(client.close())
             loop.close()
@@ -193,34 +215,53 @@ def patch_colour(picture: Pixels, xy: tuple[int, int]) -> npt.NDArray[np.float64
     return mean
 
 
-@pytest.mark.parametrize("name", list(SCENES))
-def test_openrr_draws_the_scene_as_three_js_does(rig: Rig, name: str) -> None:
-    scene = rig.scenes[name]
-    ours = rig.openrr.render(rig.reference.file_url(scene.file), rig.reference.file_url(ENVIRONMENT_FILE), scene)
-    theirs = rig.reference.render(scene, WIDTH, HEIGHT)
-    score = ssim_over_model(ours, theirs)
-    print(f"{name}: SSIM {score:.4f} against three.js")  # the measurement, shown with -rP
+def wrong_patches(scene: GltfScene, pictures: dict[str, Pixels]) -> list[str]:
+    """The known colour patches a picture does not show within PATCH_TOLERANCE."""
     wrong = []
     for patch in scene.patches:
         xy = project(scene.view, patch.centre)
-        for label, picture in (("openrr", ours), ("three.js", theirs)):
+        for label, picture in pictures.items():
             shown = patch_colour(picture, xy)
             if np.abs(shown - patch.srgb).max() > PATCH_TOLERANCE:
                 wrong.append(f"{label} shows {patch.name} as {shown.round(1)}, expected {np.round(patch.srgb, 1)}")
+    return wrong
+
+
+@pytest.mark.parametrize("name", list(SCENES))
+def test_openrr_draws_the_scene_as_three_js_does(reference: Reference, openrr: Openrr, name: str) -> None:
+    scene = reference.scenes[name]
+    ours = openrr.render(reference.url(scene.file), reference.url(ENVIRONMENT_FILE), scene)
+    theirs = reference.renderer.render(scene, WIDTH, HEIGHT)
+    score = ssim_over_model(ours, theirs)
+    print(f"{name}: SSIM {score:.4f} against three.js")  # the measurement, shown with -rP
+    wrong = wrong_patches(scene, {"openrr": ours, "three.js": theirs})
     if score < SSIM_MIN or wrong:
         folder = saved(name, {"openrr": ours, "three": theirs})
         pytest.fail(f"{name}: SSIM {score:.3f} (at least {SSIM_MIN}); {wrong}; pictures in {folder}")
 
 
 @pytest.mark.parametrize("name", list(SCENES))
-def test_a_converted_asset_draws_as_its_source(rig: Rig, name: str) -> None:
-    scene = rig.scenes[name]
+def test_the_scores_tell_a_scene_lacking_its_feature(reference: Reference, name: str) -> None:
+    """No comparison that cannot fail: three.js's own picture of each scene with the feature under test taken out
+    (metal and roughness, the normal map, wrap modes, alpha, emissive strength, vertex colours, sRGB, the second
+    UV set, the texture transform, double sides) misses the thresholds against the right picture."""
+    right = reference.renderer.render(reference.scenes[name], WIDTH, HEIGHT)
+    lacking = reference.renderer.render(reference.broken[name], WIDTH, HEIGHT)
+    score = ssim_over_model(right, lacking)
+    wrong = wrong_patches(reference.scenes[name], {"the broken scene": lacking})
+    print(f"{name}: SSIM {score:.4f} of the scene lacking its feature; {len(wrong)} patches off")
+    assert score < SSIM_MIN or wrong, f"{name}: a picture lacking the feature would pass (SSIM {score:.3f})"
+
+
+@pytest.mark.parametrize("name", list(SCENES))
+def test_a_converted_asset_draws_as_its_source(reference: Reference, openrr: Openrr, name: str) -> None:
+    scene = reference.scenes[name]
     asset = f"{name}.arrAsset"
-    outcome = convert(rig.files, scene.file, rig.files, asset)
+    outcome = convert(reference.files, scene.file, reference.files, asset)
     assert outcome.succeeded, outcome
-    environment = rig.reference.file_url(ENVIRONMENT_FILE)
-    source = rig.openrr.render(rig.reference.file_url(scene.file), environment, scene)
-    converted = rig.openrr.render(rig.reference.file_url(asset), environment, scene)
+    environment = reference.url(ENVIRONMENT_FILE)
+    source = openrr.render(reference.url(scene.file), environment, scene)
+    converted = openrr.render(reference.url(asset), environment, scene)
     score = ssim_over_model(source, converted)
     print(f"{name}: SSIM {score:.4f} of the .arrAsset against its source")
     if score < ASSET_SSIM_MIN:
