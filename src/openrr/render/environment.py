@@ -77,8 +77,9 @@ MAX_ENVIRONMENT_BYTES = 256 * 1024 * 1024
 """Largest encoded image accepted (an 8192×4096 RGBE file without run-length coding is 128 MiB)."""
 MAX_RADIANCE = 65504.0
 """Radiance is clamped to half-float's largest value, so the renderer may upload float16."""
-CUBE_WORK_FACE = 512
-"""Cube faces are area-averaged down to at most this before resampling: finer than the working equirect needs."""
+CUBE_WORK_FACE = RADIANCE_HEIGHT
+"""Cube faces are area-averaged down to at most this before resampling: a 256-texel face has about the texel size
+of the 1024×512 equirect it is first sampled into (0.35°), which is then area-averaged to the working size."""
 
 SH_BASIS_CONSTANTS = (0.282095, 0.488603, 0.488603, 0.488603, 1.092548, 1.092548, 0.315392, 1.092548, 0.546274)
 """Real SH basis constants in three.js's SphericalHarmonics3 order (see ``evaluate_irradiance``)."""
@@ -389,7 +390,7 @@ def cube_to_equirect(
     work = min(size, CUBE_WORK_FACE)
     cleaned = [_resize(f, work, work) for f in cleaned]
     # Sample at about one cube texel per equirect texel at the equator, then area-average to the target.
-    fine_h = max(height, min(2 * work, 1024))
+    fine_h = max(height, 2 * work)
     fine = _sample_cube(cleaned, equirect_directions(fine_h, 2 * fine_h), flip_x)
     return _resize(fine, height, 2 * height)
 
@@ -483,7 +484,7 @@ def decode_environment_image(data: bytes, name: str, *, cube_face: bool = False)
     ``.hdr`` (Radiance RGBE) is linear already; ``.png``/``.jpg``/``.jpeg`` are sRGB and decoded with the exact
     sRGB EOTF. An equirect must be 2:1 and at most 8192×4096; it comes back area-averaged to the working size
     (512×256) when larger. With ``cube_face=True`` the image must be square (at most 4096) and comes back at most
-    512×512. Dimensions are read from the header before decoding; anything wrong is a ValueError naming ``name``.
+    256×256. Dimensions are read from the header before decoding; anything wrong is a ValueError naming ``name``.
     """
     if len(data) > MAX_ENVIRONMENT_BYTES:
         raise ValueError(
