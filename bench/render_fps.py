@@ -9,7 +9,8 @@ following, --duration seconds each (at least 6 frames, 3 from 2M triangles, afte
     vertices and triangles, back faces culled (the GLB has no material: single-sided by glTF's rules, as openrr
     draws it), the same resolution and camera orbit; clear, draw, read back into an RGBA numpy array (llvmpipe's
     fastest readback, which openrr's render process uses too).
-(b) openrr's `Renderer` alone, in this process: the model loaded with `openrr.render.model_loader.load_model`, then
+(b) openrr's `Renderer` alone, in this process: the model loaded with `openrr.render.model_loader.load_model`
+    (through tests.local_files, which lets it read a local path as a session reads its account's files), then
     `set_camera` + `render(into=...)` (render + readback into an RGBA numpy array, as the render process) in a loop.
 (c) END TO END, closed loop: a real `openrr serve` (through tests.harness), a Standard session created through
     the REST API, the Python client (`RenderSessionClient`) loads the model over HTTP from a local server, then
@@ -24,13 +25,15 @@ following, --duration seconds each (at least 6 frames, 3 from 2M triangles, afte
 Each figure is printed with its ratio to (a) of the same round; the summary gives median fps and the median of
 those ratios (so that bursts of other load on a shared machine hit a round, not one column). The server's own
 `getStats` (render and encode time of its last frame, command -> frame sent) is printed for the last round.
-Goal (issue): end to end >= 0.9 x (a) at 100k, graded on (d) at cap 120: frames a client that asks for as many
-as it can get (`setStream fps=120`) receives per second while its camera keeps moving. It was graded at the
-server's default cap (60) while the bare render of 100k triangles stayed below 60 fps here; since glTF back faces
-are culled it runs at 80-90 fps, so at cap 60 the figure measures the cap (it is printed too, with the share of the
-cap it reaches). (c) is printed for information: a client
-that waits for each frame before it moves the camera again makes one frame per round trip, so (c) measures
-latency (render + encode + send + decode, one after the other), not the frame rate.
+Goal (issue 11): end to end >= 0.9 x (b), openrr's Renderer alone, at 100k, graded on (d) at cap 120: frames a
+client that asks for as many as it can get (`setStream fps=120`) receives per second while its camera keeps moving,
+against what the same shading renders in process: the pipeline's overhead, which the new shading must not change.
+The ratio to (a) is printed too: earlier issues graded end to end against the bare loop (>= 0.9 x (a)), when the
+Renderer's shading cost about what the minimal shader does; with PBR, IBL and anti-aliasing it costs more, and that
+cost is bench/frame_time.py's subject. (d) at the server's default cap (60) is printed with the share of the cap it
+reaches. (c) is printed for information: a client that waits for each frame before it moves the camera again makes
+one frame per round trip, so (c) measures latency (render + encode + send + decode, one after the other), not the
+frame rate.
 Every process it starts is stopped at the end, also on error or Ctrl-C.
 """
 
@@ -54,6 +57,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.local_files import load_model  # noqa: E402
 from tests.models import serve_directory  # noqa: E402
 
 from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
@@ -70,7 +74,6 @@ from bench.render_common import (  # noqa: E402
 from openrr.client.render_session import Frame, RenderSessionClient  # noqa: E402
 from openrr.model.mesh import ModelData  # noqa: E402
 from openrr.render.camera import Camera, look_at, perspective  # noqa: E402
-from openrr.render.model_loader import load_model  # noqa: E402
 from openrr.render.renderer import Renderer  # noqa: E402
 
 SIZES = {"100k": 100_000, "1M": 1_000_000, "5M": 5_000_000}
@@ -357,9 +360,9 @@ class SizeResult:
     def fps(self, key: str) -> float:
         return statistics.median(r[key].fps for r in self.rounds)
 
-    def ratio(self, key: str) -> float:
-        """Median over rounds of fps / (a) fps of the same round."""
-        return statistics.median(r[key].fps / r["a"].fps for r in self.rounds)
+    def ratio(self, key: str, base: str = "a") -> float:
+        """Median over rounds of fps / `base` fps of the same round ((a) by default)."""
+        return statistics.median(r[key].fps / r[base].fps for r in self.rounds)
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, SizeResult]:
@@ -394,7 +397,10 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, SizeResult]:
                         row, image, notes = await one_round(client, model, data, args, min_frames)
                         result.rounds.append(row)
                         cells = "  ".join(
-                            f"{key} {m.fps:5.1f}" + ("" if key == "a" else f" ({m.fps / row['a'].fps:4.2f}x)")
+                            f"{key} {m.fps:5.1f}"
+                            + ("" if key == "a" else f" ({m.fps / row['a'].fps:4.2f}x")
+                            + ("" if key in "ab" else f", {m.fps / row['b'].fps:4.2f}x b")
+                            + ("" if key == "a" else ")")
                             for key, m in row.items()
                         )
                         print(f"    round {round_no}: {cells}", flush=True)
@@ -444,20 +450,27 @@ def main() -> int:
         print(f"  {name:<36}" + "".join(f"{c:>24}" for c in cells))
 
     print()
-    print("goal (issue): end to end >= 0.9 x bare render at 100k triangles")
+    print("  end to end against (b) openrr's Renderer alone (median over rounds of fps / (b) fps of the same round)")
+    for key, name in NAMES.items():
+        if key not in "ab":
+            cells = [f"{results[label].ratio(key, 'b'):4.2f}x" for label in labels]
+            print(f"  {name:<36}" + "".join(f"{c:>24}" for c in cells))
+
+    print()
+    print("goal (issue 11): end to end >= 0.9 x openrr's Renderer alone at 100k triangles")
     ok = True
     if "100k" in results:
         r = results["100k"]
         graded = f"d{MAX_CAP:.0f}"
-        ratio = r.ratio(graded)
-        print(f"  {NAMES[graded]} (the client asks for the most frames): graded: {ratio:.2f}x"
-              f"  {'MET' if ratio >= 0.9 else 'NOT MET'}")  # fmt: skip
+        ratio = r.ratio(graded, "b")
+        print(f"  {NAMES[graded]} (the client asks for the most frames): graded: {ratio:.2f}x (b)"
+              f"  {'MET' if ratio >= 0.9 else 'NOT MET'}; {r.ratio(graded):.2f}x (a)")  # fmt: skip
         capped = f"d{DEFAULT_CAP:.0f}"
-        print(f"  {NAMES[capped]} (server default cap): {r.ratio(capped):.2f}x,"
+        print(f"  {NAMES[capped]} (server default cap): {r.ratio(capped, 'b'):.2f}x (b),"
               f" {r.fps(capped) / DEFAULT_CAP:.2f} of the cap")  # fmt: skip
         closed = f"c{DEFAULT_CAP:.0f}"
-        print(f"  {NAMES[closed]} (latency-bound, for information): {r.ratio(closed):.2f}x")
-        ok = r.ratio(graded) >= 0.9
+        print(f"  {NAMES[closed]} (latency-bound, for information): {r.ratio(closed, 'b'):.2f}x (b)")
+        ok = ratio >= 0.9
     print(f"  total run time {time.perf_counter() - started:.0f} s, load average {load_average()}")
     return 0 if ok else 1
 
