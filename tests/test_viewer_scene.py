@@ -27,6 +27,7 @@ BRIGHT, DARK = 170, 90
 PARTS_FILE = "parts.glb"
 SPHERE_FILE = "grey_sphere.glb"
 SKY_FILE = "red_sky.png"
+MANY_FILE = "many.glb"
 
 
 def write_parts(path: Path) -> None:
@@ -49,6 +50,29 @@ def write_parts(path: Path) -> None:
     g.write(path)
 
 
+MANY = 150  # parts in the flat model: more than a page of the tree (scene-tree.js PAGE_SIZE = 100)
+
+
+def write_many(path: Path) -> None:
+    """MANY small cubes under one group, in a 15 × 10 grid: grey ones, and the last (`part_149`) red."""
+    g = _Gltf()
+    box = cube(0.6)
+    unlit: dict[str, Any] = {"KHR_materials_unlit": {}}
+    grey = g.mesh(
+        "grey", box, g.material("grey", pbrMetallicRoughness={"baseColorFactor": [0.3, 0.3, 0.3, 1]}, extensions=unlit)
+    )
+    red = g.mesh(
+        "red", box, g.material("red", pbrMetallicRoughness={"baseColorFactor": [1, 0, 0, 1]}, extensions=unlit)
+    )
+    nodes = g.doc["nodes"]
+    nodes.append({"name": "grid", "children": list(range(1, MANY + 1))})
+    for k in range(MANY):
+        position = [float(k % 15 - 7), float(k // 15) - 4.5, 0.0]
+        nodes.append({"name": f"part_{k}", "mesh": red if k == MANY - 1 else grey, "translation": position})
+    g.doc["scenes"][0]["nodes"] = [0]
+    g.write(path)
+
+
 def write_sphere(path: Path) -> None:
     """A grey dielectric sphere, lit only by the environment (no punctual lights): what IBL and tone mapping show."""
     g = _Gltf()
@@ -65,10 +89,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("scene-files")
     write_parts(root / PARTS_FILE)
     write_sphere(root / SPHERE_FILE)
+    write_many(root / MANY_FILE)
     # An equirect sky of one saturated red: a sphere it lights turns red, whatever the direction convention.
     Image.new("RGB", (64, 32), (230, 40, 30)).save(root / SKY_FILE)
     with serve_directory(root) as base:
-        yield {"parts": f"{base}/{PARTS_FILE}", "sphere": f"{base}/{SPHERE_FILE}", "sky": f"{base}/{SKY_FILE}"}
+        yield {
+            "parts": f"{base}/{PARTS_FILE}",
+            "sphere": f"{base}/{SPHERE_FILE}",
+            "sky": f"{base}/{SKY_FILE}",
+            "many": f"{base}/{MANY_FILE}",
+        }
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +139,12 @@ def selected_name(page: Any) -> str | None:
 
 def open_model(browser: Any, service: Service, session_id: str, url: str, errors: list[str]) -> Any:
     page = open_viewer(browser, viewer_url(service, session_id, model=url), errors)
-    wait_js(page, "window.openrrViewer?.connected && window.openrrViewer.lastLoad")
-    assert page.evaluate("() => window.openrrViewer.lastLoad.ok"), page.evaluate("() => window.openrrViewer.lastLoad")
+    # The link's model is loaded, or (a second page on the session) found already there.
+    wait_js(
+        page, "window.openrrViewer?.connected && (window.openrrViewer.lastLoad || window.openrrViewer.entities.length)"
+    )
+    last_load = page.evaluate("() => window.openrrViewer.lastLoad")
+    assert last_load is None or last_load["ok"], last_load
     wait_js(page, IDLE)
     return page
 
@@ -164,6 +198,44 @@ def test_scene_tree_hides_a_part_and_a_pick_selects_its_row(
         row(page, "left").locator(".name").click()
         wait_js(page, "document.querySelector('#scene-tree li.selected .name')?.textContent === 'left'")
         assert page.locator("#scene-tree li.selected").count() == 1
+        assert errors == [] and not page.locator("#error").is_visible()
+    finally:
+        close_viewer(page)
+
+
+def test_scene_tree_pages_big_groups_and_a_pick_fetches_the_page_of_its_part(
+    browser: Any, service: Service, session_id: str, files: dict[str, str]
+) -> None:
+    errors: list[str] = []
+    page = open_model(browser, service, session_id, files["many"], errors)
+    try:
+        # A pick on the last part, before anything is open: the tree fetches both pages of `grid` to reach it.
+        ys, xs = np.nonzero(colour_mask(canvas_pixels(page), RED))
+        box = page.locator("#view").bounding_box()
+        assert box is not None and len(xs) > 50
+        page.mouse.click(box["x"] + float(np.median(xs)), box["y"] + float(np.median(ys)))
+        wait_js(page, "document.querySelector('#scene-tree li.selected .name')?.textContent === 'part_149'")
+        rows = page.locator("#scene-tree li[data-entity-id]")
+        assert rows.count() == 2 + MANY, "the model, its group and every part of both pages"
+        assert page.locator("#scene-tree li.more").count() == 0
+
+        assert errors == [] and not page.locator("#error").is_visible()
+    finally:
+        close_viewer(page)
+
+    # Opened by hand, one page at a time: PAGE_SIZE rows and a "more…" row, then the rest.
+    page = open_model(browser, service, session_id, files["many"], errors)
+    try:
+        row(page, MANY_FILE).locator(".twisty").click()
+        row(page, "grid").locator(".twisty").click()
+        more = page.locator("#scene-tree li.more button")
+        more.wait_for()
+        assert more.inner_text() == f"more… (100 of {MANY})"
+        assert page.locator("#scene-tree li[data-entity-id]").count() == 2 + 100
+        more.click()
+        row(page, "part_149").wait_for()
+        assert page.locator("#scene-tree li[data-entity-id]").count() == 2 + MANY
+        assert page.locator("#scene-tree li.more").count() == 0
         assert errors == [] and not page.locator("#error").is_visible()
     finally:
         close_viewer(page)

@@ -56,7 +56,7 @@ export class RenderControls {
     $("exposure").value = String(exposureToEv(exposure));
     this.#showExposure(exposure);
     $("tone-mapping").value = toneMapping;
-    if (antialiasing) $("antialiasing").value = antialiasing;
+    $("antialiasing").value = antialiasing ?? ""; // null: the server's default (chosen by measurement)
   }
 
   #showExposure(exposure) {
