@@ -196,7 +196,7 @@ def test_arrays_are_aligned_read_only_views(tmp_path: Path) -> None:
     blobs += [toc["collision"][key] for key in ("positions", "corners", "boxMin", "boxMax")]
     # triangles grouped by part: four runs of 12 in the table, no array
     assert toc["collision"]["nodeRuns"] == [[1, 12], [2, 12], [3, 12], [4, 12]]
-    blobs += [image["data"] for image in toc["images"]]
+    blobs += [image["data"] for image in toc["images"]] + [toc["nodeLocals"]]
     assert all(blob["offset"] % ALIGN == 0 for blob in blobs)
     model = read_asset(data, "model.arrAsset")
     mesh = model.meshes[0]
@@ -294,7 +294,8 @@ def _patch_toc(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
     [
         (lambda t: t["nodes"][2].update(parent=3), "nodes[2] has parent 3"),
         (lambda t: t["nodes"][0].update(parent=0), "nodes[0] has parent 0"),
-        (lambda t: t["nodes"][1].update(local=[1, 2]), "nodes[1].local is not 16 finite numbers"),
+        (lambda t: t["nodeLocals"].update(length=8), "nodeLocals is 8 bytes, expected 640"),
+        (lambda t: t.pop("nodeLocals"), "malformed table of contents: KeyError: 'nodeLocals'"),
         (lambda t: t["meshes"][1].update(node=9), "meshes[1] belongs to node 9, the asset has 5"),
         (lambda t: t["meshes"][1].update(material=3), "meshes[1] uses material 3, the asset has 3"),
         (lambda t: t["materials"][0]["normalTexture"].update(image=5), "normalTexture refers to image 5"),
@@ -459,3 +460,14 @@ def test_each_reference_scene_converts_to_the_same_model(tmp_path: Path, scene: 
             for key, values in their_arrays.items():
                 # the triangles may be reordered for ray casts, the vertices are not
                 np.testing.assert_allclose(arrays[key], values, atol=1e-6, err_msg=f"{name}.{key}")
+
+
+def test_a_non_finite_node_transform_is_refused(tmp_path: Path) -> None:
+    _, data = _round_trip(assembly(), tmp_path)
+    toc = _toc(data)
+    end = HEADER.itemsize + int(np.frombuffer(data, dtype=HEADER, count=1)[0]["toc_length"])
+    start = end + (-end % ALIGN) + toc["nodeLocals"]["offset"]
+    broken = bytearray(data)
+    broken[start + 3 * 128 + 8 : start + 3 * 128 + 16] = np.array([np.nan]).tobytes()  # node 3's second number
+    with pytest.raises(AssetFormatError, match=r"nodes\[3\] has a local transform that is not finite"):
+        read_asset(bytes(broken), "broken.arrAsset")

@@ -101,6 +101,7 @@ def write_asset(path: Path, model: ModelData, metadata: dict[str, Any] | None = 
         "sceneGraphMode": model.scene_graph_mode,
         "vertexLayout": [[name, VERTEX_DTYPE[name].base.str, VERTEX_DTYPE[name].shape[0]] for name in VERTEX_FIELDS],
         "nodes": [_node_entry(node) for node in model.nodes],
+        "nodeLocals": _node_locals(model.nodes, blobs),
         "images": images,
         "materials": [_material_entry(material) for material in model.materials],
         "meshes": meshes,
@@ -121,12 +122,18 @@ def write_asset(path: Path, model: ModelData, metadata: dict[str, Any] | None = 
 
 
 def _node_entry(node: Node) -> dict[str, Any]:
-    return {
-        "name": node.name,
-        "parent": node.parent,
-        "local": _floats(np.asarray(node.local, dtype=np.float64).reshape(16)),
-        "metadata": node.metadata,
-    }
+    entry: dict[str, Any] = {"name": node.name, "parent": node.parent}
+    if node.metadata:
+        entry["metadata"] = node.metadata
+    return entry
+
+
+def _node_locals(nodes: list[Node], blobs: _Blobs) -> dict[str, int] | None:
+    """Every node's local transform, K × 16 float64 row-major: an array rather than JSON text, which a tree of
+    10,000s of parts would spend most of its table-of-contents parsing on."""
+    if not nodes:
+        return None
+    return blobs.place(np.stack([np.asarray(n.local, dtype="<f8").reshape(16) for n in nodes]))
 
 
 def _image_entry(index: int, image: ImageData, materials: list[Material], blobs: _Blobs) -> dict[str, Any]:
@@ -282,7 +289,7 @@ def read_asset(data: bytes, name: str) -> ModelData:
         else:
             materials = [_material(i, entry, len(images)) for i, entry in enumerate(toc["materials"])]
             mesh_materials = [int(m["material"]) for m in toc["meshes"]]
-            nodes = _nodes(toc["nodes"])
+            nodes = _nodes(toc["nodes"], reader.node_locals(toc["nodeLocals"], len(toc["nodes"])))
             mode = toc["sceneGraphMode"]
             if mode not in SCENE_GRAPH_MODES:
                 raise AssetFormatError(f"sceneGraphMode '{mode}' is not one of {', '.join(SCENE_GRAPH_MODES)}")
@@ -338,20 +345,17 @@ def _table_of_contents(data: bytes) -> tuple[dict[str, Any], int, int]:
     return toc, end + (-end % ALIGN), version
 
 
-def _nodes(entries: list[dict[str, Any]]) -> list[Node]:
+def _nodes(entries: list[dict[str, Any]], locals_: npt.NDArray[np.float64]) -> list[Node]:
     nodes = []
     for index, entry in enumerate(entries):
         parent = int(entry["parent"])
         # parents before children, one root: what every consumer of the tree relies on
         if (index == 0) != (parent == -1) or parent >= index or parent < -1:
             raise AssetFormatError(f"nodes[{index}] has parent {parent}: the root is node 0, parents come first")
-        local = np.asarray(entry["local"], dtype=np.float64)
-        if local.shape != (16,) or not np.all(np.isfinite(local)):
-            raise AssetFormatError(f"nodes[{index}].local is not 16 finite numbers")
         metadata = entry.get("metadata", {})
         if not isinstance(metadata, dict):
             raise AssetFormatError(f"nodes[{index}].metadata is not a JSON object")
-        nodes.append(Node(str(entry["name"]), parent, local.reshape(4, 4), metadata))
+        nodes.append(Node(str(entry["name"]), parent, locals_[index], metadata))
     return nodes
 
 
@@ -455,13 +459,25 @@ class _Reader:
 
     def array(self, where: str, blob: dict[str, Any], dtype: npt.DTypeLike, shape: tuple[int, ...]) -> npt.NDArray[Any]:
         dtype = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         offset, length = self.start + int(blob["offset"]), int(blob["length"])
         if length != count * dtype.itemsize:
             raise AssetFormatError(f"{where} is {length} bytes, expected {count * dtype.itemsize} for shape {shape}")
         if offset + length > len(self.data):
             raise AssetFormatError(f"truncated: {where} ends at byte {offset + length}, the file has {len(self.data)}")
         return np.frombuffer(self.data, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+    def node_locals(self, blob: dict[str, Any] | None, count: int) -> npt.NDArray[np.float64]:
+        """(K, 4, 4), writable (a session may change a part's transform in place): the one copy, of K × 128 bytes."""
+        if count == 0:
+            return np.zeros((0, 4, 4), dtype=np.float64)
+        if blob is None:
+            raise AssetFormatError(f"nodeLocals is missing for the {count} nodes")
+        locals_ = self.array("nodeLocals", blob, "<f8", (count, 4, 4)).astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(locals_).all(axis=(1, 2)))
+        if len(bad):
+            raise AssetFormatError(f"nodes[{int(bad[0])}] has a local transform that is not finite")
+        return locals_
 
     def image(self, index: int, entry: dict[str, Any]) -> ImageData:
         blob = entry["data"]
