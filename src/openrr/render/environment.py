@@ -622,7 +622,9 @@ def brdf_lut(size: int = 64) -> Float32Array:
 
     Sampled with GGX's distribution of *visible* normals (Heitz 2018) on a Hammersley set: the estimate of
     f·NdotL / pdf is then G2 / G1(v), bounded by 1, where classic half-vector sampling carries a 1/NdotH tail that
-    left 0.03 of error at grazing angles with 4× the samples. 512 samples: within 0.002 of a 16k-sample table.
+    left 0.03 of error at grazing angles with 4× the samples. 512 samples: within 0.002 of a 16k-sample table, and
+    within 0.016 (0.001 on average) of three.js r187's own precomputed table (DFGLUTData.js, read at
+    ``vec2(roughness, NdotV)``: the transpose of this layout).
     """
     e1, e2 = _hammersley(512)
     n_dot_v = ((np.arange(size) + 0.5) / size).astype(np.float32)[None, :, None]
