@@ -179,6 +179,25 @@ def test_scene_tree_hides_a_part_and_a_pick_selects_its_row(
         wait_js(page, IDLE)
         assert colour_mask(canvas_pixels(page), RED).sum() == pytest.approx(red, rel=0.05)
 
+        # Hiding the assembly hides both (its parts inherit it, and their boxes follow); showing `left` inside it
+        # gives `left` its own value, which wins over its parent's (hierarchical overrides).
+        checkbox = {
+            name: row(page, name).locator("input[type=checkbox]") for name in ("assembly", "left", "right_group")
+        }
+        checkbox["assembly"].uncheck()
+        wait_js(page, IDLE)
+        pixels = canvas_pixels(page)
+        assert colour_mask(pixels, RED).sum() == 0 and colour_mask(pixels, BLUE).sum() == 0
+        assert not checkbox["left"].is_checked() and not checkbox["right_group"].is_checked()
+        checkbox["left"].check()
+        wait_js(page, IDLE)
+        pixels = canvas_pixels(page)
+        assert colour_mask(pixels, RED).sum() == pytest.approx(red, rel=0.05) and colour_mask(pixels, BLUE).sum() == 0
+        checkbox["assembly"].check()
+        wait_js(page, IDLE)
+        pixels = canvas_pixels(page)
+        assert colour_mask(pixels, BLUE).sum() == pytest.approx(blue, rel=0.05)
+
         # A click on the blue cube in the picture picks the leaf `right`: the tree opens `right_group` and selects it.
         ys, xs = np.nonzero(colour_mask(canvas_pixels(page), BLUE))
         box = page.locator("#view").bounding_box()
@@ -317,7 +336,17 @@ def test_environment_and_tone_mapping_controls_change_the_picture(
         change = np.abs(aces[centre] - red_sky[centre]).max(axis=-1).mean()
         assert change > 8, f"ACES tone mapping should change the sphere's pixels (mean change {change:.1f})"
 
-        # Back to the built-in environment and no tone mapping: the first picture again (within JPEG noise).
+        # One stop more exposure (the slider counts in EV) brightens it.
+        page.locator("#exposure").fill("1")
+        wait_js(page, "window.openrrViewer.output.exposure === 2")
+        wait_js(page, IDLE)
+        brighter = canvas_pixels(page)[centre].mean()
+        assert brighter > aces[centre].mean() + 10, (brighter, aces[centre].mean())
+        assert page.locator("#exposure-value").inner_text() == "×2.00"
+
+        # Back to the built-in environment, exposure 1 and no tone mapping: the first picture again (within JPEG noise).
+        page.locator("#exposure").fill("0")
+        wait_js(page, "window.openrrViewer.output.exposure === 1")
         page.locator("#tone-mapping").select_option("none")
         page.locator("#env-source").select_option("default")
         page.locator("#env-apply").click()
