@@ -27,6 +27,10 @@ from openrr.render.lighting import Light
 
 FloatArray = npt.NDArray[np.float32]
 ENVIRONMENT_FILE = "environment.hdr"
+PICTURE = (320, 240)
+"""The size both renderers draw each scene at (width, height): small enough that llvmpipe and SwiftShader draw a
+scene in well under a second, large enough that every feature (a texel of the wrap-mode textures, a bump of the
+relief) spans several pixels."""
 BACKGROUND_SRGB = (0.12, 0.12, 0.14)
 """openrr's clear colour as sRGB display values (render/renderer.py); three.js is given the same."""
 
@@ -51,6 +55,19 @@ class View:
     fov_y: float = 45.0
     near: float = 0.1
     far: float = 100.0
+
+    def ndc(self, points: npt.ArrayLike, aspect: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """World points (N, 3) seen by this camera: normalized device x and y (-1..1 inside the picture, y up) and
+        the depth along the view direction."""
+        forward = np.subtract(self.target, self.position)
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, self.up)
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        rel = np.atleast_2d(np.asarray(points, float)) - self.position
+        depth = rel @ forward
+        half = math.tan(math.radians(self.fov_y) / 2)
+        return (rel @ right) / depth / (half * aspect), (rel @ up) / depth / half, depth
 
 
 @dataclass(frozen=True)

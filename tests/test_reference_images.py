@@ -29,6 +29,7 @@ from openrr.conversions.converter import convert
 from tests.gltf_scenes import (
     BACKGROUND_SRGB,
     ENVIRONMENT_FILE,
+    PICTURE,
     SCENES,
     GltfScene,
     View,
@@ -42,9 +43,7 @@ from tests.reference_renderer import ReferenceRenderer, reference_renderer
 Pixels = npt.NDArray[np.uint8]
 T = TypeVar("T")
 
-WIDTH, HEIGHT = 320, 240
-"""Small enough that llvmpipe and SwiftShader draw each scene in well under a second, large enough that every
-feature (a texel of the wrap-mode textures, a bump of the relief) spans several pixels."""
+WIDTH, HEIGHT = PICTURE
 
 SSIM_MIN = 0.9
 """The issue's threshold for openrr against three.js over the model's pixels. Not 1: the two renderers prefilter
@@ -194,17 +193,9 @@ def saved(name: str, pictures: dict[str, Pixels]) -> Path:
 
 
 def project(view: View, point: tuple[float, float, float]) -> tuple[int, int]:
-    """The pixel (x, y) a world point lands on: a look-at camera with the vertical field of view, as both use."""
-    forward = np.subtract(view.target, view.position)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, view.up)
-    right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
-    rel = np.subtract(point, view.position)
-    half = np.tan(np.radians(view.fov_y) / 2)
-    x = (rel @ right) / (rel @ forward) / (half * WIDTH / HEIGHT)
-    y = (rel @ up) / (rel @ forward) / half
-    return round(float(x + 1) / 2 * WIDTH - 0.5), round(float(1 - y) / 2 * HEIGHT - 0.5)
+    """The pixel (x, y) a world point lands on."""
+    x, y, _ = view.ndc(point, WIDTH / HEIGHT)
+    return round(float(x[0] + 1) / 2 * WIDTH - 0.5), round(float(1 - y[0]) / 2 * HEIGHT - 0.5)
 
 
 def patch_colour(picture: Pixels, xy: tuple[int, int]) -> npt.NDArray[np.float64]:

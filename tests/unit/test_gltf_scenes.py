@@ -4,7 +4,6 @@ reader, and checked against the spec's structural rules; each scene's camera fra
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,19 @@ import pygltflib  # type: ignore[import-untyped]
 import pytest
 from PIL import Image
 
-from tests.gltf_scenes import ENVIRONMENT_FILE, SCENES, GltfScene, environment_equirect, srgb_encode, write_scenes
+from tests.gltf_scenes import (
+    ENVIRONMENT_FILE,
+    PICTURE,
+    SCENES,
+    GltfScene,
+    environment_equirect,
+    srgb_encode,
+    write_scenes,
+)
 
 COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
 COMPONENT_DTYPE = {5121: np.uint8, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
 WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
-ASPECT = 4 / 3  # tests/test_reference_images.py renders 320×240
 
 
 @pytest.fixture(scope="module")
@@ -98,17 +104,8 @@ def test_each_scene_is_valid_gltf_framed_by_its_camera(written: tuple[Path, list
             corners.append(placed[:3].T)
 
     # Every vertex inside the camera's frustum (no scene is cut by the frame), and the scene fills a fair part of it.
-    view = scene.view
-    forward = np.subtract(view.target, view.position)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, view.up)
-    right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
-    rel = np.concatenate(corners) - view.position
-    depth = rel @ forward
-    assert (depth > view.near).all() and (depth < view.far).all()
-    half = math.tan(math.radians(view.fov_y) / 2)
-    x, y = (rel @ right) / depth / (half * ASPECT), (rel @ up) / depth / half
+    x, y, depth = scene.view.ndc(np.concatenate(corners), PICTURE[0] / PICTURE[1])
+    assert (depth > scene.view.near).all() and (depth < scene.view.far).all()
     assert (np.abs(x) < 1).all() and (np.abs(y) < 1).all(), f"{name}: part of the scene is out of the picture"
     assert (x.max() - x.min()) * (y.max() - y.min()) > 0.5, f"{name}: the scene should fill a fair part of the picture"
 
