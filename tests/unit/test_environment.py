@@ -28,6 +28,8 @@ from openrr.render.environment import (
     environment_from_equirect,
     equirect_directions,
     evaluate_irradiance,
+    level_roughness,
+    roughness_to_lod,
     sample_equirect,
     write_hdr,
 )
@@ -129,12 +131,16 @@ def _direct_prefilter(source: np.ndarray, n: np.ndarray, roughness: float) -> np
     return np.asarray((source * weight[..., None]).sum(axis=(0, 1)) / weight.sum())
 
 
-def test_specular_levels_match_direct_integration() -> None:
+@pytest.mark.parametrize(("mapping", "roughness"), [("linear", 0.4), ("three", 1 - math.sqrt(1 - 2 / 5))])
+def test_specular_levels_match_direct_integration(
+    monkeypatch: pytest.MonkeyPatch, mapping: env_mod.RoughnessMapping, roughness: float
+) -> None:
+    monkeypatch.setattr(env_mod, "SPECULAR_MAPPING", mapping)
     # Random blocks of 2×2 texels: level 2's 128-row source is then exactly the random map, integrated here directly.
     rng = np.random.default_rng(7)
     small = rng.uniform(0.0, 4.0, size=(128, 256, 3)).astype(np.float32)
     env = environment_from_equirect(np.repeat(np.repeat(small, 2, axis=0), 2, axis=1), "random")
-    level = env.specular[2]  # (64, 128), roughness 0.4
+    level = env.specular[2]  # (64, 128)
     for row, col in ((10, 3), (32, 77), (60, 127)):
         # An output texel is the mean over the two source columns it covers.
         lat = math.pi / 2 - math.pi * (row + 0.5) / 64
@@ -142,8 +148,19 @@ def test_specular_levels_match_direct_integration() -> None:
         for source_col in (2 * col, 2 * col + 1):
             lon = 2 * math.pi * ((source_col + 0.5) / 256 - 0.5)
             n = np.array([math.cos(lat) * math.cos(lon), math.sin(lat), math.cos(lat) * math.sin(lon)])
-            values.append(_direct_prefilter(small, n, 0.4))
+            values.append(_direct_prefilter(small, n, roughness))
         np.testing.assert_allclose(level[row, col], np.mean(values, axis=0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("mapping", ["linear", "three"])
+def test_level_roughness_and_lod_are_inverse(mapping: env_mod.RoughnessMapping) -> None:
+    for level in range(6):
+        r = level_roughness(level, 6, mapping)
+        assert float(roughness_to_lod(r, 6, mapping)) == pytest.approx(level)
+    assert level_roughness(0, 6, mapping) == 0.0 and level_roughness(5, 6, mapping) == 1.0
+    # three.js r187: roughnessToMip(r) = maxLod * r * (2 - r), lodToRoughness(l) = 1 - sqrt(1 - l / maxLod).
+    if mapping == "three":
+        assert level_roughness(2, 5, mapping) == pytest.approx(1 - math.sqrt(0.5))
 
 
 def test_rougher_levels_spread_a_highlight() -> None:

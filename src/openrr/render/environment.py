@@ -30,7 +30,8 @@ What the renderer's GLSL must do with these arrays::
   RGB16F holds them.
 - ``specular`` levels halve exactly (``(H, 2H)``, ``(H/2, H)``, …), so they can be mip levels 0…n-1 of one texture
   (``GL_TEXTURE_MAX_LEVEL = n - 1``, trilinear). Level i is GGX-prefiltered for roughness ``i / (n - 1)`` (glTF
-  perceptual roughness; α = roughness²), so sample with ``textureLod(tex, uv, roughness * (n - 1))``. Use
+  perceptual roughness; α = roughness²), so sample with ``textureLod(tex, uv, roughness * (n - 1))``; were
+  ``SPECULAR_MAPPING`` switched to three.js's, the LOD would be ``(n - 1) * r * (2 - r)`` (``roughness_to_lod``). Use
   ``textureLod`` (explicit LOD): implicit derivatives jump at the u = 0/1 seam and would pick a blurry level there.
 - Reflection: ``R = reflect(-V, N)`` in world space, specular = prefiltered(R) · (F0 · lut.x + F90 · lut.y), with
   ``lut = texture(brdf_lut, vec2(NdotV, roughness))`` (see ``brdf_lut``).
@@ -57,6 +58,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -69,7 +71,17 @@ from openrr.model.mesh import Float32Array
 RADIANCE_HEIGHT = 256
 """Working resolution: every environment's radiance is (256, 512, 3)."""
 SPECULAR_LEVELS = 6
-"""(256, 512) … (8, 16): roughness 0, 0.2, 0.4, 0.6, 0.8, 1."""
+"""(256, 512) … (8, 16): with the linear mapping, roughness 0, 0.2, 0.4, 0.6, 0.8, 1."""
+RoughnessMapping = Literal["linear", "three"]
+SPECULAR_MAPPING: RoughnessMapping = "linear"
+"""Which roughness each specular level holds, and so the LOD the shader samples:
+
+- ``"linear"`` (the contract): level i ↔ roughness i/(n-1); ``lod = roughness * (n - 1)``.
+- ``"three"``: three.js r187's PMREM (``PMREMGenerator.lodToRoughness``, Filament's too): level i ↔
+  1 - sqrt(1 - i/(n-1)); ``lod = (n - 1) * r * (2 - r)`` (its ``roughnessToMip``). Levels crowd where lobes change
+  fastest: blending two levels for a roughness between them is 3-13× closer to the exact lobe below roughness 0.5
+  (measured on the built-in studio), a little further above 0.75; and it is what three.js interpolates.
+"""
 MAX_EQUIRECT_WIDTH = 8192
 MAX_EQUIRECT_HEIGHT = 4096
 MAX_CUBE_FACE = 4096
@@ -95,7 +107,8 @@ class Environment:
     radiance: Float32Array
     """(H, 2H, 3) linear equirect, row 0 = +y; the module docstring gives the mapping."""
     specular: list[Float32Array]
-    """GGX-prefiltered equirects, level i for roughness i/(len-1), each half the previous; level 0 = radiance."""
+    """GGX-prefiltered equirects, level i for roughness ``level_roughness(i, len)`` (i/(len-1)), each half the
+    previous; level 0 = radiance."""
     irradiance_sh: Float32Array
     """(9, 3): E(n) = Σ irradiance_sh[k] · Y_k(n) (``evaluate_irradiance``); diffuse = albedo / π · E(n)."""
 
@@ -262,6 +275,21 @@ def _ggx_prefilter(source: Float32Array, roughness: float, out_h: int) -> Float3
     return np.asarray(np.maximum(out, 0.0), dtype=np.float32)
 
 
+def level_roughness(level: int, levels: int, mapping: RoughnessMapping | None = None) -> float:
+    """The roughness that specular level ``level`` of ``levels`` is prefiltered for (``SPECULAR_MAPPING`` unless
+    ``mapping`` says otherwise)."""
+    t = level / (levels - 1)
+    return t if (mapping or SPECULAR_MAPPING) == "linear" else 1.0 - math.sqrt(1.0 - t)
+
+
+def roughness_to_lod(
+    roughness: npt.ArrayLike, levels: int, mapping: RoughnessMapping | None = None
+) -> npt.NDArray[np.float64]:
+    """The (fractional) level to sample for a roughness: the inverse of ``level_roughness``, as the shader does it."""
+    r = np.clip(np.asarray(roughness, dtype=np.float64), 0.0, 1.0)
+    return np.asarray((levels - 1) * (r if (mapping or SPECULAR_MAPPING) == "linear" else r * (2.0 - r)))
+
+
 def _specular_chain(radiance: Float32Array, levels: int = SPECULAR_LEVELS) -> list[Float32Array]:
     h = radiance.shape[0]
     chain = [radiance]
@@ -270,7 +298,7 @@ def _specular_chain(radiance: Float32Array, levels: int = SPECULAR_LEVELS) -> li
         # Source at twice the output resolution: the lobe of roughness 0.2 is still ~6 source texels wide there.
         src_h = min(h, 2 * out_h)
         source = _resize(radiance, src_h, 2 * src_h)
-        chain.append(_ggx_prefilter(source, level / (levels - 1), out_h))
+        chain.append(_ggx_prefilter(source, level_roughness(level, levels), out_h))
     return chain
 
 
