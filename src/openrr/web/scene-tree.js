@@ -47,6 +47,7 @@ export class SceneTree extends EventTarget {
   #parts = new Map(); // entityId -> Part, for every row made
   #roots = []; // one Part per model, in the scene's order
   #list = $("scene-tree");
+  #selecting = Promise.resolve(); // the last selection change, which the next one waits for
 
   constructor({ showError, scene }) {
     super();
@@ -101,8 +102,15 @@ export class SceneTree extends EventTarget {
     }
   }
 
-  /** Select `entityId` (outline it) and clear the previous selection; `toggle`: a second select clears it. */
-  async select(entityId, { toggle = true } = {}) {
+  /** Select `entityId` (outline it) and clear the previous selection; `toggle`: a second select clears it.
+   * One at a time, in order: quick clicks must not leave two parts outlined. */
+  select(entityId, options) {
+    const done = this.#selecting.then(() => this.#select(entityId, options));
+    this.#selecting = done.catch(() => {});
+    return done;
+  }
+
+  async #select(entityId, { toggle = true } = {}) {
     const previous = this.selected;
     const next = toggle && previous === entityId ? null : entityId;
     if (next === previous) return;
