@@ -295,7 +295,8 @@ def _specular_chain(radiance: Float32Array, levels: int = SPECULAR_LEVELS) -> li
     chain = [radiance]
     for level in range(1, levels):
         out_h = h >> level
-        # Source at twice the output resolution: the lobe of roughness 0.2 is still ~6 source texels wide there.
+        # Source at twice the output resolution: level 1's lobe (roughness 0.2, or 0.11 with three.js's mapping)
+        # still spans several source texels there.
         src_h = min(h, 2 * out_h)
         source = _resize(radiance, src_h, 2 * src_h)
         chain.append(_ggx_prefilter(source, level_roughness(level, levels), out_h))
