@@ -27,7 +27,7 @@ class Part {
     this.row = document.createElement("div");
     this.twisty = document.createElement("button");
     this.check = document.createElement("input");
-    this.label = document.createElement("span");
+    this.label = document.createElement("button"); // a button: reachable and pressed with the keyboard too
     this.group = null; // the children's <ul>, made on the first expand
   }
 
@@ -219,6 +219,7 @@ export class SceneTree extends EventTarget {
     part.check.type = "checkbox";
     part.check.title = "visible";
     part.check.onchange = () => this.#setHidden(part, !part.check.checked).catch(this.#showError);
+    part.label.type = "button";
     part.label.className = "name";
     part.label.textContent = name || `entity ${entityId}`;
     part.label.title = part.label.textContent;
