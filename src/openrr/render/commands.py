@@ -298,7 +298,10 @@ class GetEntity(Command):
 
 
 class GetChildren(Command):
-    result = "`children`: `[{entityId, name, childCount}]` from `offset`, `total`"
+    result = (
+        "`children`: `[{entityId, name, childCount, overrides}]` (own overrides, as getEntity has them) from "
+        "`offset`, `total`"
+    )
     type: Literal["getChildren"]
     entity_id: Int
     offset: Index = Field(0, description="default 0")

@@ -313,7 +313,12 @@ class ModelEntities:
         }
 
     def child_doc(self, node: int) -> dict[str, Any]:
-        return {"entityId": self.root_id + node, "name": self.nodes[node].name, "childCount": len(self.children[node])}
+        return {
+            "entityId": self.root_id + node,
+            "name": self.nodes[node].name,
+            "childCount": len(self.children[node]),
+            "overrides": self.own_overrides(node),  # a tree view shows its checkboxes without a getEntity per row
+        }
 
     def describe(self) -> dict[str, Any]:
         """The model, as loadModel answers it and getScene lists it."""

@@ -168,7 +168,7 @@ export class SceneTree extends EventTarget {
     this.#refreshRow(part);
   }
 
-  /** The next page of `part`'s children: rows at once, then their own overrides (getEntity) as they come. */
+  /** The next page of `part`'s children, with their own overrides. */
   async #loadPage(part) {
     const conn = this.#conn;
     if (!conn) return;
@@ -188,21 +188,13 @@ export class SceneTree extends EventTarget {
     part.group.append(...rows.map((r) => r.li));
     if (part.children.length < total) part.group.append(this.#moreRow(part));
     this.#refreshRow(part);
+    // The rows' own overrides (set earlier, maybe by another page) come with the page.
+    children.forEach((c, k) => {
+      const own = c.overrides?.hidden;
+      rows[k].hidden = typeof own === "boolean" ? own : undefined;
+      if (c.overrides?.selected === true && this.selected === null) this.#setSelected(rows[k].entityId);
+    });
     for (const row of rows) this.#refreshSubtree(row);
-    // The rows' own hidden overrides (set earlier, maybe by another page): the checkboxes follow as they come.
-    await Promise.all(
-      rows.map(async (row) => {
-        try {
-          const doc = await conn.command("getEntity", { entityId: row.entityId });
-          const own = doc.overrides?.hidden;
-          row.hidden = typeof own === "boolean" ? own : undefined;
-          if (doc.overrides?.selected === true && this.selected === null) this.#setSelected(row.entityId);
-          this.#refreshSubtree(row);
-        } catch {
-          /* unloaded meanwhile: its rows go with the next sync */
-        }
-      }),
-    );
   }
 
   // --- rows ------------------------------------------------------------------------------------------------------
