@@ -49,7 +49,14 @@ from tests.harness import Service  # noqa: E402
 from tests.models import serve_directory  # noqa: E402
 
 from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
-from bench.render_common import HEIGHT, WIDTH, ready_session, render_service, sphere_grid  # noqa: E402
+from bench.render_common import (  # noqa: E402
+    HEIGHT,
+    WIDTH,
+    add_antialiasing_option,
+    ready_session,
+    render_service,
+    sphere_grid,
+)
 
 TRIANGLES = 100_000
 TRANSPORTS = {"jpeg": "WS+JPEG", "h264": "WS+H.264", "webrtc": "WebRTC"}
@@ -111,7 +118,9 @@ def viewer_url(svc: Service, session_id: str, model_url: str, transport: str) ->
     return f"{svc.endpoint}/viewer/?{urlencode(query)}#{urlencode({'token': svc.token()})}"
 
 
-def measure(browser: BrowserContext, url: str, transport: str, seconds: float, console: list[str]) -> Result:
+def measure(
+    browser: BrowserContext, url: str, transport: str, seconds: float, console: list[str], antialiasing: str | None
+) -> Result:
     page = browser.new_page()
     page.on("console", lambda msg: console.append(f"{transport} {msg.type}: {msg.text}"))
     page.on("pageerror", lambda exc: console.append(f"{transport} pageerror: {exc}"))
@@ -125,6 +134,10 @@ def measure(browser: BrowserContext, url: str, transport: str, seconds: float, c
         if first["transport"] != transport:
             raise RuntimeError(f"the viewer fell back from {transport}: {first['error']}")
         box = page.evaluate("() => window.openrrViewer.streamSize")
+        if antialiasing:
+            page.evaluate(
+                "(aa) => window.openrrViewer.connection.command('setOutput', {antialiasing: aa})", antialiasing
+            )
         page.locator("#auto-rotate").check()
         time.sleep(WARMUP_S)
         page.evaluate("() => { window.openrrViewer.latencyLog = []; }")
@@ -214,7 +227,7 @@ def run(args: argparse.Namespace, work: Path, console: list[str]) -> dict[str, R
                 print(f"  round {round_no}/{args.rounds}", flush=True)
                 for transport in transports:
                     url = viewer_url(svc, doc["id"], model_url, transport)
-                    r = measure(browser, url, transport, args.seconds, console)
+                    r = measure(browser, url, transport, args.seconds, console, args.antialiasing)
                     print(describe(r), flush=True)
                     print(f"              {r.detail}; {server_line(r.server)}", flush=True)
                     if r.webrtc:
@@ -234,6 +247,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the transports (default 2)")
     parser.add_argument("--transports", default=",".join(TRANSPORTS), help=f"of {', '.join(TRANSPORTS)}")
     parser.add_argument("--triangles", type=int, default=TRIANGLES, help=f"model size (default {TRIANGLES:,})")
+    add_antialiasing_option(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, models, profile)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
@@ -243,7 +257,8 @@ def main() -> int:
     print_header("browser_latency")
     print(
         f"  {args.triangles:,}-triangle target, {WIDTH}x{HEIGHT} canvas, headless Chromium on loopback (TLS);"
-        f" camera: the viewer's turntable, {args.seconds:g} s per transport after {WARMUP_S:g} s warm-up"
+        f" camera: the viewer's turntable, {args.seconds:g} s per transport after {WARMUP_S:g} s warm-up;"
+        f" anti-aliasing: {args.antialiasing or 'the server default'}"
     )
     started = time.perf_counter()
     console: list[str] = []

@@ -63,7 +63,16 @@ if str(REPO) not in sys.path:
 from tests.models import serve_directory  # noqa: E402
 
 from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
-from bench.render_common import FOV_Y, HEIGHT, WIDTH, orbit, ready_session, render_service, sphere_grid  # noqa: E402
+from bench.render_common import (  # noqa: E402
+    FOV_Y,
+    HEIGHT,
+    WIDTH,
+    add_antialiasing_option,
+    orbit,
+    ready_session,
+    render_service,
+    sphere_grid,
+)
 from openrr.client.render_session import RenderSessionClient, SessionError  # noqa: E402
 from openrr.client.webrtc import WebRTCVideo, open_webrtc  # noqa: E402
 from openrr.protocol.render import CODEC_JPEG, unpack_frame  # noqa: E402
@@ -529,6 +538,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[tuple[str, float], R
         try:
             assert isinstance(loader, ClientTransport)
             loaded = await loader.client.load_model(f"{base_url}/{model.path.name}")
+            if args.antialiasing:  # the session keeps it for every later controller
+                await loader.client.set_output(antialiasing=args.antialiasing)
             print(f"  session {doc['id']} Ready; renderer: {loader.client.welcome['renderer']};"
                   f" model: {loaded['triangles']:,} triangles", flush=True)  # fmt: skip
             for i in range(20):  # warm-up, not counted
@@ -563,13 +574,15 @@ def main() -> int:
     parser.add_argument("--motion-s", type=float, default=3.0, help="seconds of continuous motion (default 3)")
     parser.add_argument("--input-hz", type=float, default=60.0, help="camera changes/s in motion (default 60)")
     parser.add_argument("--uncoalesced", action="store_true", help="in motion, send every change without waiting")
+    add_antialiasing_option(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, models)")
     args = parser.parse_args()
 
     print_header("latency")
     mode = "uncoalesced" if args.uncoalesced else "coalesced"
     print(f"  {TRIANGLES:,}-triangle target at {WIDTH}x{HEIGHT}; WebSocket + JPEG over loopback TLS;"
-          f" motion: {args.input_hz:g} camera changes/s, {mode}")  # fmt: skip
+          f" motion: {args.input_hz:g} camera changes/s, {mode};"
+          f" anti-aliasing: {args.antialiasing or 'the server default'}")  # fmt: skip
     started = time.perf_counter()
     with bench_workdir("openrr-bench-latency-", args.keep) as work:
         results = asyncio.run(run(args, work))

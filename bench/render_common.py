@@ -8,6 +8,7 @@ same pixels and only the triangle count changes. They are served over a real loc
 
 from __future__ import annotations
 
+import argparse
 import math
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import trimesh
 from tests.harness import Service, wait_status
 
 from bench.common import bench_service
+from openrr.render.lighting import ANTIALIASING_MODES
 
 API = {"api-version": "2021-01-01"}
 WIDTH, HEIGHT = 1280, 720
@@ -71,6 +73,16 @@ def orbit(step: int) -> tuple[tuple[float, float, float], tuple[float, float, fl
     """Camera position and target for frame/command `step`: a circle around the grid, looking at its centre."""
     a = math.radians(step * ORBIT_STEP_DEG)
     return (ORBIT_RADIUS * math.cos(a), ORBIT_HEIGHT, ORBIT_RADIUS * math.sin(a)), (0.0, 0.0, 0.0)
+
+
+def add_antialiasing_option(parser: argparse.ArgumentParser) -> None:
+    """--antialiasing: a setOutput mode for the session, to compare with the server's default side by side."""
+    parser.add_argument(
+        "--antialiasing",
+        choices=ANTIALIASING_MODES,
+        default=None,
+        help="setOutput antialiasing (default: the server's)",
+    )
 
 
 # --- a real service and session ------------------------------------------------------------------------
