@@ -53,6 +53,9 @@ class ShaderKey:
     CUSTOM_WRAP: bool = False
     ALPHA: int = 0
     """0 OPAQUE, 1 MASK, 2 BLEND."""
+    METAL: int = 2
+    """0: a dielectric, 1: a metal (metallic exactly 0 or 1 and no metallic-roughness texture: the compiler drops the
+    other half of the BRDF), 2: metallic read at run time."""
     DOUBLE_SIDED: bool = True
     NODE_STATE: bool = False
     CUT_PLANES: bool = False
@@ -241,7 +244,9 @@ uniform sampler2D u_dfg;
 #if ENV
 uniform sampler2D u_env;
 uniform float u_env_lod;  // levels - 1: mip level i is the environment prefiltered for roughness i / u_env_lod
-uniform vec3 u_sh[9];
+uniform mat4 u_sh_r;
+uniform mat4 u_sh_g;
+uniform mat4 u_sh_b;
 uniform float u_env_intensity;
 #endif
 #if NUM_LIGHTS > 0
@@ -343,12 +348,10 @@ vec3 env_radiance(vec3 dir, float roughness) {
 }
 
 vec3 sh_irradiance(vec3 n) {
-    // E(n) = sum of the 9 coefficients (environment.py) times the real SH basis, in three.js's order
-    // (SphericalHarmonics3): (0,0), (1,-1), (1,0), (1,1), (2,-2), (2,-1), (2,0), (2,1), (2,2).
-    return u_sh[0] * 0.282095 + u_sh[1] * (0.488603 * n.y) + u_sh[2] * (0.488603 * n.z)
-        + u_sh[3] * (0.488603 * n.x) + u_sh[4] * (1.092548 * n.x * n.y) + u_sh[5] * (1.092548 * n.y * n.z)
-        + u_sh[6] * (0.315392 * (3.0 * n.z * n.z - 1.0)) + u_sh[7] * (1.092548 * n.x * n.z)
-        + u_sh[8] * (0.546274 * (n.x * n.x - n.y * n.y));
+    // E(n) from environment.py's 9 SH coefficients (three.js's SH order), folded on the CPU into one quadratic
+    // form per channel (Ramamoorthi & Hanrahan 2001, eq. 12): E_c(n) = (n, 1)ᵀ M_c (n, 1): 3 × 20 operations.
+    vec4 h = vec4(n, 1.0);
+    return vec3(dot(h, u_sh_r * h), dot(h, u_sh_g * h), dot(h, u_sh_b * h));
 }
 #endif
 
@@ -392,7 +395,11 @@ vec3 shade(vec4 base) {
     n = normalize(tbn * map_n);
 #endif
     vec3 v = normalize(u_camera_position - v_world);
+#if METAL == 2
     float metallic = u_metallic;
+#else
+    const float metallic = float(METAL);
+#endif
     float roughness = u_roughness;
 #if MR_TEX
     vec4 mr = sample_slot(1, TC_MR);

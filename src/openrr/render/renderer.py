@@ -622,6 +622,7 @@ class Renderer:
             TC_EMISSIVE=refs["emissive"].tex_coord if refs["emissive"] else 0,
             CUSTOM_WRAP=bool(wraps - {REPEAT}),
             ALPHA=_ALPHA_CODES[material.alpha_mode],
+            METAL=int(material.metallic) if "mr" not in used and material.metallic in (0.0, 1.0) else 2,
             DOUBLE_SIDED=material.double_sided,
             NODE_STATE=entry.node_state,
             CUT_PLANES=self._clipped,
@@ -635,6 +636,7 @@ class Renderer:
         if shader is None:
             if kind == "scene":
                 shader = _Shader(self.ctx, key.header(), pbr.SCENE_VERTEX, pbr.SCENE_FRAGMENT)
+
             else:
                 shader = _Shader(self.ctx, key.header(), pbr.OUTLINE_VERTEX, pbr.OUTLINE_FRAGMENT)
             shader.set_array("u_tex", np.arange(5, dtype=np.int32))
@@ -655,7 +657,8 @@ class Renderer:
         shader.set("u_exposure", _f32(self._exposure))
         shader.set("u_viewport", _f32(self.width, self.height))
         shader.set("u_outline_px", _f32(OUTLINE_PX))
-        shader.set("u_sh", self._sh.tobytes())
+        for channel, name in enumerate(("u_sh_r", "u_sh_g", "u_sh_b")):
+            shader.set(name, _gl_matrix(_sh_quadratic_form(self._sh[:, channel])))
         shader.set("u_env_intensity", _f32(self._env_intensity))
         shader.set("u_env_lod", _f32(max(self._env_levels - 1, 0)))
         if self._lights:
@@ -857,3 +860,18 @@ class Renderer:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
+
+
+def _sh_quadratic_form(c: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """The 4×4 symmetric M with (n, 1)ᵀ M (n, 1) = Σ c_i Y_i(n), Y the real SH basis in three.js's order and with
+    its constants (environment.evaluate_irradiance writes the same sum out)."""
+    m = np.zeros((4, 4))
+    x, y, z, w = range(4)
+    m[x, x], m[y, y] = 0.546274 * c[8], -0.546274 * c[8]
+    m[z, z] = 3.0 * 0.315392 * c[6]
+    m[w, w] = 0.282095 * c[0] - 0.315392 * c[6]
+    for (i, j), k, scale in (((x, y), 4, 1.092548), ((y, z), 5, 1.092548), ((x, z), 7, 1.092548)):
+        m[i, j] = m[j, i] = scale * c[k] / 2.0
+    for i, k in ((x, 3), (y, 1), (z, 2)):
+        m[i, w] = m[w, i] = 0.488603 * c[k] / 2.0
+    return m
