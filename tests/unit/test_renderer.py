@@ -805,3 +805,27 @@ def test_frame_rate_at_720p_100k_triangles(capsys: pytest.CaptureFixture[str]) -
         with capsys.disabled():
             print(f"\n{r.gl_renderer} ({r.antialiasing}): {stats.triangles_drawn} triangles at 1280x720: {fps:.1f} fps")
     assert stats.triangles_drawn == 102400
+
+
+def test_normal_map_with_tangents_and_with_the_derivative_frame_agree(exact: Renderer) -> None:
+    """A normal map tilting the surface towards +x (and towards the image's top, glTF's +y) under a light from the
+    upper right: with the file's tangents (+x, w = +1 on this quad) and with the shader's derivative frame (no
+    tangents), the same picture, brighter than the flat quad."""
+    tilt = np.zeros((4, 4, 4), dtype=np.uint8)
+    tilt[..., :3] = np.round((np.array([0.4, 0.4, 0.825]) * 0.5 + 0.5) * 255)
+    tilt[..., 3] = 255
+    material = Material(base_color=(1.0, 1.0, 1.0, 1.0), metallic=0.0, roughness=1.0, normal_texture=TextureRef(0))
+    light = Light("directional", intensity=2.0, direction=(-0.5, -0.5, -0.7))
+    exact.set_lights([light])
+    flat = model_of(mesh_data(quad(2.0), uvs=QUAD_UVS), materials=[dataclasses.replace(material, normal_texture=None)])
+    exact.add_model(1, flat)
+    plain = centre_patch(exact.render()[0]).astype(float).mean()
+    without = model_of(mesh_data(quad(2.0), uvs=QUAD_UVS), materials=[material], images=[tilt])
+    exact.add_model(1, without)
+    derivative = centre_patch(exact.render()[0]).astype(float)
+    with_tangents = model_of(mesh_data(quad(2.0), uvs=QUAD_UVS), materials=[material], images=[tilt])
+    with_tangents.meshes[0].tangents = np.tile(np.array([1, 0, 0, 1], dtype=np.float32), (4, 1))
+    exact.add_model(1, with_tangents)
+    tangent = centre_patch(exact.render()[0]).astype(float)
+    assert tangent.mean() > plain + 15, (plain, tangent.mean())
+    assert np.abs(tangent - derivative).max() <= 2, (tangent.mean(), derivative.mean())
