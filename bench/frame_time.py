@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import trimesh
 
+from bench import render_common
 from openrr.model.mesh import Material, MeshData, ModelData, Node
 from openrr.render.camera import Camera
 from openrr.render.lighting import Light
@@ -31,8 +32,7 @@ from openrr.render.renderer import Renderer
 
 WIDTH, HEIGHT = 1280, 720
 BASELINE_COMMIT = "8b09820~1"
-SPHERE_SUBDIVISIONS = 4  # 5120 triangles per sphere
-SIZES = {"100k": 20, "1M": 196}  # spheres: 102,400 and 1,003,520 triangles
+SIZES = {"100k": 100_000, "1M": 1_000_000}  # render_common rounds to whole spheres of 5120 triangles
 PARTS = 10_000
 CAMERA = Camera(position=(0.0, 1.4, 2.0), target=(0.0, 0.0, 0.0), fov_y_deg=60.0)
 GREY = Material(name="grey", base_color=(0.6, 0.6, 0.6, 1.0), metallic=0.0, roughness=0.5, double_sided=True)
@@ -60,18 +60,11 @@ class OldModel:
     bounds_max: np.ndarray
 
 
-def sphere_grid(count: int) -> trimesh.Trimesh:
-    """`count` icospheres on a square grid spanning [-1, 1] in x and z: the same pixels whatever the count."""
-    side = int(np.ceil(np.sqrt(count)))
-    radius = 1.0 / side
-    spheres = []
-    for i in range(count):
-        s = trimesh.creation.icosphere(subdivisions=SPHERE_SUBDIVISIONS, radius=radius * 0.9)
-        s.apply_translation(((i % side) * 2 * radius - 1 + radius, 0.0, (i // side) * 2 * radius - 1 + radius))
-        spheres.append(s)
-    merged = trimesh.util.concatenate(spheres)
-    assert isinstance(merged, trimesh.Trimesh)
-    return merged
+def sphere_grid(triangles: int) -> trimesh.Trimesh:
+    """render_common's grid of icospheres (the render benchmarks' models) as a mesh."""
+    with tempfile.TemporaryDirectory() as root:
+        grid = render_common.sphere_grid(Path(root), "grid", triangles)
+    return trimesh.Trimesh(grid.vertices, grid.indices, vertex_normals=grid.normals, process=False)
 
 
 def new_model(tm: trimesh.Trimesh, parts: int = 1) -> ModelData:
@@ -150,12 +143,37 @@ def frame_ms(renderer: Any, frames: int) -> tuple[float, float]:
     return statistics.median(times), (time.process_time() - cpu_start) * 1000.0 / frames
 
 
+def antialiasing_error(tm: trimesh.Trimesh) -> dict[str, float]:
+    """RMS error (0-255 levels) of each anti-aliasing mode's frame against 9× supersampling (the scene at 3× the
+    width and height, averaged over 3×3 blocks): the quality side of quality per millisecond."""
+    model = new_model(tm)
+    with Renderer(3 * WIDTH, 3 * HEIGHT) as big:
+        big.set_antialiasing("none")
+        big.add_model(1, model)
+        big.set_camera(CAMERA)
+        reference = big.render()[0].astype(np.float64).reshape(HEIGHT, 3, WIDTH, 3, 3).mean(axis=(1, 3))
+    errors = {}
+    with Renderer(WIDTH, HEIGHT) as renderer:
+        renderer.add_model(1, model)
+        renderer.set_camera(CAMERA)
+        for mode in ("none", "fxaa", "msaa"):
+            renderer.set_antialiasing(mode)
+            frame = renderer.render()[0].astype(np.float64)
+            errors[mode] = float(np.sqrt(np.mean((frame - reference) ** 2)))
+    return errors
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", default="100k,1M")
     parser.add_argument("--no-parts", action="store_true", help="skip the 10,000-part comparison")
+    parser.add_argument("--quality", action="store_true", help="only the anti-aliasing error against supersampling")
     args = parser.parse_args(argv)
+    if args.quality:
+        for mode, error in antialiasing_error(sphere_grid(SIZES["100k"])).items():
+            print(f"100k, AA {mode:4s}: RMS error against 9x supersampling {error:.2f} levels")
+        return
     baseline = load_baseline()
     old = baseline.Renderer(WIDTH, HEIGHT)
     new = Renderer(WIDTH, HEIGHT)
@@ -163,16 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{new.gl_renderer} ({kind}), {WIDTH}x{HEIGHT}, default AA {new.antialiasing}; baseline: {BASELINE_COMMIT}")
 
     configs: dict[str, Callable[[], tuple[float, float]]] = {}
-    ids: list[int] = []
+    ids: dict[Any, list[int]] = {old: [], new: []}
 
     def show_only(renderer: Any, model_id: int) -> None:
-        for other in ids:
+        for other in ids[renderer]:
             renderer.set_override(other, hidden=other != model_id)
 
     for model_id, size in enumerate(args.sizes.split(","), start=1):
         tm = sphere_grid(SIZES[size])
         frames = 20 if size == "100k" else 6
-        ids.append(model_id)
+        ids[old].append(model_id)
+        ids[new].append(model_id)
         with old.ctx:
             old.add_model(model_id, old_model(tm))
         with new.ctx:
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.no_parts:
         split = new_model(sphere_grid(SIZES["1M"]), PARTS)
-        ids.extend((101, 102))
+        ids[new].extend((101, 102))
         with new.ctx:
             new.add_model(101, one_mesh_of(split))
             new.add_model(102, split)

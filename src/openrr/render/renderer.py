@@ -49,6 +49,9 @@ OUTLINE_PX = 3.0
 CHECKER_PX = 32
 MSAA_SAMPLES = 4
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+FRONT_FACES_FIRST_BELOW = 250_000
+"""Triangles of a double-sided draw up to which llvmpipe draws front faces before back faces (see _draw_batch):
+measured at 1280×720, CPU time per frame, 100k triangles -8 %, 1M triangles +14 % (vertex work doubles)."""
 GL_CLIP_DISTANCE0 = 0x3000  # moderngl has no flag for it; enabled with enable_direct
 GL_SRGB8_ALPHA8 = 0x8C43
 
@@ -217,6 +220,8 @@ class Renderer:
         self._clipped = False
         self.set_cut_planes([])
         self.antialiasing = DEFAULT_ANTIALIASING[self.software]
+        self.front_faces_first = self.software
+        """On a GPU early-z and hierarchical z make it pointless."""
         self.set_environment(default_environment())
 
         self.width = 0
@@ -719,10 +724,23 @@ class Renderer:
             ctx.enable(moderngl.CULL_FACE)
             ctx.cull_face = "back"
         vao = self._vao(batch, shader)
-        if span is None:
-            vao.render(batch.mode, vertices=batch.arrays.count)
+        first, count = span or (0, batch.arrays.count)
+        if (
+            culled is None
+            and material.double_sided
+            and self.front_faces_first
+            and key.ALPHA != 2
+            and batch.ibo is not None
+            and 0 < count < 3 * FRONT_FACES_FIRST_BELOW
+        ):
+            # Front faces, then back faces: the back of a closed double-sided part then fails the early depth test
+            # instead of being shaded and overdrawn. It runs the vertex shader twice, so only below a size.
+            ctx.enable(moderngl.CULL_FACE)
+            for side in ("back", "front"):
+                ctx.cull_face = side
+                vao.render(batch.mode, vertices=count, first=first)
         else:
-            vao.render(batch.mode, vertices=span[1], first=span[0])
+            vao.render(batch.mode, vertices=count, first=first)
         ctx.disable(moderngl.CULL_FACE)
 
     def _bind_material(self, entry: _Model, material: Material, shader: _Shader) -> None:
