@@ -829,3 +829,24 @@ def test_normal_map_with_tangents_and_with_the_derivative_frame_agree(exact: Ren
     tangent = centre_patch(exact.render()[0]).astype(float)
     assert tangent.mean() > plain + 15, (plain, tangent.mean())
     assert np.abs(tangent - derivative).max() <= 2, (tangent.mean(), derivative.mean())
+
+
+def test_occlusion_darkens_only_the_environment_light(exact: Renderer) -> None:
+    """R = 0 with strength 1 takes away the indirect diffuse light (three.js applies occlusion to IBL only); strength
+    0 leaves the picture as it was; a punctual light is not occluded."""
+    exact.set_environment(uniform_environment(1.0), 1.0)  # type: ignore[arg-type]
+    black_r = np.zeros((4, 4, 4), dtype=np.uint8)
+    black_r[..., 3] = 255
+    white = Material(base_color=(0.5, 0.5, 0.5, 1.0), metallic=0.0, roughness=1.0)
+    exact.add_model(1, model_of(mesh_data(quad(2.0), uvs=QUAD_UVS), materials=[white], images=[black_r]))
+    plain = centre_patch(exact.render()[0]).astype(float).mean()
+    exact.set_material(1, 0, dataclasses.replace(white, occlusion_texture=TextureRef(0), occlusion_strength=0.0))
+    assert abs(centre_patch(exact.render()[0]).astype(float).mean() - plain) <= 1
+    exact.set_material(1, 0, dataclasses.replace(white, occlusion_texture=TextureRef(0)))
+    occluded = centre_patch(exact.render()[0]).astype(float).mean()
+    assert occluded < plain - 60, (plain, occluded)
+    exact.set_environment(uniform_environment(1.0), 0.0)  # type: ignore[arg-type]
+    exact.set_lights([Light("directional", intensity=2.0, direction=(0.0, 0.0, -1.0))])
+    lit_occluded = centre_patch(exact.render()[0]).astype(float).mean()
+    exact.set_material(1, 0, white)
+    assert abs(centre_patch(exact.render()[0]).astype(float).mean() - lit_occluded) <= 1
