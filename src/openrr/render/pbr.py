@@ -580,11 +580,15 @@ uniform vec2 u_texel;
 out vec4 f_color;
 void main() {
     vec2 uv = gl_FragCoord.xy * u_texel;
-    vec3 rgbM = texture(u_frame, uv).rgb;
-    vec3 rgbNW = texture(u_frame, uv + vec2(-1.0, -1.0) * u_texel).rgb;
-    vec3 rgbNE = texture(u_frame, uv + vec2(1.0, -1.0) * u_texel).rgb;
-    vec3 rgbSW = texture(u_frame, uv + vec2(-1.0, 1.0) * u_texel).rgb;
-    vec3 rgbSE = texture(u_frame, uv + vec2(1.0, 1.0) * u_texel).rgb;
+    // The five edge-finding taps land on texel centres: texelFetch skips the filtering (measured ~5 ms of the pass's
+    // ~25 on llvmpipe at 720p), clamped to the frame as the texture's clamp-to-edge would.
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    ivec2 last = textureSize(u_frame, 0) - 1;
+    vec3 rgbM = texelFetch(u_frame, p, 0).rgb;
+    vec3 rgbNW = texelFetch(u_frame, clamp(p + ivec2(-1, -1), ivec2(0), last), 0).rgb;
+    vec3 rgbNE = texelFetch(u_frame, clamp(p + ivec2(1, -1), ivec2(0), last), 0).rgb;
+    vec3 rgbSW = texelFetch(u_frame, clamp(p + ivec2(-1, 1), ivec2(0), last), 0).rgb;
+    vec3 rgbSE = texelFetch(u_frame, clamp(p + ivec2(1, 1), ivec2(0), last), 0).rgb;
     const vec3 luma = vec3(0.299, 0.587, 0.114);
     float lumaNW = dot(rgbNW, luma), lumaNE = dot(rgbNE, luma), lumaSW = dot(rgbSW, luma);
     float lumaSE = dot(rgbSE, luma), lumaM = dot(rgbM, luma);
