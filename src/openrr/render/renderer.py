@@ -56,9 +56,10 @@ GL_CLIP_DISTANCE0 = 0x3000  # moderngl has no flag for it; enabled with enable_d
 GL_SRGB8_ALPHA8 = 0x8C43
 
 # Anti-aliasing when none is asked for, chosen by quality per millisecond (bench/frame_time.py, llvmpipe, 1280×720,
-# 100k triangles, PBR + IBL): FXAA adds ~17 ms (43 → 60 ms) and cuts the RMS error against 9× supersampling from 1.78
-# to 1.55 levels; 4× MSAA adds ~105 ms (→ 148 ms) for 0.77 levels: FXAA buys more per millisecond and keeps the frame
-# rate usable. On a GPU 4× MSAA costs little and is the better picture (not measured here: no GPU on this machine).
+# 100k triangles, PBR + IBL, wall medians): FXAA adds ~12 ms (39 → 51 ms) and cuts the RMS error against 9×
+# supersampling from 1.78 to 1.55 levels; 4× MSAA adds ~110 ms (→ 152 ms) for 0.77 levels: FXAA buys more per
+# millisecond and keeps the frame rate usable. On a GPU 4× MSAA costs little and is the better picture (not measured
+# here: no GPU on this machine).
 DEFAULT_ANTIALIASING = {True: "fxaa", False: "msaa"}
 
 _ATTRIBUTE_FORMATS = {
