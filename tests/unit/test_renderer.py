@@ -850,3 +850,66 @@ def test_occlusion_darkens_only_the_environment_light(exact: Renderer) -> None:
     lit_occluded = centre_patch(exact.render()[0]).astype(float).mean()
     exact.set_material(1, 0, white)
     assert abs(centre_patch(exact.render()[0]).astype(float).mean() - lit_occluded) <= 1
+
+
+def dense_sphere_grid(material: Material) -> ModelData:
+    """bench/render_common.py's 100k grid: 20 icospheres of 5120 triangles on a 5 × 4 grid, 0.4 apart."""
+    meshes = []
+    for i in range(20):
+        sphere_mesh = trimesh.creation.icosphere(subdivisions=4, radius=0.16)
+        sphere_mesh.apply_translation((-0.8 + 0.4 * (i % 5), 0.0, -0.8 + 0.4 * (i // 5)))
+        meshes.append(mesh_data(sphere_mesh))
+    return model_of(*meshes, materials=[material])
+
+
+# Per-vertex light (renderer.PER_PIXEL_BELOW) against per-pixel light on a dense mesh, at the bench's view: its
+# triangles cover about 5 px each. On average the two must differ by at most one level of the 8-bit frame (the
+# smallest visible step); the worst 0.1 % of pixels lie on silhouettes, where NdotV falls to 0 within one triangle
+# and the Fresnel rise there is sampled only at the vertices: at most 16 levels (6 % of full scale) on that
+# one-pixel rim.
+DENSE_MEAN_LIMIT = 1.0
+DENSE_P999_LIMIT = 16.0
+
+
+def test_dense_mesh_per_vertex_light_matches_per_pixel(capsys: pytest.CaptureFixture[str]) -> None:
+    from openrr.render.batches import vertex_curvature
+
+    grid = dense_sphere_grid(grey())
+    arrays = [np.concatenate([getattr(m, name) for m in grid.meshes]) for name in ("positions", "normals")]
+    offsets = np.cumsum([0] + [len(m.positions) for m in grid.meshes[:-1]])
+    indices = np.concatenate([m.indices + o for m, o in zip(grid.meshes, offsets, strict=True)])  # type: ignore[operator]
+    _, step = vertex_curvature(arrays[0], arrays[1], indices)
+    camera = Camera(position=(0.0, 1.4, 2.0), target=(0.0, 0.0, 0.0), fov_y_deg=60.0)
+    light = Light("directional", intensity=2.0, direction=(-0.3, -1.0, -0.5))
+    copper = (0.8, 0.5, 0.3, 1.0)
+    with Renderer(1280, 720, per_pixel_below=0) as vertex, Renderer(1280, 720, per_pixel_below=10**12) as pixel:
+        for r in (vertex, pixel):
+            with r.ctx:  # two GL contexts in one process: make this one current
+                r.set_antialiasing("none")
+                r.set_lights([light])
+                r.set_camera(camera)
+
+        def frames(material: Material) -> tuple[np.ndarray, np.ndarray]:
+            out = []
+            for r in (vertex, pixel):
+                with r.ctx:
+                    r.add_model(1, dataclasses.replace(grid, materials=[material]))
+                    out.append(r.render()[0].astype(np.float64))
+            return out[0], out[1]
+
+        for metallic in (0.0, 1.0):
+            f0 = max(0.04 + (c - 0.04) * metallic for c in copper[:3])
+            # the smoothest roughness the renderer lights per vertex on this mesh (Renderer._vertex_lit)
+            smoothest = math.ceil(math.sqrt(2.0 * step * math.sqrt(f0 / 0.04)) * 20.0) / 20.0
+            for roughness in (smoothest, 1.0):
+                per_vertex, per_pixel = frames(grey(base_color=copper, metallic=metallic, roughness=roughness))
+                lit = np.any(per_pixel != BG_BYTES, axis=2)
+                difference = np.abs(per_vertex - per_pixel)[lit]
+                mean, p999 = float(difference.mean()), float(np.percentile(difference, 99.9))
+                with capsys.disabled():
+                    print(f"\nmetallic {metallic}, roughness {roughness:.2f}: mean {mean:.3f}, p99.9 {p999:.1f} levels")
+                assert difference.max() > 0, "per-vertex path not taken"
+                assert mean <= DENSE_MEAN_LIMIT and p999 <= DENSE_P999_LIMIT, (metallic, roughness, mean, p999)
+            # A smoother surface than that keeps per-pixel light: both renderers draw the very same frame.
+            per_vertex, per_pixel = frames(grey(base_color=copper, metallic=metallic, roughness=smoothest - 0.1))
+            assert np.array_equal(per_vertex, per_pixel)

@@ -7,6 +7,7 @@ whatever the number of parts. Each primitive stays a contiguous range, which BLE
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,11 +35,15 @@ class BatchArrays:
     material: int
     points: bool
     attributes: dict[str, npt.NDArray[np.generic]]
-    """positions, normals, colors (float16), node (uint32); uv0, uv1, tangents where some primitive has them."""
+    """positions, normals, colors (float16), node (uint32); uv0, uv1, tangents where some primitive has them;
+    curvature where the batch is lit per vertex (see vertex_curvature)."""
     indices: npt.NDArray[np.uint32] | None
     ranges: list[PartRange] = field(default_factory=list)
     tangents_complete: bool = False
     """Every primitive came with tangents (else normal maps fall back to the shader's derivative frame)."""
+    normal_step: float = math.inf
+    """The angle (radians) the shading normal turns along an edge, 90th percentile over the edges; computed with the
+    curvature, else infinite. How fine a specular lobe per-vertex light can follow."""
 
     @property
     def count(self) -> int:
@@ -52,8 +57,29 @@ def _part(mesh: MeshData, n: int, name: str, width: int) -> npt.NDArray[np.float
     return np.asarray(values, dtype=np.float32).reshape(n, width)
 
 
-def build_batches(model: ModelData) -> list[BatchArrays]:
-    """Group the model's non-empty primitives by (material, points); ValueError on malformed arrays."""
+def vertex_curvature(
+    positions: npt.NDArray[np.float32], normals: npt.NDArray[np.float32], indices: npt.NDArray[np.uint32]
+) -> tuple[npt.NDArray[np.float32], float]:
+    """Per vertex, the mean over its edges of the angle between the two ends' normals per unit of edge length
+    (radians per model unit): how fast the shading normal turns there. The per-vertex lighting path needs it for
+    three.js's "geometry roughness", which the per-pixel path takes from the normal's screen-space derivatives.
+    Also the 90th percentile of the angle along an edge (BatchArrays.normal_step)."""
+    faces = indices.reshape(-1, 3).astype(np.int64)
+    a, b = faces.reshape(-1), np.roll(faces, -1, axis=1).reshape(-1)
+    n = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    angle = np.arccos(np.clip(np.einsum("ij,ij->i", n[a], n[b]), -1.0, 1.0))
+    length = np.linalg.norm(positions[a] - positions[b], axis=1)
+    rate = np.where(length > 1e-12, angle / np.maximum(length, 1e-12), 0.0)
+    count = len(positions)
+    total = np.bincount(a, rate, count) + np.bincount(b, rate, count)
+    edges = np.bincount(a, minlength=count) + np.bincount(b, minlength=count)
+    step = float(np.percentile(angle, 90.0)) if len(angle) else math.inf
+    return (total / np.maximum(edges, 1)).astype(np.float32), step
+
+
+def build_batches(model: ModelData, curvature_from: int | None = None) -> list[BatchArrays]:
+    """Group the model's non-empty primitives by (material, points); ValueError on malformed arrays. Triangle
+    batches of at least `curvature_from` triangles get the curvature attribute (None: none do)."""
     groups: dict[tuple[int, bool], list[MeshData]] = {}
     node_count = len(model.tree())
     for mesh in model.meshes:
@@ -64,7 +90,14 @@ def build_batches(model: ModelData) -> list[BatchArrays]:
         if not 0 <= mesh.node < node_count:
             raise ValueError(f"mesh node {mesh.node} out of range for {node_count} nodes")
         groups.setdefault((mesh.material, mesh.indices is None), []).append(mesh)
-    return [_batch(material, points, meshes) for (material, points), meshes in groups.items()]
+    batches = [_batch(material, points, meshes) for (material, points), meshes in groups.items()]
+    for batch in batches:
+        if curvature_from is not None and batch.indices is not None and batch.count // 3 >= curvature_from:
+            attributes = batch.attributes
+            positions, normals = attributes["positions"], attributes["normals"]
+            curvature, batch.normal_step = vertex_curvature(positions, normals, batch.indices)  # type: ignore[arg-type]
+            attributes["curvature"] = curvature
+    return batches
 
 
 def _batch(material: int, points: bool, meshes: list[MeshData]) -> BatchArrays:

@@ -57,6 +57,8 @@ class ShaderKey:
     """0: a dielectric, 1: a metal (metallic exactly 0 or 1 and no metallic-roughness texture: the compiler drops the
     other half of the BRDF), 2: metallic read at run time."""
     DOUBLE_SIDED: bool = True
+    VERTEX_LIT: bool = False
+    """Lit per vertex (a dense mesh: see renderer.PER_PIXEL_BELOW); the fragment shader only applies the albedo."""
     NODE_STATE: bool = False
     CUT_PLANES: bool = False
     NUM_LIGHTS: int = 0
@@ -104,9 +106,199 @@ void clip_world(vec3 world) {
 }
 """
 
+
+# What both stages need to light a surface: the per-pixel path runs it in the fragment shader, the per-vertex path
+# (VERTEX_LIT) in the vertex shader.
+_LIGHTING_GLSL = """
+#define PI 3.141592653589793
+#define RECIPROCAL_PI 0.3183098861837907
+uniform vec3 u_camera_position;
+uniform vec4 u_base_color;
+uniform float u_metallic;
+uniform float u_roughness;
+uniform sampler2D u_dfg;
+#if ENV
+uniform sampler2D u_env;
+uniform float u_env_lod;  // levels - 1: mip level i is the environment prefiltered for roughness i / u_env_lod
+uniform mat4 u_sh_r;
+uniform mat4 u_sh_g;
+uniform mat4 u_sh_b;
+uniform float u_env_intensity;
+#endif
+#if NUM_LIGHTS > 0
+uniform vec4 u_light_position[NUM_LIGHTS];  // xyz world, w: 0 directional, 1 point, 2 spot
+uniform vec4 u_light_direction[NUM_LIGHTS];  // xyz towards the light (directional and spot), w: range (0 = none)
+uniform vec3 u_light_color[NUM_LIGHTS];  // colour × intensity
+uniform vec2 u_light_cone[NUM_LIGHTS];  // cos(outer), cos(inner)
+#endif
+
+vec3 srgb_decode(vec3 c) {
+    return mix(pow(c * 0.9478672986 + vec3(0.0521327014), vec3(2.4)), c * 0.0773993808,
+               vec3(lessThanEqual(c, vec3(0.04045))));
+}
+
+float fresnel_weight(float dotVH) {
+    return exp2((-5.55473 * dotVH - 6.98316) * dotVH);
+}
+
+vec3 F_Schlick(vec3 f0, float f90, float dotVH) {
+    float fresnel = fresnel_weight(dotVH);
+    return f0 * (1.0 - fresnel) + f90 * fresnel;
+}
+
+// GGX distribution × Smith height-correlated visibility: the specular BRDF without its Fresnel factor.
+float GGX_VD(vec3 l, vec3 v, vec3 n, vec3 h, float roughness) {
+    float alpha = roughness * roughness;
+    float dotNL = clamp(dot(n, l), 0.0, 1.0);
+    float dotNV = clamp(dot(n, v), 0.0, 1.0);
+    float dotNH = clamp(dot(n, h), 0.0, 1.0);
+    float a2 = alpha * alpha;
+    float gv = dotNL * sqrt(a2 + (1.0 - a2) * dotNV * dotNV);
+    float gl = dotNV * sqrt(a2 + (1.0 - a2) * dotNL * dotNL);
+    float V = 0.5 / max(gv + gl, 1e-6);
+    float denom = dotNH * dotNH * (a2 - 1.0) + 1.0;
+    float D = RECIPROCAL_PI * a2 / (denom * denom);
+    return V * D;
+}
+
+vec3 BRDF_GGX(vec3 l, vec3 v, vec3 n, vec3 f0, float roughness) {
+    vec3 h = normalize(l + v);
+    float dotVH = clamp(dot(v, h), 0.0, 1.0);
+    return F_Schlick(f0, 1.0, dotVH) * GGX_VD(l, v, n, h, roughness);
+}
+
+void multiscatter(vec2 fab, vec3 f0, inout vec3 single_scatter, inout vec3 multi_scatter) {
+    vec3 FssEss = f0 * fab.x + fab.y;
+    float Ems = 1.0 - (fab.x + fab.y);
+    vec3 Favg = f0 + (1.0 - f0) * 0.047619;
+    vec3 Fms = FssEss * Favg / (1.0 - Ems * Favg);
+    single_scatter += FssEss;
+    multi_scatter += Fms * Ems;
+}
+
+#if NUM_LIGHTS > 0
+// Light i's radiance arriving at `world` (falloff, range window and spot cone as three.js), and the unit vector
+// towards it.
+vec3 light_radiance(int i, vec3 world, out vec3 l) {
+    l = u_light_direction[i].xyz;
+    vec3 radiance = u_light_color[i];
+    if (u_light_position[i].w > 0.5) {
+        vec3 to_light = u_light_position[i].xyz - world;
+        float d = length(to_light);
+        l = to_light / d;
+        float falloff = 1.0 / max(d * d, 0.01);
+        float range = u_light_direction[i].w;
+        if (range > 0.0) {
+            float r = d / range;
+            float window = clamp(1.0 - r * r * r * r, 0.0, 1.0);
+            falloff *= window * window;
+        }
+        radiance *= falloff;
+        if (u_light_position[i].w > 1.5) {
+            radiance *= smoothstep(u_light_cone[i].x, u_light_cone[i].y, dot(l, u_light_direction[i].xyz));
+        }
+    }
+    return radiance;
+}
+#endif
+
+#if ENV
+// three.js's equirectUv: the same equirect file lights both renderers the same way (environment.py's convention).
+vec3 env_radiance(vec3 dir, float roughness) {
+    vec2 uv = vec2(atan(dir.z, dir.x) * (0.5 * RECIPROCAL_PI) + 0.5,
+                   asin(clamp(dir.y, -1.0, 1.0)) * RECIPROCAL_PI + 0.5);
+    uv.y = 1.0 - uv.y;  // row 0 of the equirect (the zenith) was uploaded first, at t = 0
+    // Explicit LOD: implicit derivatives jump at the u = 0/1 seam.
+    return textureLod(u_env, uv, roughness * u_env_lod).rgb;
+}
+
+vec3 sh_irradiance(vec3 n) {
+    // E(n) from environment.py's 9 SH coefficients (three.js's SH order), folded on the CPU into one quadratic
+    // form per channel (Ramamoorthi & Hanrahan 2001, eq. 12): E_c(n) = (n, 1)ᵀ M_c (n, 1): 3 × 20 operations.
+    vec4 h = vec4(n, 1.0);
+    return vec3(dot(h, u_sh_r * h), dot(h, u_sh_g * h), dot(h, u_sh_b * h));
+}
+#endif
+"""
+
+# Per-vertex lighting of dense meshes (VERTEX_LIT). The outgoing light is split as albedo * P + Q, P and Q computed
+# per vertex and interpolated, so the fragment shader only multiplies in the albedo of the pixel (base colour factor
+# × vertex colour × base colour texture, tint) and adds emissive. The same BRDF as the per-pixel path: with
+# f0 = mix(0.04, albedo, metallic), the split-sum specular R·(f0·A + B) and each light's F = f0·(1-w) + w are linear
+# in f0 and so in the albedo; the diffuse energy factors (1 - F) already use the dielectric F (as three.js does).
+# Two factors are not linear in the albedo: the multiple-scattering terms (the lights' energy compensation
+# 1 + f0·(1/(A+B) - 1) and the environment's Favg·Ems / (1 - Ems·Favg)); they are evaluated at the albedo known per
+# vertex (base colour factor × vertex colour, tint), i.e. exactly unless a base colour texture varies it, where they
+# are off by a few per cent at most. The "geometry roughness" (normal derivatives) has no per-vertex value and is
+# left out: on the small triangles this path serves it is what the interpolation itself smooths.
+_VERTEX_LIGHT = """
+#if VERTEX_LIT
+in float in_curvature;  // radians per model unit (batches.vertex_curvature)
+uniform float u_pixel_angle;  // a pixel's size in world units per unit of distance
+out vec3 v_p;
+out vec3 v_q;
+  #if DOUBLE_SIDED
+out vec3 v_p_back;
+out vec3 v_q_back;
+  #endif
+// turn_px: how far the normal turns across one pixel seen face-on; foreshortened by 1 / dotNV along one screen
+// axis, it stands in for three.js's geometry roughness max(|dFdx(n)|, |dFdy(n)|).
+void vertex_light(vec3 n, vec3 v, vec3 world, vec3 albedo, float turn_px, out vec3 P, out vec3 Q) {
+  #if METAL == 2
+    float metallic = u_metallic;
+  #else
+    const float metallic = float(METAL);
+  #endif
+    float dotNV = clamp(dot(n, v), 0.0, 1.0);
+    float roughness = min(max(u_roughness, 0.045) + min(turn_px / max(dotNV, 1e-3), 1.0), 1.0);
+    vec2 dfg = textureLod(u_dfg, vec2(roughness, dotNV), 0.0).rg;
+    float c0 = 0.04 * (1.0 - metallic);  // f0 = c0 + metallic * albedo
+    P = vec3(0.0);
+    Q = vec3(0.0);
+  #if NUM_LIGHTS > 0
+    vec3 ms_compensation = 1.0 + (c0 + metallic * albedo) * (1.0 / (dfg.x + dfg.y) - 1.0);
+    for (int i = 0; i < NUM_LIGHTS; ++i) {
+        vec3 l;
+        vec3 irradiance = light_radiance(i, world, l);
+        irradiance *= clamp(dot(n, l), 0.0, 1.0);
+        vec3 h = normalize(l + v);
+        float w = fresnel_weight(clamp(dot(v, h), 0.0, 1.0));
+        vec3 specular = irradiance * GGX_VD(l, v, n, h, roughness) * ms_compensation;
+        P += specular * (metallic * (1.0 - w)) + irradiance * (RECIPROCAL_PI * (1.0 - metallic) * (0.96 - 0.96 * w));
+        Q += specular * (c0 * (1.0 - w) + w);
+    }
+  #endif
+  #if ENV
+    vec3 cosine_irradiance = max(sh_irradiance(n), 0.0) * (u_env_intensity * RECIPROCAL_PI);
+    vec3 r = reflect(-v, n);
+    float r2 = roughness * roughness;
+    r = normalize(mix(r, n, r2 * r2));
+    vec3 radiance = env_radiance(r, roughness) * u_env_intensity;
+    vec3 ss_d = vec3(0.0), ms_d = vec3(0.0);
+    multiscatter(dfg, vec3(0.04), ss_d, ms_d);
+    float Ems = 1.0 - (dfg.x + dfg.y);
+    vec3 Favg = albedo + (1.0 - albedo) * 0.047619;
+    vec3 G = Favg * Ems / (1.0 - Ems * Favg);  // the metal's multiple scattering per unit of its single scattering
+    P += metallic * dfg.x * (radiance + G * cosine_irradiance)
+         + (1.0 - metallic) * (1.0 - ss_d - ms_d) * cosine_irradiance;
+    Q += radiance * ((1.0 - metallic) * ss_d + metallic * dfg.y)
+         + ((1.0 - metallic) * ms_d + metallic * dfg.y * G) * cosine_irradiance;
+  #endif
+}
+#endif
+"""
+
 SCENE_VERTEX = (
     _NODE_FETCH
     + _CLIP
+    + """
+#if VERTEX_LIT
+"""
+    + _LIGHTING_GLSL
+    + """
+#endif
+"""
+    + _VERTEX_LIGHT
     + """
 uniform mat4 u_view_proj;
 uniform mat4 u_model;
@@ -159,6 +351,25 @@ void main() {
     v_tint = node_texel(node, 4);
 #endif
     vec4 world = u_model * vec4(p, 1.0);
+#if VERTEX_LIT
+    vec3 albedo = u_base_color.rgb * in_color.rgb;
+  #if NODE_STATE
+    albedo = mix(albedo, srgb_decode(v_tint.rgb), v_tint.a);
+  #endif
+    vec3 normal = normalize(u_normal_matrix * n);
+    vec3 to_eye = u_camera_position - world.xyz;
+    vec3 view = normalize(to_eye);
+    // The curvature is per model unit: scale it by the placement's (and a moved part's) mean scale.
+    float scale = abs(determinant(mat3(u_model)));
+  #if NODE_STATE
+    scale *= abs(determinant(lin));
+  #endif
+    float turn_px = in_curvature * length(to_eye) * u_pixel_angle / max(pow(scale, 1.0 / 3.0), 1e-12);
+    vertex_light(normal, view, world.xyz, albedo, turn_px, v_p, v_q);
+  #if DOUBLE_SIDED
+    vertex_light(-normal, view, world.xyz, albedo, turn_px, v_p_back, v_q_back);
+  #endif
+#endif
     clip_world(world.xyz);
     gl_Position = u_view_proj * world;
     v_world = world.xyz;
@@ -217,21 +428,12 @@ vec3 srgb_encode(vec3 c) {
     c = clamp(c, 0.0, 1.0);
     return mix(pow(c, vec3(0.41666)) * 1.055 - vec3(0.055), c * 12.92, vec3(lessThanEqual(c, vec3(0.0031308))));
 }
-vec3 srgb_decode(vec3 c) {
-    return mix(pow(c * 0.9478672986 + vec3(0.0521327014), vec3(2.4)), c * 0.0773993808,
-               vec3(lessThanEqual(c, vec3(0.04045))));
-}
 """
 
 SCENE_FRAGMENT = (
     OUTPUT_GLSL
+    + _LIGHTING_GLSL
     + """
-#define PI 3.141592653589793
-#define RECIPROCAL_PI 0.3183098861837907
-uniform vec3 u_camera_position;
-uniform vec4 u_base_color;
-uniform float u_metallic;
-uniform float u_roughness;
 uniform float u_normal_scale;
 uniform float u_occlusion_strength;
 uniform vec3 u_emissive;  // factor × emissive_strength
@@ -240,25 +442,18 @@ uniform float u_alpha_scale;  // SEE_THROUGH_ALPHA in the see-through pass, else
 uniform mat3 u_uv_transform[5];
 uniform ivec2 u_wrap[5];  // per texture slot, per axis: 0 repeat, 1 clamp, 2 mirror (CUSTOM_WRAP only)
 uniform sampler2D u_tex[5];
-uniform sampler2D u_dfg;
-#if ENV
-uniform sampler2D u_env;
-uniform float u_env_lod;  // levels - 1: mip level i is the environment prefiltered for roughness i / u_env_lod
-uniform mat4 u_sh_r;
-uniform mat4 u_sh_g;
-uniform mat4 u_sh_b;
-uniform float u_env_intensity;
-#endif
-#if NUM_LIGHTS > 0
-uniform vec4 u_light_position[NUM_LIGHTS];  // xyz world, w: 0 directional, 1 point, 2 spot
-uniform vec4 u_light_direction[NUM_LIGHTS];  // xyz towards the light (directional and spot), w: range (0 = none)
-uniform vec3 u_light_color[NUM_LIGHTS];  // colour × intensity
-uniform vec2 u_light_cone[NUM_LIGHTS];  // cos(outer), cos(inner)
-#endif
 
 in vec3 v_world;
 in vec3 v_normal;
 in vec4 v_color;
+#if VERTEX_LIT
+in vec3 v_p;
+in vec3 v_q;
+  #if DOUBLE_SIDED
+in vec3 v_p_back;
+in vec3 v_q_back;
+  #endif
+#endif
 #if UV0
 in vec2 v_uv0;
 #endif
@@ -306,55 +501,6 @@ vec4 sample_tex(sampler2D tex, int slot, int set) {
 // GLSL 3.30 indexes sampler arrays with constant expressions only: pick the sampler where the slot is a literal.
 #define sample_slot(slot, set) sample_tex(u_tex[slot], slot, set)
 
-vec3 F_Schlick(vec3 f0, float f90, float dotVH) {
-    float fresnel = exp2((-5.55473 * dotVH - 6.98316) * dotVH);
-    return f0 * (1.0 - fresnel) + f90 * fresnel;
-}
-
-vec3 BRDF_GGX(vec3 l, vec3 v, vec3 n, vec3 f0, float roughness) {
-    float alpha = roughness * roughness;
-    vec3 h = normalize(l + v);
-    float dotNL = clamp(dot(n, l), 0.0, 1.0);
-    float dotNV = clamp(dot(n, v), 0.0, 1.0);
-    float dotNH = clamp(dot(n, h), 0.0, 1.0);
-    float dotVH = clamp(dot(v, h), 0.0, 1.0);
-    vec3 F = F_Schlick(f0, 1.0, dotVH);
-    float a2 = alpha * alpha;
-    float gv = dotNL * sqrt(a2 + (1.0 - a2) * dotNV * dotNV);
-    float gl = dotNV * sqrt(a2 + (1.0 - a2) * dotNL * dotNL);
-    float V = 0.5 / max(gv + gl, 1e-6);
-    float denom = dotNH * dotNH * (a2 - 1.0) + 1.0;
-    float D = RECIPROCAL_PI * a2 / (denom * denom);
-    return F * (V * D);
-}
-
-void multiscatter(vec2 fab, vec3 f0, inout vec3 single_scatter, inout vec3 multi_scatter) {
-    vec3 FssEss = f0 * fab.x + fab.y;
-    float Ems = 1.0 - (fab.x + fab.y);
-    vec3 Favg = f0 + (1.0 - f0) * 0.047619;
-    vec3 Fms = FssEss * Favg / (1.0 - Ems * Favg);
-    single_scatter += FssEss;
-    multi_scatter += Fms * Ems;
-}
-
-#if ENV
-// three.js's equirectUv: the same equirect file lights both renderers the same way (environment.py's convention).
-vec3 env_radiance(vec3 dir, float roughness) {
-    vec2 uv = vec2(atan(dir.z, dir.x) * (0.5 * RECIPROCAL_PI) + 0.5,
-                   asin(clamp(dir.y, -1.0, 1.0)) * RECIPROCAL_PI + 0.5);
-    uv.y = 1.0 - uv.y;  // row 0 of the equirect (the zenith) was uploaded first, at t = 0
-    // Explicit LOD: implicit derivatives jump at the u = 0/1 seam.
-    return textureLod(u_env, uv, roughness * u_env_lod).rgb;
-}
-
-vec3 sh_irradiance(vec3 n) {
-    // E(n) from environment.py's 9 SH coefficients (three.js's SH order), folded on the CPU into one quadratic
-    // form per channel (Ramamoorthi & Hanrahan 2001, eq. 12): E_c(n) = (n, 1)ᵀ M_c (n, 1): 3 × 20 operations.
-    vec4 h = vec4(n, 1.0);
-    return vec3(dot(h, u_sh_r * h), dot(h, u_sh_g * h), dot(h, u_sh_b * h));
-}
-#endif
-
 #if NORMAL_TEX && !TANGENTS
 // three.js's getTangentFrame (screen-space derivatives), for meshes that came without tangents. Clip-space y is
 // flipped in this renderer (readback comes out top row first), which flips the frame: the minus signs undo it.
@@ -370,6 +516,23 @@ mat3 tangent_frame(vec3 eye_pos, vec3 n, vec2 uv) {
 }
 #endif
 
+vec3 emissive_light() {
+    vec3 emissive = u_emissive;
+#if EMISSIVE_TEX
+    emissive *= sample_slot(4, TC_EMISSIVE).rgb;
+#endif
+    return emissive;
+}
+
+#if VERTEX_LIT
+vec3 shade(vec4 base) {
+  #if DOUBLE_SIDED
+    return base.rgb * (gl_FrontFacing ? v_p : v_p_back) + (gl_FrontFacing ? v_q : v_q_back) + emissive_light();
+  #else
+    return base.rgb * v_p + v_q + emissive_light();
+  #endif
+}
+#else
 vec3 shade(vec4 base) {
     vec3 n = normalize(v_normal);
 #if DOUBLE_SIDED
@@ -417,24 +580,8 @@ vec3 shade(vec4 base) {
 #if NUM_LIGHTS > 0
     vec3 ms_compensation = 1.0 + f0 * (1.0 / (dfg.x + dfg.y) - 1.0);
     for (int i = 0; i < NUM_LIGHTS; ++i) {
-        vec3 l = u_light_direction[i].xyz;
-        vec3 radiance = u_light_color[i];
-        if (u_light_position[i].w > 0.5) {
-            vec3 to_light = u_light_position[i].xyz - v_world;
-            float d = length(to_light);
-            l = to_light / d;
-            float falloff = 1.0 / max(d * d, 0.01);
-            float range = u_light_direction[i].w;
-            if (range > 0.0) {
-                float r = d / range;
-                float window = clamp(1.0 - r * r * r * r, 0.0, 1.0);
-                falloff *= window * window;
-            }
-            radiance *= falloff;
-            if (u_light_position[i].w > 1.5) {
-                radiance *= smoothstep(u_light_cone[i].x, u_light_cone[i].y, dot(l, u_light_direction[i].xyz));
-            }
-        }
+        vec3 l;
+        vec3 radiance = light_radiance(i, v_world, l);
         vec3 irradiance = clamp(dot(n, l), 0.0, 1.0) * radiance;
         color += irradiance * BRDF_GGX(l, v, n, f0, roughness) * ms_compensation;
         float dotVH = clamp(dot(v, normalize(l + v)), 0.0, 1.0);
@@ -460,12 +607,9 @@ vec3 shade(vec4 base) {
   #endif
     color += indirect_diffuse + indirect_specular;
 #endif
-    vec3 emissive = u_emissive;
-#if EMISSIVE_TEX
-    emissive *= sample_slot(4, TC_EMISSIVE).rgb;
-#endif
-    return color + emissive;
+    return color + emissive_light();
 }
+#endif
 
 void main() {
     vec4 base = u_base_color * v_color;

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,12 @@ SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
 FRONT_FACES_FIRST_BELOW = 250_000
 """Triangles of a double-sided draw up to which llvmpipe draws front faces before back faces (see _draw_batch):
 measured at 1280×720, CPU time per frame, 100k triangles -8 %, 1M triangles +14 % (vertex work doubles)."""
+PER_PIXEL_BELOW = 20_000
+"""Triangles in a batch from which it is lit per vertex (pbr.py's VERTEX_LIT: the same BRDF, split as albedo × P + Q
+so that the base colour texture still applies per pixel), unless its material has a normal, metallic-roughness or
+occlusion texture. As the renderer before issue 11 did: on llvmpipe the cost of a frame is the fragment shader's
+length, and a dense mesh's triangles cover a few pixels each, where per-vertex and per-pixel light look the same
+(tests/unit/test_renderer.py holds them to it); a coarse mesh (a box with shared corner normals) would not."""
 GL_CLIP_DISTANCE0 = 0x3000  # moderngl has no flag for it; enabled with enable_direct
 GL_SRGB8_ALPHA8 = 0x8C43
 
@@ -70,6 +76,7 @@ _ATTRIBUTE_FORMATS = {
     "uv0": ("2f", "in_uv0"),
     "uv1": ("2f", "in_uv1"),
     "tangents": ("4f", "in_tangent"),
+    "curvature": ("1f", "in_curvature"),
 }
 _IDENTITY4 = np.identity(4)
 _ALPHA_CODES = {"OPAQUE": 0, "MASK": 1, "BLEND": 2}
@@ -183,8 +190,11 @@ class Renderer:
         width: int = 1280,
         height: int = 720,
         background: tuple[float, float, float] = (0.12, 0.12, 0.14),
+        per_pixel_below: int = PER_PIXEL_BELOW,
     ) -> None:
-        """`background`: the solid colour behind the scene, in sRGB display values (0..1)."""
+        """`background`: the solid colour behind the scene, in sRGB display values (0..1). `per_pixel_below`: see
+        PER_PIXEL_BELOW (0 lights every eligible batch per vertex; a huge value lights everything per pixel)."""
+        self.per_pixel_below = per_pixel_below
         # The stub types **settings as dicts; moderngl passes them on to glcontext as plain keyword values.
         self.ctx = moderngl.create_context(standalone=True, backend="egl")  # type: ignore[arg-type]
         self._released = False
@@ -290,7 +300,7 @@ class Renderer:
     def add_model(self, model_id: int, model: ModelData) -> None:
         """Upload a model's buffers once (textures on first use); an existing model with this id is replaced.
         Every part starts unmoved, with the default state."""
-        arrays = build_batches(model)
+        arrays = build_batches(model, curvature_from=self.per_pixel_below)
         node_count = len(model.tree())
         batches = [self._upload(a) for a in arrays]
         rows = -(-node_count * pbr.NODE_TEXELS // pbr.NODE_ROW)
@@ -544,6 +554,8 @@ class Renderer:
         proj[1] *= -1.0
         self._view_proj = _gl_matrix(proj @ look_at(camera))
         self._eye = _f32(*camera.position)
+        # A pixel's height in world units per unit of distance from the eye (the per-vertex geometry roughness).
+        self._pixel_angle = _f32(2.0 * math.tan(math.radians(camera.fov_y_deg) / 2.0) / self.height)
         ctx.front_face = "cw"
         ctx.point_size = POINT_SIZE_PX
         fbo.depth_mask = True
@@ -631,12 +643,32 @@ class Renderer:
             ALPHA=_ALPHA_CODES[material.alpha_mode],
             METAL=int(material.metallic) if "mr" not in used and material.metallic in (0.0, 1.0) else 2,
             DOUBLE_SIDED=material.double_sided,
+            VERTEX_LIT=self._vertex_lit(arrays, material, used.keys()),
             NODE_STATE=entry.node_state,
             CUT_PLANES=self._clipped,
             NUM_LIGHTS=len(self._lights) if lit else 0,
             ENV=lit and self._env is not None and self._env_intensity > 0.0,
             TONE=pbr.TONE_CODES[self._tone],
         )
+
+    def _vertex_lit(self, arrays: BatchArrays, material: Material, textures: Iterable[str]) -> bool:
+        """Light this batch per vertex (PER_PIXEL_BELOW): a dense lit triangle mesh, no texture that changes the
+        light per pixel, and a specular lobe wide enough for linear interpolation between vertices. GGX's lobe is
+        about α = roughness² radians wide and the reflection turns by twice the normal's step along an edge, so a
+        dielectric (f0 = 0.04) needs α ≥ 2 × step; interpolation error grows as f0 × (step / α)², so a surface
+        with a stronger specular f0 needs α larger by √(f0 / 0.04) for the same error (a gold-ish metal: ≈ 4.5×;
+        measured on render_common's sphere grid: a metal at roughness 0.6 differs by 1.07 levels on average, at 1.0
+        by 0.05, a dielectric at 0.5 by 0.09)."""
+        if (
+            material.unlit
+            or arrays.points
+            or set(textures) & {"mr", "normal", "occlusion"}
+            or arrays.count // 3 < self.per_pixel_below
+        ):
+            return False
+        f0 = max(0.04 + (c - 0.04) * material.metallic for c in material.base_color[:3])
+        alpha = max(material.roughness, 0.045) ** 2
+        return alpha >= 2.0 * arrays.normal_step * math.sqrt(max(f0, 0.04) / 0.04)
 
     def _shader(self, kind: str, key: pbr.ShaderKey) -> _Shader:
         shader = self._shaders.get((kind, key))
@@ -655,6 +687,7 @@ class Renderer:
             self._write_globals(shader)
         shader.set("u_view_proj", self._view_proj)
         shader.set("u_camera_position", self._eye)
+        shader.set("u_pixel_angle", self._pixel_angle)
         return shader
 
     def _write_globals(self, shader: _Shader) -> None:
@@ -731,6 +764,7 @@ class Renderer:
             culled is None
             and material.double_sided
             and self.front_faces_first
+            and not key.VERTEX_LIT  # its fragments are cheap: overdraw costs less than a second vertex pass
             and key.ALPHA != 2
             and batch.ibo is not None
             and 0 < count < 3 * FRONT_FACES_FIRST_BELOW
