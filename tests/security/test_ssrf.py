@@ -29,6 +29,7 @@ from openrr.config import Settings
 from openrr.model.mesh import ModelLoadError
 from openrr.protocol.storage_uri import parse_container_uri
 from openrr.render.model_loader import load_model
+from openrr.render.source_fetch import SourceFetchFailed, fetch_source
 from openrr.storage.blob import BlobContainer
 from openrr.storage.container import ContainerAccess
 from openrr.storage.errors import StorageError
@@ -189,6 +190,17 @@ def test_model_load_refuses_loopback_by_default_and_loads_once_allowed(sphere: b
         assert load_model(f"{server.base}/sphere.glb", http=allowed).triangles > 0
 
 
+def test_environment_fetch_refuses_loopback_by_default_and_fetches_once_allowed() -> None:
+    """Issue 11: environment maps (setEnvironment) come through render/source_fetch.py, under the same policy as
+    models: a loopback server is refused before it sees a request, unless the policy allows it."""
+    with recorder({"/sky.hdr": (200, {}, b"#?RADIANCE")}) as server:
+        with pytest.raises(SourceFetchFailed, match=r"loopback addresses are not allowed.*--fetch-allow"):
+            fetch_source(f"{server.base}/sky.hdr", max_bytes=1024)
+        assert server.hits == []
+        allowed = HttpOptions(FetchPolicy.parse(f"127.0.0.1:{server.port}"))
+        assert fetch_source(f"{server.base}/sky.hdr", max_bytes=1024, http=allowed)[0] == b"#?RADIANCE"
+
+
 def test_redirect_to_a_loopback_port_not_allowed_is_refused() -> None:
     """Finding 4: a 302 from an allowed server took the fetch to a loopback "admin" service; every hop is now
     checked, so the admin server receives nothing."""
@@ -284,9 +296,10 @@ def _peak_rss(pid: int) -> int:
 
 def test_session_fetches_only_what_the_operator_allows(svc: Service, site: Site) -> None:
     """Finding 4 (and 6's bomb, on the render server): before, a session fetched from any loopback port and
-    followed a 302 to an "admin" service, and a gzip bomb took the server to 4.1 GB. Now the allowed port loads,
-    another loopback port and a redirect to it are refused naming --fetch-allow (the admin server sees nothing),
-    and the bomb fails on the ratio limit while the server's peak RSS stays small."""
+    followed a 302 to an "admin" service (models, and since issue 11 environment maps), and a gzip bomb took the
+    server to 4.1 GB. Now the allowed port loads, another loopback port and a redirect to it are refused naming
+    --fetch-allow (the admin server sees nothing), and the bomb fails on the ratio limit while the server's peak
+    RSS stays small."""
 
     async def scenario(doc: dict[str, Any], pid: int) -> None:
         client = await RenderSessionClient.connect(doc["hostname"], doc["handshakePort"], svc.token(), ca=svc.cert)
@@ -298,6 +311,11 @@ def test_session_fetches_only_what_the_operator_allows(svc: Service, site: Site)
                     await client.load_model(url)
                 assert f"127.0.0.1:{site.admin.port}: loopback addresses are not allowed" in e.value.message
                 assert "--fetch-allow" in e.value.message
+            # environment maps are fetched by the same guard (issue 11's setEnvironment)
+            with pytest.raises(SessionError) as e:
+                await client.set_environment(f"{site.admin.base}/sky.hdr")
+            assert e.value.code == "EnvironmentLoadFailed", e.value
+            assert f"127.0.0.1:{site.admin.port}: loopback addresses are not allowed" in e.value.message
             peak = _peak_rss(pid)
             with pytest.raises(SessionError) as e:
                 await client.load_model(f"{site.models.base}/bomb.glb")
