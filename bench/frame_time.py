@@ -1,6 +1,7 @@
 """Frame time of the renderer alone at 1280×720: issue 11's PBR + IBL + anti-aliasing against the shading before it
-(the renderer of commit 8b09820~1, loaded from git into a temporary module), and a model split into 10,000 parts
-against the same model as one mesh. Everything in one run, interleaved round by round (the machine is shared, so
+(the renderer of commit 8b09820~1, loaded from git into a temporary module), dense meshes lit per vertex (the
+default, renderer.PER_PIXEL_BELOW) and forced per pixel, and a model split into 10,000 parts against the same model
+as one mesh. Everything in one run, interleaved round by round (the machine is shared, so
 each figure is the median over rounds), ratios against the baseline measured in the same run.
 
     .venv/bin/python -m bench.frame_time [--rounds 5] [--sizes 100k,1M]
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import statistics
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from bench import render_common
 from openrr.model.mesh import Material, MeshData, ModelData, Node
 from openrr.render.camera import Camera
 from openrr.render.lighting import Light
-from openrr.render.renderer import Renderer
+from openrr.render.renderer import PER_PIXEL_BELOW, Renderer
 
 WIDTH, HEIGHT = 1280, 720
 BASELINE_COMMIT = "8b09820~1"
@@ -176,12 +178,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     baseline = load_baseline()
     old = baseline.Renderer(WIDTH, HEIGHT)
+    forced = Renderer(WIDTH, HEIGHT, per_pixel_below=10**12)
     new = Renderer(WIDTH, HEIGHT)
+    shadings = {"per-vertex": new, "per-pixel": forced}
     kind = "software" if new.software else "hardware"
-    print(f"{new.gl_renderer} ({kind}), {WIDTH}x{HEIGHT}, default AA {new.antialiasing}; baseline: {BASELINE_COMMIT}")
+    print(
+        f"{new.gl_renderer} ({kind}), {WIDTH}x{HEIGHT}, default AA {new.antialiasing}; baseline: {BASELINE_COMMIT}; "
+        f"per-vertex light from {PER_PIXEL_BELOW} triangles per batch"
+    )
 
     configs: dict[str, Callable[[], tuple[float, float]]] = {}
-    ids: dict[Any, list[int]] = {old: [], new: []}
+    ids: dict[Any, list[int]] = {old: [], new: [], forced: []}
 
     def show_only(renderer: Any, model_id: int) -> None:
         for other in ids[renderer]:
@@ -190,12 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     for model_id, size in enumerate(args.sizes.split(","), start=1):
         tm = sphere_grid(SIZES[size])
         frames = 20 if size == "100k" else 6
-        ids[old].append(model_id)
-        ids[new].append(model_id)
+        for renderer in ids:
+            ids[renderer].append(model_id)
         with old.ctx:
             old.add_model(model_id, old_model(tm))
-        with new.ctx:
-            new.add_model(model_id, new_model(tm))
+        for renderer in shadings.values():
+            with renderer.ctx:
+                renderer.add_model(model_id, new_model(tm))
 
         def run_old(model_id: int = model_id, frames: int = frames) -> tuple[float, float]:
             with old.ctx:  # two GL contexts in one process: make this one current
@@ -203,19 +211,23 @@ def main(argv: list[str] | None = None) -> None:
                 return frame_ms(old, frames)
 
         configs[f"{size} baseline"] = run_old
-        for aa in ("none", "fxaa", "msaa"):
-            for lights in (0, 1):
+        for shading, lights, aa in itertools.product(shadings, (0, 1), ("none", "fxaa")):
 
-                def run_new(
-                    model_id: int = model_id, aa: str = aa, lights: int = lights, frames: int = frames
-                ) -> tuple[float, float]:
-                    with new.ctx:
-                        show_only(new, model_id)
-                        new.set_antialiasing(aa)
-                        new.set_lights([Light("directional", intensity=2.0, direction=(-0.3, -1.0, -0.5))] * lights)
-                        return frame_ms(new, frames)
+            def run_new(
+                model_id: int = model_id,
+                aa: str = aa,
+                lights: int = lights,
+                frames: int = frames,
+                shading: str = shading,
+            ) -> tuple[float, float]:
+                renderer = shadings[shading]
+                with renderer.ctx:
+                    show_only(renderer, model_id)
+                    renderer.set_antialiasing(aa)
+                    renderer.set_lights([Light("directional", intensity=2.0, direction=(-0.3, -1.0, -0.5))] * lights)
+                    return frame_ms(renderer, frames)
 
-                configs[f"{size} PBR+IBL{' +1 light' if lights else ''}, AA {aa}"] = run_new
+            configs[f"{size} {shading} PBR+IBL{' +1 light' if lights else ''}, AA {aa}"] = run_new
 
     if not args.no_parts:
         split = new_model(sphere_grid(SIZES["1M"]), PARTS)
@@ -258,9 +270,10 @@ def main(argv: list[str] | None = None) -> None:
         if "parts" in name:
             ratio = f"{wall[name] / wall['1M one mesh']:5.2f}x {cpu[name] / cpu['1M one mesh']:5.2f}x  vs one mesh"
         print(f"{name:62s} {wall[name]:8.1f} {cpu[name]:8.1f}   {ratio}")
-    new.release()
-    old.ctx.__enter__()  # its objects are freed in its own context, which then goes away with them
-    old.release()
+    last: list[Any] = [new, forced, old]
+    for renderer in last:
+        renderer.ctx.__enter__()  # each frees its objects in its own context, which then goes away with them
+        renderer.release()
 
 
 if __name__ == "__main__":

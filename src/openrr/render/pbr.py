@@ -68,6 +68,10 @@ class ShaderKey:
     def header(self) -> str:
         lines = ["#version 330", f"#define MAX_CUT_PLANES {MAX_CUT_PLANES}", f"#define NODE_TEXELS {NODE_TEXELS}"]
         lines += [f"#define {name} {int(value)}" for name, value in asdict(self).items()]
+        # Per-vertex light with nothing per pixel to apply (no base colour or emissive texture): the vertex shader
+        # also tone-maps and encodes, and the fragment shader only picks a side (as the renderer before issue 11).
+        final = self.VERTEX_LIT and not (self.BASE_TEX or self.EMISSIVE_TEX)
+        lines.append(f"#define VERTEX_FINAL {int(final)}")
         return "\n".join(lines) + "\n"
 
 
@@ -106,6 +110,48 @@ void clip_world(vec3 world) {
 }
 """
 
+
+# Output stage: exposure, tone mapping, sRGB encode, exactly as three.js's tonemapping_pars_fragment and
+# colorspace_pars_fragment (which encode with the exponent 0.41666, not 1/2.4).
+OUTPUT_GLSL = """
+uniform float u_exposure;
+vec3 aces_fit(vec3 v) {
+    vec3 a = v * (v + 0.0245786) - 0.000090537;
+    vec3 b = v * (0.983729 * v + 0.4329510) + 0.238081;
+    return a / b;
+}
+vec3 tone_map(vec3 color) {
+#if TONE == 1
+    const mat3 ACES_IN = mat3(vec3(0.59719, 0.07600, 0.02840), vec3(0.35458, 0.90834, 0.13383),
+                              vec3(0.04823, 0.01566, 0.83777));
+    const mat3 ACES_OUT = mat3(vec3(1.60475, -0.10208, -0.00327), vec3(-0.53108, 1.10813, -0.07276),
+                               vec3(-0.07367, -0.00605, 1.07602));
+    color *= u_exposure / 0.6;
+    return clamp(ACES_OUT * aces_fit(ACES_IN * color), 0.0, 1.0);
+#elif TONE == 2
+    const float START = 0.8 - 0.04;
+    const float DESATURATION = 0.15;
+    color *= u_exposure;
+    float x = min(color.r, min(color.g, color.b));
+    float offset = x < 0.08 ? x - 6.25 * x * x : 0.04;
+    color -= offset;
+    float peak = max(color.r, max(color.g, color.b));
+    if (peak < START) return color;
+    float d = 1.0 - START;
+    float new_peak = 1.0 - d * d / (peak + d - START);
+    color *= new_peak / peak;
+    float g = 1.0 - 1.0 / (DESATURATION * (peak - new_peak) + 1.0);
+    return mix(color, vec3(new_peak), g);
+#else
+    // three.js ignores exposure without tone mapping; here it still scales (1 by default: the same picture).
+    return color * u_exposure;
+#endif
+}
+vec3 srgb_encode(vec3 c) {
+    c = clamp(c, 0.0, 1.0);
+    return mix(pow(c, vec3(0.41666)) * 1.055 - vec3(0.055), c * 12.92, vec3(lessThanEqual(c, vec3(0.0031308))));
+}
+"""
 
 # What both stages need to light a surface: the per-pixel path runs it in the fragment shader, the per-vertex path
 # (VERTEX_LIT) in the vertex shader.
@@ -297,6 +343,16 @@ SCENE_VERTEX = (
     + _LIGHTING_GLSL
     + """
 #endif
+#if VERTEX_FINAL
+"""
+    + OUTPUT_GLSL
+    + """
+uniform vec3 u_emissive;
+out vec4 v_front;  // display values and alpha of the side the normal points to
+  #if DOUBLE_SIDED
+out vec3 v_back;
+  #endif
+#endif
 """
     + _VERTEX_LIGHT
     + """
@@ -370,6 +426,12 @@ void main() {
     vertex_light(-normal, view, world.xyz, albedo, turn_px, v_p_back, v_q_back);
   #endif
 #endif
+#if VERTEX_FINAL
+    v_front = vec4(srgb_encode(tone_map(albedo * v_p + v_q + u_emissive)), u_base_color.a * in_color.a);
+  #if DOUBLE_SIDED
+    v_back = srgb_encode(tone_map(albedo * v_p_back + v_q_back + u_emissive));
+  #endif
+#endif
     clip_world(world.xyz);
     gl_Position = u_view_proj * world;
     v_world = world.xyz;
@@ -387,48 +449,6 @@ void main() {
 }
 """
 )
-
-# Output stage: exposure, tone mapping, sRGB encode, exactly as three.js's tonemapping_pars_fragment and
-# colorspace_pars_fragment (which encode with the exponent 0.41666, not 1/2.4).
-OUTPUT_GLSL = """
-uniform float u_exposure;
-vec3 aces_fit(vec3 v) {
-    vec3 a = v * (v + 0.0245786) - 0.000090537;
-    vec3 b = v * (0.983729 * v + 0.4329510) + 0.238081;
-    return a / b;
-}
-vec3 tone_map(vec3 color) {
-#if TONE == 1
-    const mat3 ACES_IN = mat3(vec3(0.59719, 0.07600, 0.02840), vec3(0.35458, 0.90834, 0.13383),
-                              vec3(0.04823, 0.01566, 0.83777));
-    const mat3 ACES_OUT = mat3(vec3(1.60475, -0.10208, -0.00327), vec3(-0.53108, 1.10813, -0.07276),
-                               vec3(-0.07367, -0.00605, 1.07602));
-    color *= u_exposure / 0.6;
-    return clamp(ACES_OUT * aces_fit(ACES_IN * color), 0.0, 1.0);
-#elif TONE == 2
-    const float START = 0.8 - 0.04;
-    const float DESATURATION = 0.15;
-    color *= u_exposure;
-    float x = min(color.r, min(color.g, color.b));
-    float offset = x < 0.08 ? x - 6.25 * x * x : 0.04;
-    color -= offset;
-    float peak = max(color.r, max(color.g, color.b));
-    if (peak < START) return color;
-    float d = 1.0 - START;
-    float new_peak = 1.0 - d * d / (peak + d - START);
-    color *= new_peak / peak;
-    float g = 1.0 - 1.0 / (DESATURATION * (peak - new_peak) + 1.0);
-    return mix(color, vec3(new_peak), g);
-#else
-    // three.js ignores exposure without tone mapping; here it still scales (1 by default: the same picture).
-    return color * u_exposure;
-#endif
-}
-vec3 srgb_encode(vec3 c) {
-    c = clamp(c, 0.0, 1.0);
-    return mix(pow(c, vec3(0.41666)) * 1.055 - vec3(0.055), c * 12.92, vec3(lessThanEqual(c, vec3(0.0031308))));
-}
-"""
 
 SCENE_FRAGMENT = (
     OUTPUT_GLSL
@@ -611,7 +631,28 @@ vec3 shade(vec4 base) {
 }
 #endif
 
+#if VERTEX_FINAL
+in vec4 v_front;
+  #if DOUBLE_SIDED
+in vec3 v_back;
+  #endif
+#endif
+
 void main() {
+#if VERTEX_FINAL
+    vec4 front = v_front;
+  #if DOUBLE_SIDED
+    if (!gl_FrontFacing) front.rgb = v_back;
+  #endif
+  #if ALPHA == 1
+    if (front.a < u_alpha_cutoff) discard;
+  #endif
+  #if ALPHA != 2
+    front.a = 1.0;
+  #endif
+    f_color = vec4(front.rgb, front.a * u_alpha_scale);
+    return;
+#endif
     vec4 base = u_base_color * v_color;
 #if BASE_TEX
     base *= sample_slot(0, TC_BASE);
