@@ -33,7 +33,7 @@ from openrr.model.mesh import (
 from openrr.render.camera import Camera
 from openrr.render.environment import environment_from_equirect
 from openrr.render.lighting import Light
-from openrr.render.renderer import Renderer
+from openrr.render.renderer import PER_PIXEL_BELOW, Renderer
 
 W, H = 256, 192
 BACKGROUND = (0.12, 0.12, 0.14)
@@ -470,8 +470,11 @@ def test_single_sided_materials_hide_their_back(renderer: Renderer) -> None:
     assert object_mask(renderer.render()[0]).mean() > 0.05, "and see-through"
 
 
-def test_double_sided_back_faces_are_lit_with_the_flipped_normal(exact: Renderer) -> None:
-    """A light behind the camera lights the quad's back as brightly as its front when it is double-sided."""
+@pytest.mark.parametrize("per_pixel_below", [PER_PIXEL_BELOW, 0], ids=["per-pixel", "per-vertex"])
+def test_double_sided_back_faces_are_lit_with_the_flipped_normal(exact: Renderer, per_pixel_below: int) -> None:
+    """A light behind the camera lights the quad's back as brightly as its front when it is double-sided (also lit
+    per vertex: a flat quad passes PER_PIXEL_BELOW's other conditions)."""
+    exact.per_pixel_below = per_pixel_below
     exact.add_model(1, model_of(mesh_data(quad()), materials=[grey()]))
     exact.set_lights([Light("directional", intensity=2.0, direction=(0.0, 0.0, -1.0))])
     front = centre_patch(exact.render()[0]).mean(axis=0)

@@ -59,6 +59,8 @@ class ShaderKey:
     DOUBLE_SIDED: bool = True
     VERTEX_LIT: bool = False
     """Lit per vertex (a dense mesh: see renderer.PER_PIXEL_BELOW); the fragment shader only applies the albedo."""
+    BACK: bool = False
+    """Per-vertex light of a draw that shows back faces only (DOUBLE_SIDED off): light the flipped normal."""
     NODE_STATE: bool = False
     CUT_PLANES: bool = False
     NUM_LIGHTS: int = 0
@@ -412,7 +414,7 @@ void main() {
   #if NODE_STATE
     albedo = mix(albedo, srgb_decode(v_tint.rgb), v_tint.a);
   #endif
-    vec3 normal = normalize(u_normal_matrix * n);
+    vec3 normal = normalize(u_normal_matrix * n) * (BACK != 0 ? -1.0 : 1.0);
     vec3 to_eye = u_camera_position - world.xyz;
     vec3 view = normalize(to_eye);
     // The curvature is per model unit: scale it by the placement's (and a moved part's) mean scale.
