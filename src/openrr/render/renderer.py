@@ -6,7 +6,8 @@ vertex/index buffer per (material, triangles or points) with each vertex's part 
 row of a float texture that the vertex shader reads, so a frame costs a few draws per material whatever the
 number of parts, and changing a part rewrites a texture row, not a draw list. Shading is glTF metallic-roughness
 as three.js computes it (render/pbr.py), lit by an environment (render/environment.py) and punctual lights
-(render/lighting.py), tone-mapped and sRGB-encoded in the fragment shader.
+(render/lighting.py), tone-mapped and sRGB-encoded in the fragment shader; dense meshes are lit per vertex with
+the same formulas (PER_PIXEL_BELOW).
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ GL_CLIP_DISTANCE0 = 0x3000  # moderngl has no flag for it; enabled with enable_d
 GL_SRGB8_ALPHA8 = 0x8C43
 
 # Anti-aliasing when none is asked for, chosen by quality per millisecond (bench/frame_time.py, llvmpipe, 1280×720,
-# 100k triangles, PBR + IBL, wall medians): FXAA adds ~12 ms (39 → 51 ms) and cuts the RMS error against 9×
-# supersampling from 1.78 to 1.55 levels; 4× MSAA adds ~110 ms (→ 152 ms) for 0.77 levels: FXAA buys more per
-# millisecond and keeps the frame rate usable. On a GPU 4× MSAA costs little and is the better picture (not measured
-# here: no GPU on this machine).
+# 100k triangles, PBR + IBL, wall medians): FXAA adds ~20 ms (30 → 52 ms lit per vertex) and cuts the RMS error
+# against 9× supersampling from 1.81 to 1.56 levels; 4× MSAA adds ~110 ms for 0.79 levels: FXAA buys more per
+# millisecond and keeps the frame rate usable. Of FXAA's ~20 ms a bare full-screen copy pass is ~6; green-as-luma
+# gathers, FXAA's "default" edge thresholds (0.166, 0.0833) and dropping the outer pair of taps measured no faster.
+# On a GPU 4× MSAA costs little and is the better picture (not measured here: no GPU on this machine).
 DEFAULT_ANTIALIASING = {True: "fxaa", False: "msaa"}
 
 _ATTRIBUTE_FORMATS = {
