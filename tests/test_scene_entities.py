@@ -78,11 +78,13 @@ def test_the_assembly_is_a_tree_of_entities_with_hierarchical_overrides(
 
             # the tree, lazily
             top = await c.get_children(root)
-            assert top == {"children": [{"entityId": ids["assembly"], "name": "assembly", "childCount": 2}], "total": 1}
+            assembly = {"entityId": ids["assembly"], "name": "assembly", "childCount": 2, "overrides": {}}
+            assert top == {"children": [assembly], "total": 1}
             subs = await c.get_children(ids["assembly"])
             assert [k["name"] for k in subs["children"]] == ["A", "B"]
             page = await c.get_children(ids["A"], offset=1, limit=1)
-            assert page == {"children": [{"entityId": ids["A2"], "name": "A2", "childCount": 0}], "total": 2}
+            a2 = {"entityId": ids["A2"], "name": "A2", "childCount": 0, "overrides": {}}
+            assert page == {"children": [a2], "total": 2}
             a1 = await c.get_entity(ids["A1"])
             assert a1["path"] == ["tree.gltf", "assembly", "A", "A1"] and a1["parentId"] == ids["A"]
             assert a1["world"] == pytest.approx(translation(-0.5, 0.5, 0).reshape(-1).tolist())
@@ -111,6 +113,8 @@ def test_the_assembly_is_a_tree_of_entities_with_hierarchical_overrides(
             assert np.array_equal(changed(shown, base), parts["A1"])
             entity = await c.get_entity(ids["A2"])
             assert entity["overrides"] == {"hidden": False} and entity["effective"]["hidden"] is False
+            listed = (await c.get_children(ids["A"]))["children"]  # a tree view reads own overrides from the page
+            assert [k["overrides"] for k in listed] == [{}, {"hidden": False}]
             assert (await c.get_entity(ids["A1"]))["effective"]["hidden"] is True
 
             # a ray cast names the part (the leaf), its path and its model; hidden parts are not hit
