@@ -52,6 +52,7 @@ from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits, open_ima
 logger = logging.getLogger(__name__)
 
 Scrub = Callable[[str], str]
+"""What a parser's own message goes through before it is shown: the redactor, where it may quote a URL."""
 
 
 class References(Protocol):

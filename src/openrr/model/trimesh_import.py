@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
@@ -31,7 +30,7 @@ from trimesh.visual.texture import TextureVisuals
 
 from openrr.model.colour import srgb_to_linear
 from openrr.model.geometry import LocalPrimitive, bounds, place, unit, vertex_normals
-from openrr.model.gltf_import import read_gltf
+from openrr.model.gltf_import import Scrub, read_gltf
 from openrr.model.mesh import (
     ALPHA_MODES,
     AlphaMode,
@@ -50,9 +49,6 @@ from openrr.model.references import DirectoryResolver
 from openrr.model.texture_guard import DEFAULT_TEXTURES, TextureLimits, texture_limits
 
 logger = logging.getLogger(__name__)
-
-Scrub = Callable[[str], str]
-"""What a parser's own message goes through before it is shown: the redactor, where it may quote a URL."""
 
 # file extension → trimesh file type
 FORMATS = {".glb": "glb", ".gltf": "gltf", ".obj": "obj", ".ply": "ply", ".stl": "stl"}
