@@ -104,6 +104,13 @@ def test_materials_environment_lights_and_output_change_the_picture(
             environment = (await c.get_scene())["environment"]
             assert environment["url"] == f"{files}/blue.hdr" and environment["builtIn"] is False
             await same_picture(c, sky)
+            # the intensity alone keeps the environment and scales its light
+            await c.command("setEnvironment", intensity=0.5)
+            dimmer = mean(await picture(c), "A2")
+            assert dimmer[2] < a2[2] - 10 and dimmer[2] > dimmer[0] + 10, (a2, dimmer)
+            assert (await c.get_scene())["environment"]["url"] == f"{files}/blue.hdr"
+            await c.command("setEnvironment", intensity=1.0)
+            await same_picture(c, sky)
             await c.set_environment(None)
             assert not changed(await picture(c), white).any()
 

@@ -591,7 +591,15 @@ def test_metal_sphere_in_uniform_sky_brightens_towards_the_rim(exact: Renderer) 
     assert abs(centre - srgb(0.05)) <= 3, "facing: about F0 of the sky"
     assert rim > centre + 40, (centre, rim)
     exact.set_environment(uniform_environment(1.0), 0.5)  # type: ignore[arg-type]
-    assert exact.render()[0][H // 2, W // 2, 0] < centre - 10, "intensity scales the environment"
+    halved = exact.render()[0]
+    assert halved[H // 2, W // 2, 0] < centre - 10, "intensity scales the environment"
+    # the intensity alone (setEnvironment with only `intensity`): the same picture, nothing uploaded again
+    exact.set_environment_intensity(1.0)
+    assert np.array_equal(exact.render()[0].astype(float), frame)
+    exact.set_environment_intensity(0.5)
+    assert np.array_equal(exact.render()[0], halved)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        exact.set_environment_intensity(-1.0)
 
 
 def test_mask_cutoff_discards_below_and_is_opaque_above(exact: Renderer) -> None:

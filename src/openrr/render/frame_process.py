@@ -57,6 +57,7 @@ _CALLS = (
     "set_node_states",
     "set_material",
     "set_environment",
+    "set_environment_intensity",
     "set_lights",
     "set_output",
     "set_antialiasing",

@@ -464,6 +464,13 @@ class Renderer:
         self._env_intensity = float(intensity)
         self._globals_version += 1
 
+    def set_environment_intensity(self, intensity: float) -> None:
+        """Scale the environment's light without uploading it again."""
+        if not (math.isfinite(intensity) and intensity >= 0.0):
+            raise ValueError(f"environment intensity must be a finite number >= 0, got {intensity!r}")
+        self._env_intensity = float(intensity)
+        self._globals_version += 1
+
     def set_lights(self, lights: Sequence[Light]) -> None:
         if len(lights) > MAX_LIGHTS:
             raise ValueError(f"at most {MAX_LIGHTS} lights, got {len(lights)}")

@@ -450,11 +450,7 @@ class SceneSession:
         )
 
     async def set_environment_intensity(self, intensity: float) -> None:
-        if self.environment.source is None:
-            env = await asyncio.to_thread(default_environment)
-        else:  # fetched again rather than kept: an environment's arrays are megabytes, an intensity change is rare
-            env = await asyncio.to_thread(self._environment_from, self.environment.source.split("\n"))
-        await self.process.call("set_environment", env, intensity)
+        await self.process.call("set_environment_intensity", intensity)
         self.environment = dataclasses.replace(self.environment, intensity=intensity)
 
     def _environment_from(self, urls: list[str]) -> Environment:
