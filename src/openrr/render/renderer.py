@@ -685,7 +685,6 @@ class Renderer:
         if shader is None:
             if kind == "scene":
                 shader = _Shader(self.ctx, key.header(), pbr.SCENE_VERTEX, pbr.SCENE_FRAGMENT)
-
             else:
                 shader = _Shader(self.ctx, key.header(), pbr.OUTLINE_VERTEX, pbr.OUTLINE_FRAGMENT)
             shader.set_array("u_tex", np.arange(5, dtype=np.int32))
