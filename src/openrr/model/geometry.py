@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse  # type: ignore[import-untyped]
 
-from openrr.model.mesh import Float32Array, MeshData, UInt32Array
+from openrr.model.mesh import Float32Array, ImageData, Material, MeshData, ModelData, Node, UInt32Array
 
 Float64Array = npt.NDArray[np.float64]
 
@@ -94,3 +94,21 @@ def bounds(meshes: list[MeshData]) -> tuple[Float32Array, Float32Array]:
     lows = np.array([m.positions.min(axis=0) for m in meshes if len(m.positions)])
     highs = np.array([m.positions.max(axis=0) for m in meshes if len(m.positions)])
     return lows.min(axis=0).astype(np.float32), highs.max(axis=0).astype(np.float32)
+
+
+def assemble_model(
+    name: str, meshes: list[MeshData], materials: list[Material], images: list[ImageData], nodes: list[Node]
+) -> ModelData:
+    """A model of placed primitives, with its bounds and counts (zero bounds for one without geometry)."""
+    low, high = bounds(meshes) if meshes else (np.zeros(3, np.float32), np.zeros(3, np.float32))
+    return ModelData(
+        name=name,
+        meshes=meshes,
+        bounds_min=low,
+        bounds_max=high,
+        triangles=sum(len(m.indices) for m in meshes if m.indices is not None),
+        points=sum(len(m.positions) for m in meshes if m.indices is None),
+        materials=materials,
+        images=images,
+        nodes=nodes,
+    )

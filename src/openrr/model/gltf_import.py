@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from openrr.model.geometry import LocalPrimitive, bounds, place, unit, vertex_normals
+from openrr.model.geometry import LocalPrimitive, assemble_model, place, unit, vertex_normals
 from openrr.model.mesh import (
     ALPHA_MODES,
     MAG_FILTERS,
@@ -231,18 +231,7 @@ class _Reader:
                     meshes.append(place(local, tree.worlds[node], node))
         if not meshes:
             raise ModelLoadError(f"{self.display} contains no geometry (no triangles or points)")
-        low, high = bounds(meshes)
-        return ModelData(
-            name=self.name,
-            meshes=meshes,
-            bounds_min=low,
-            bounds_max=high,
-            triangles=sum(len(m.indices) for m in meshes if m.indices is not None),
-            points=sum(len(m.positions) for m in meshes if m.indices is None),
-            materials=self.materials,
-            images=self.images,
-            nodes=tree.nodes,
-        )
+        return assemble_model(self.name, meshes, self.materials, self.images, tree.nodes)
 
     def _tree(self) -> _Tree:
         """Node 0 is the model's root; the scene's root nodes are its children, then every node in depth-first

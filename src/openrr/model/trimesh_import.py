@@ -29,7 +29,7 @@ from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
 from openrr.model.colour import srgb_to_linear
-from openrr.model.geometry import LocalPrimitive, bounds, place, unit, vertex_normals
+from openrr.model.geometry import LocalPrimitive, assemble_model, place, unit, vertex_normals
 from openrr.model.gltf_import import Scrub, read_gltf
 from openrr.model.mesh import (
     ALPHA_MODES,
@@ -226,18 +226,7 @@ class _Flattening:
             world = np.asarray(matrix, dtype=np.float64)
             self.nodes.append(Node(str(node_name), 0, world.copy()))
             meshes.append(place(arrays, world, len(self.nodes) - 1))
-        low, high = bounds(meshes) if meshes else (np.zeros(3, np.float32), np.zeros(3, np.float32))
-        return ModelData(
-            name=self.name,
-            meshes=meshes,
-            bounds_min=low,
-            bounds_max=high,
-            triangles=sum(len(m.indices) for m in meshes if m.indices is not None),
-            points=sum(len(m.positions) for m in meshes if m.indices is None),
-            materials=self.materials or [default_material()],
-            images=self.images,
-            nodes=self.nodes,
-        )
+        return assemble_model(self.name, meshes, self.materials or [default_material()], self.images, self.nodes)
 
     def _local(self, geometry: object) -> LocalPrimitive | None:
         if isinstance(geometry, trimesh.Trimesh) and len(geometry.vertices):
