@@ -27,11 +27,21 @@ class HostGone(Exception):
 
 
 class HostingBackend(Protocol):
+    shared: bool
+    """True: servers outlive this process and every replica sees them (Kubernetes); False: they are this process's
+    own (local children), so its warm pool and its servers are per replica."""
+
     def acquire(self, key: SessionKey, size: str) -> str:
         """Start (or take from a warm pool) a render server for the session; returns its opaque host_ref.
 
-        Blocking: call it from a worker thread.
+        Idempotent per session: a server already placed for `key` (by this process, or by a replica that died
+        mid-start) is returned, never a second one. Blocking: call it from a worker thread.
         """
+        ...
+
+    def warm_count(self, size: str) -> int:
+        """Free warm servers of `size` now. Cheap (cached; no call to anything remote): the create handlers ask it
+        on every create (fast start), and metrics on every scrape."""
         ...
 
     async def probe(self, host_ref: str, key: SessionKey) -> Placement | None:
@@ -56,7 +66,8 @@ class HostingBackend(Protocol):
         ...
 
     def shutdown(self) -> None:
-        """Stop every server this backend runs. Blocking."""
+        """Stop every server this backend runs; a shared backend does nothing (its servers outlive the control
+        plane, and another replica takes their sessions over). Blocking."""
         ...
 
     async def aclose(self) -> None:

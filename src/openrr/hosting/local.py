@@ -129,6 +129,9 @@ class LocalBackendOptions:
 
 
 class LocalBackend:
+    shared = False
+    """Render servers are this process's children: its warm pool and servers are its own, not any other replica's."""
+
     def __init__(self, options: LocalBackendOptions) -> None:
         self.opts = options
         options.hosts_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +156,10 @@ class LocalBackend:
     # --- HostingBackend ------------------------------------------------------------------------------
 
     def acquire(self, key: SessionKey, size: str) -> str:
+        placed = self._placed_for(key)
+        if placed is not None:
+            # A pass that died between placing and recording (or a retried one): never a second server.
+            return placed
         warm = self._take_warm(size)
         if warm is not None:
             try:
@@ -200,6 +207,10 @@ class LocalBackend:
             (self.opts.hosts_dir / f"{host_ref}{suffix}").unlink(missing_ok=True)
         # rmtree works on descriptors (no symlink the server left is followed out of its home).
         shutil.rmtree(self._home(host_ref), ignore_errors=True)
+
+    def warm_count(self, size: str) -> int:
+        with self._lock:
+            return sum(1 for h in self._hosts.values() if h.record.session_id is None and h.record.size == size)
 
     def maintain(self) -> None:
         with self._lock:
@@ -380,6 +391,15 @@ class LocalBackend:
             f.write(data)
         give(self.identity, path)
         return path
+
+    def _placed_for(self, key: SessionKey) -> str | None:
+        """The live server already given to `key`, if any."""
+        with self._lock:
+            for ref, host in self._hosts.items():
+                r = host.record
+                if (r.account_id, r.session_id) == (key.account_id, key.session_id) and self._alive(host):
+                    return ref
+        return None
 
     def _take_warm(self, size: str) -> _Host | None:
         with self._lock:
