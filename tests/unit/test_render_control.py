@@ -56,6 +56,9 @@ FULL = RenderServerArgs(
     texture_max_pixels=4096,
     handshake_timeout_s=1.5,
     keep_alive_timeout_s=0.5,
+    handshake_port=30000,
+    inspector_port=30001,
+    secret_file=Path("/var/run/openrr/pod/control-secret"),
 )
 
 
@@ -92,6 +95,8 @@ def test_argv_refuses_a_session_without_its_account_and_missing_required_flags(
     assert "--ports-file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         RenderServerArgs.from_argv(["--host-id", "h", "--ports-file", "p", "--files-fd", "three"])
+    with pytest.raises(ValueError, match="--handshake-port and --inspector-port come together"):
+        RenderServerArgs(host_id="h", ports_file=Path("p"), handshake_port=30000)
 
 
 def test_server_command_runs_the_render_server_subcommand_without_the_working_directory_on_sys_path() -> None:
@@ -256,6 +261,14 @@ def test_the_secret_goes_over_a_pipe_and_the_pipe_is_then_dev_null() -> None:
         os.close(read_end)
 
 
+def test_the_secret_file_of_pod_mode_is_read_without_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / "control-secret"
+    path.write_bytes(b"s3cret\n")
+    assert control.read_secret_file(path) == "s3cret"
+    # A missing file (a Secret not mounted) reads as no secret: the server then exits with EXIT_USAGE.
+    assert control.read_secret_file(tmp_path / "missing") == ""
+
+
 def test_only_the_secret_passes_as_the_control_plane() -> None:
     assert from_control_plane("s3cret", "s3cret")
     assert not from_control_plane("s3cre", "s3cret")
@@ -267,6 +280,7 @@ def test_exit_reasons_say_what_the_control_plane_needs() -> None:
     assert exit_reason(-signal.SIGKILL) == "was killed by SIGKILL"
     assert "render process (GL) died" in exit_reason(control.EXIT_RENDER_PROCESS_FAILED)
     assert exit_reason(1) == "exited with code 1"
+    assert "port is taken" in exit_reason(control.EXIT_PORT_IN_USE)
 
 
 def _imports_of(path: Path) -> set[str]:

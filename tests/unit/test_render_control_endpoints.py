@@ -3,17 +3,30 @@ secret is required, a wrong body is a 400 that names the field, and a right one 
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from openrr.render.access import TokenGate
-from openrr.render.control import CONTROL_HEADER, AssignBody, KeyIdsBody, StorageGrantsBody
+from openrr.render.control import (
+    CONTROL_HEADER,
+    EXIT_PORT_IN_USE,
+    AssignBody,
+    KeyIdsBody,
+    RenderServerArgs,
+    StorageGrantsBody,
+    server_command,
+)
 from openrr.render.identity import ServerIdentity
 from openrr.render.logbuffer import RingBufferHandler
-from openrr.render.server import RenderServer
+from openrr.render.ports import bind_in_range
+from openrr.render.server import RenderServer, _listen
 from openrr.render.session import SceneSession
 from openrr.render.stream import StreamEndpoint
 
@@ -74,3 +87,36 @@ async def test_assign_then_grants_and_key_ids_for_that_account(client: httpx.Asy
     assert server.gate.key_ids is None
     r = await _post(client, KeyIdsBody.path, KeyIdsBody("a", ("k1", "k2")).to_json())
     assert r.status_code == 200 and server.gate.key_ids == frozenset({"k1", "k2"})
+
+
+def test_pod_mode_binds_exactly_the_ports_given_and_fails_clearly_when_one_is_taken(tmp_path: Path) -> None:
+    """`--handshake-port/--inspector-port` (the pod's hostPorts): bound as given, or the server exits with
+    EXIT_PORT_IN_USE naming the address (before any GL context starts), which the backend reports."""
+    taken = bind_in_range("127.0.0.1")
+    try:
+        port = taken.getsockname()[1]
+        args = RenderServerArgs(
+            host_id="h",
+            ports_file=tmp_path / "ports.json",
+            handshake_port=port,
+            inspector_port=port + 1,
+        )
+        with pytest.raises(OSError):
+            _listen(args)
+        free = bind_in_range("127.0.0.1")
+        p = free.getsockname()[1]
+        free.close()
+        handshake, inspector = _listen(dataclasses.replace(args, handshake_port=p, inspector_port=p + 1))
+        assert (handshake.getsockname()[1], inspector.getsockname()[1]) == (p, p + 1)
+        handshake.close()
+        inspector.close()
+        secret = tmp_path / "control-secret"
+        secret.write_text("s3cret\n")
+        argv = dataclasses.replace(args, secret_file=secret).to_argv()
+        done = subprocess.run(
+            server_command(sys.executable) + argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+        assert done.returncode == EXIT_PORT_IN_USE, done.stderr
+        assert "cannot listen on 127.0.0.1: " in done.stderr
+    finally:
+        taken.close()

@@ -86,10 +86,21 @@ class RenderServerArgs:
     texture_max_pixels: int | None = field(default=None, metadata=_help("texture width x height"))
     handshake_timeout_s: float = field(default=10.0, metadata=_help("seconds to complete TLS and send a request"))
     keep_alive_timeout_s: float = field(default=10.0, metadata=_help("idle seconds of a kept-alive connection"))
+    # Pod mode (hosting/kubernetes.py): the control plane allocates the ports (hostPort) and hands the secret in a
+    # mounted Secret, as a pod has no stdin from the control plane.
+    handshake_port: int | None = field(
+        default=None, metadata=_help("listen on exactly this handshake port (else: a free one in ARR's range)")
+    )
+    inspector_port: int | None = field(default=None, metadata=_help("listen on exactly this inspector port"))
+    secret_file: Path | None = field(
+        default=None, metadata=_help("read the control secret from this file instead of stdin's first line")
+    )
 
     def __post_init__(self) -> None:
         if (self.session_id is None) != (self.account_id is None):
             raise ValueError("--session-id and --account-id come together")
+        if (self.handshake_port is None) != (self.inspector_port is None):
+            raise ValueError("--handshake-port and --inspector-port come together")
 
     def to_argv(self) -> list[str]:
         """The flags, in field order; None and empty values are left out."""
@@ -230,6 +241,15 @@ def read_secret(fd: int = 0) -> str:
     return data.decode(errors="replace").strip()
 
 
+def read_secret_file(path: Path) -> str:
+    """The control secret from a file (pod mode: a mounted Secret), '' if there is none."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(SECRET_MAX_BYTES).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def control_headers(secret: str) -> dict[str, str]:
     return {CONTROL_HEADER: secret}
 
@@ -243,7 +263,9 @@ def from_control_plane(header_value: str | None, secret: str) -> bool:
 
 EXIT_OK = 0
 EXIT_USAGE = 2
-"""Bad flags (argparse's status) or no control secret on stdin."""
+"""Bad flags (argparse's status) or no control secret (on stdin or in --secret-file)."""
+EXIT_PORT_IN_USE = 69
+"""--handshake-port or --inspector-port is taken on this address (EX_UNAVAILABLE)."""
 EXIT_RENDER_PROCESS_FAILED = 70
 """Its render process (GL) died (EX_SOFTWARE): the server exits rather than answer /health with no picture."""
 
@@ -257,6 +279,8 @@ def exit_reason(returncode: int) -> str:
             return f"was killed by signal {-returncode}"
     if returncode == EXIT_RENDER_PROCESS_FAILED:
         return f"exited with code {returncode}: its render process (GL) died; the render server's log says more"
+    if returncode == EXIT_PORT_IN_USE:
+        return f"exited with code {returncode}: its handshake or inspector port is taken on its node"
     if returncode == EXIT_USAGE:
         return f"exited with code {returncode}: it was started wrongly; the render server's log says more"
     return f"exited with code {returncode}"

@@ -31,6 +31,7 @@ from openrr.render.access import Refused, TokenGate, bearer
 from openrr.render.control import (
     CONTROL_HEADER,
     EXIT_OK,
+    EXIT_PORT_IN_USE,
     EXIT_USAGE,
     HEALTH_PATH,
     AssignBody,
@@ -43,12 +44,13 @@ from openrr.render.control import (
     from_control_plane,
     parse_body,
     read_secret,
+    read_secret_file,
     write_ports,
 )
 from openrr.render.identity import ServerIdentity
 from openrr.render.local_files import BrokeredFiles
 from openrr.render.logbuffer import RingBufferHandler
-from openrr.render.ports import bind_in_range
+from openrr.render.ports import bind_exact, bind_in_range
 from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
 from openrr.storage.fetch import HttpOptions
@@ -235,10 +237,22 @@ def _here(path: Path | None) -> Path | None:
     return Path(path.name)
 
 
+def _listen(args: RenderServerArgs) -> tuple[socket.socket, socket.socket]:
+    """The handshake and inspector sockets: the ports given (pod mode: the pod's hostPorts), else free ones."""
+    if args.handshake_port is None or args.inspector_port is None:
+        return bind_in_range(args.bind), bind_in_range(args.bind)
+    handshake = bind_exact(args.bind, args.handshake_port)
+    try:
+        return handshake, bind_exact(args.bind, args.inspector_port)
+    except OSError:
+        handshake.close()
+        raise
+
+
 def run(ns: argparse.Namespace) -> int:
     """Run the render server until SIGTERM; `ns` from a parser given `add_arguments`."""
     args = RenderServerArgs.from_namespace(ns)
-    secret = read_secret()
+    secret = read_secret_file(args.secret_file) if args.secret_file else read_secret()
     # First thing after the secret: this process and its render process are the first the kernel kills when
     # memory runs short, and neither grows past its limit.
     oom_score_adj = CHILD_OOM_SCORE_ADJ if args.oom_score_adj is None else args.oom_score_adj
@@ -250,7 +264,8 @@ def run(ns: argparse.Namespace) -> int:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not secret:
-        print("the control secret must come as the first line on stdin", file=sys.stderr)
+        where = f"in {args.secret_file}" if args.secret_file else "as the first line on stdin"
+        print(f"the control secret must come {where}", file=sys.stderr)
         return EXIT_USAGE
     identity = ServerIdentity(host_id=args.host_id, size=args.size)
     if args.session_id and args.account_id:
@@ -273,8 +288,11 @@ def run(ns: argparse.Namespace) -> int:
     certfile, keyfile, ports_file = _here(args.certfile), _here(args.keyfile), _here(args.ports_file)
     assert ports_file is not None
 
-    handshake_sock = bind_in_range(args.bind)
-    inspector_sock = bind_in_range(args.bind)
+    try:
+        handshake_sock, inspector_sock = _listen(args)
+    except OSError as e:
+        print(f"cannot listen on {args.bind}: {e}", file=sys.stderr)
+        return EXIT_PORT_IN_USE
     server_app.inspector_port = inspector_sock.getsockname()[1]
     config = guarded_config(
         server_app,
