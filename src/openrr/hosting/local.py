@@ -7,7 +7,6 @@ server itself once it has bound its sockets.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -31,13 +30,12 @@ from openrr.hosting.backend import HostGone, Placement, SessionKey
 from openrr.hosting.file_broker import FileBroker, socket_pair
 from openrr.hosting.health import fetch_health
 from openrr.hosting.render_tls import RenderCertificates
+from openrr.hosting.server_control import Pushed, ServerControl
 from openrr.render.control import (
     HEALTH_PATH,
     PORTS_FILE,
     AssignBody,
-    KeyIdsBody,
     RenderServerArgs,
-    StorageGrantsBody,
     control_headers,
     exit_reason,
     new_secret,
@@ -45,7 +43,7 @@ from openrr.render.control import (
     send_secret,
     server_command,
 )
-from openrr.storage.session_access import GRANT_REFRESH_S, GrantSource
+from openrr.storage.session_access import GrantSource
 from openrr.util.atomic import write_atomic
 from openrr.util.child_process import (
     CHILD_OOM_SCORE_ADJ,
@@ -59,7 +57,6 @@ from openrr.util.child_process import (
 )
 
 logger = logging.getLogger(__name__)
-GRANT_RETRY_S = 5.0
 CHILD_HOME = Path("/proc/self/cwd")
 """A render server's HOME as it sees it: its working directory, which Popen enters before dropping privileges."""
 
@@ -84,10 +81,8 @@ class _Host:
     popen: subprocess.Popen[bytes] | None = None
     """Set for servers this process started (so they can be reaped); None for adopted ones."""
     ports: tuple[int, int] | None = field(default=None)
-    grants_due: float = 0.0
-    """time.monotonic() when the server's linked-storage tokens are next pushed (0: never pushed yet)."""
-    key_ids: frozenset[str] | None = None
-    """The account key ids last pushed to the server (None: none pushed by this control plane yet)."""
+    pushed: Pushed = field(default_factory=Pushed)
+    """What this control plane last told the server (grants, key ids)."""
     broker: FileBroker | None = None
     """Opens the account's local files for the server (None for adopted servers: their broker socket is gone)."""
 
@@ -151,6 +146,7 @@ class LocalBackend:
             else None
         )
         self._verify: ssl.SSLContext | bool = self._certs.verify_context() if self._certs else False
+        self._control = ServerControl(options.storage_grants, options.token_key_ids)
         self._recover()
 
     # --- HostingBackend ------------------------------------------------------------------------------
@@ -187,10 +183,9 @@ class LocalBackend:
         serves = doc.identity
         if (serves.session_id, serves.account_id) != (key.session_id, key.account_id):
             raise HostGone(f"The process on port {ports[0]} answers for another session ({serves.session_id}).")
-        # Before the first Placement, so that a Ready session can already load from linked storage.
-        await self._push_grants(host, ports[0], key)
-        # The server refuses every token until it knows the account's valid keys: not Ready before that.
-        if not await self._push_key_ids(host, ports[0], key):
+        # Grants and key ids before the first Placement (hosting/server_control.py).
+        base, name = f"{self._base}:{ports[0]}", host.record.host_id
+        if not await self._control.push(self._client, base, host.record.secret, host.pushed, key, name):
             return None
         return Placement(self.opts.public_hostname, ports[0], ports[1])
 
@@ -246,58 +241,6 @@ class LocalBackend:
             }
 
     # --- internals -------------------------------------------------------------------------------------
-
-    async def _push_key_ids(self, host: _Host, port: int, key: SessionKey) -> bool:
-        """Tell the server which account keys are current, when that changed (probed every reconcile pass, so a
-        rotated key or a deleted account reaches running servers within a pass or two). False if it does not
-        know them yet."""
-        source = self.opts.token_key_ids
-        if source is None or self._client is None:
-            return True
-        try:
-            key_ids = await asyncio.to_thread(source, key.account_id)
-        except Exception as e:
-            logger.warning("could not read the key ids of account %s: %s", key.account_id, e)
-            return host.key_ids is not None
-        if key_ids == host.key_ids:
-            return True
-        try:
-            r = await self._client.post(
-                f"{self._base}:{port}{KeyIdsBody.path}",
-                json=KeyIdsBody(key.account_id, tuple(sorted(key_ids))).to_json(),
-                headers=control_headers(host.record.secret),
-                timeout=5,
-            )
-            r.raise_for_status()
-        except httpx.HTTPError as e:
-            logger.warning("could not tell render server %s its account's key ids: %s", host.record.host_id, e)
-            return host.key_ids is not None
-        if host.key_ids is not None:
-            logger.info("render server %s: the account's keys changed; tokens of old keys refused", host.record.host_id)
-        host.key_ids = key_ids
-        return True
-
-    async def _push_grants(self, host: _Host, port: int, key: SessionKey) -> None:
-        source = self.opts.storage_grants
-        now = time.monotonic()
-        if source is None or self._client is None or now < host.grants_due:
-            return
-        # Ready sessions are probed every reconcile pass: after a failure, retry soon but not on every pass.
-        host.grants_due = now + GRANT_RETRY_S
-        try:
-            grants = await asyncio.to_thread(source, key.account_id)
-            r = await self._client.post(
-                f"{self._base}:{port}{StorageGrantsBody.path}",
-                json=StorageGrantsBody(key.account_id, tuple(g.to_json() for g in grants)).to_json(),
-                headers=control_headers(host.record.secret),
-                timeout=5,
-            )
-            r.raise_for_status()
-        except Exception as e:
-            # Whatever failed (store, key, server), the session itself still works: only linked loads wait for it.
-            logger.warning("could not hand render server %s its linked-storage tokens: %s", host.record.host_id, e)
-            return
-        host.grants_due = now + GRANT_REFRESH_S
 
     def _spawn(self, size: str, key: SessionKey | None) -> _Host:
         host_id = uuid.uuid4().hex[:16]
