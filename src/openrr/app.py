@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openrr import __version__
@@ -25,6 +27,7 @@ from openrr.http.openapi import install as install_openapi
 from openrr.http.responses import ArrJSONResponse
 from openrr.http.security_headers import viewer_headers
 from openrr.http.validation import ids_with_encoded_slash
+from openrr.metrics.requests import METRICS_PATH, RequestCounter, RouteTemplate
 from openrr.services import Services
 from openrr.sessions import api_2021, api_v1
 from openrr.store.rows import RecordNotFound
@@ -112,10 +115,18 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     async def index() -> dict[str, str]:
         return {"service": "openrr", "version": __version__, "viewer": "/viewer/"}
 
+    @app.get(METRICS_PATH, include_in_schema=False)
+    async def metrics() -> Response:
+        # No authentication, so that a cluster's Prometheus can scrape every replica: the numbers are aggregates
+        # (counts by size and status, route templates), with no account or session id (docs/metrics.md).
+        body = await asyncio.to_thread(services.metrics.exposition)  # it queries the store
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     # The browser viewer: static ES modules, no build step; it talks to the API and then to the render server.
     install_openapi(app)
     app.mount("/viewer", StaticFiles(directory=WEB_DIR, html=True, check_dir=False), name="viewer")
 
     limiter = TokenBucketLimiter(services.settings.rate_limit_per_s, services.settings.rate_limit_burst)
-    confined = viewer_headers(app, services.settings.public_render_hostname)
-    return ArrHeadersMiddleware(confined, limiter if services.settings.rate_limit_per_s > 0 else None)
+    confined = viewer_headers(RouteTemplate(app), services.settings.public_render_hostname)
+    front = ArrHeadersMiddleware(confined, limiter if services.settings.rate_limit_per_s > 0 else None)
+    return RequestCounter(front, services.metrics.requests)

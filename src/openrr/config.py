@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,11 @@ def default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "openrr"
+
+
+def default_replica_id() -> str:
+    """This control plane's name in the store's ownership columns: unique per process, readable in logs."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 def default_capacity() -> dict[str, int]:
@@ -114,6 +121,20 @@ class Settings(BaseSettings):
     """Fernet key that encrypts storage credentials at rest; None means the key file DATA_DIR/secrets.key.
     Replicas sharing one database must share this key."""
 
+    # --- replicas on one database (issue 12; docs/kubernetes.md) ------------------------------------------------
+    replica_id: str = Field(default_factory=default_replica_id)
+    """Who drives a session: the owner written in its record (computed at start; set it only to name replicas)."""
+    session_lease_s: float = 10.0
+    """A session whose replica has not renewed its ownership for this long is taken over by another; the takeover
+    bound is this plus one reconcile interval."""
+    ca_dir: Path | None = None
+    """The local CA's directory, shared by replicas so that every one serves and hands render servers leaves of one
+    CA; None: DATA_DIR/tls."""
+    fast_start: bool = True
+    """A create with a free warm server answers Ready (hidden; off only to measure the old behaviour)."""
+    fast_start_wait_s: float = 2.0
+    """How long a create waits for a warm server's health answer before it answers Starting."""
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "openrr.db"
@@ -124,7 +145,7 @@ class Settings(BaseSettings):
 
     @property
     def tls_dir(self) -> Path:
-        return self.data_dir / "tls"
+        return self.ca_dir or self.data_dir / "tls"
 
     @property
     def cert_path(self) -> Path:
@@ -185,8 +206,6 @@ class Settings(BaseSettings):
         if self.render_hostname:
             return self.render_hostname
         if self.host in ("0.0.0.0", "::", ""):
-            import socket
-
             return socket.getfqdn()
         return self.host
 

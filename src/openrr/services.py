@@ -18,6 +18,7 @@ from openrr.sessions.service import SessionService
 from openrr.storage.session_access import StorageGrants
 from openrr.store.db import Database, open_database
 from openrr.store.secretbox import SecretBox
+from openrr.store.shared_key import require_shared_secrets_key
 from openrr.util.child_process import child_identity
 
 
@@ -44,7 +45,15 @@ def build_services(settings: Settings) -> Services:
     tokens = TokenService(db, settings.token_lifetime_s, box)
     tokens.write_public_key(settings.sts_public_key_path)
     kick: list[Reconciler] = []
-    sessions = SessionService(db, settings.capacity, on_change=lambda: kick[0].kick() if kick else None)
+    # Refuse to start with a key other replicas' credentials do not open (they share the database).
+    require_shared_secrets_key(db, box)
+    sessions = SessionService(
+        db,
+        settings.capacity,
+        on_change=lambda: kick[0].kick() if kick else None,
+        replica_id=settings.replica_id,
+        lease_s=settings.session_lease_s,
+    )
     links = StorageLinks(db, box)
     # Sessions read the blobs of their account's linked storage with tokens the backend hands their servers.
     # ... and the account's current key ids, so that they refuse tokens of rotated keys and deleted accounts.

@@ -35,10 +35,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "conversions": {
         "accounts", "hosting", "store", "storage", "http", "model", "protocol", "tokens", "config", "tls", "util",
     },
+    "metrics": {"sessions", "conversions", "hosting", "store", "util"},
     "app": {"accounts", "sessions", "conversions", "hosting", "store", "storage", "http", "config", "tls", "util",
-            "services", "openrr", "tokens", "protocol"},
+            "services", "openrr", "tokens", "protocol", "metrics"},
     "services": {"accounts", "sessions", "conversions", "hosting", "store", "storage", "http", "config", "tls",
-                 "util", "tokens", "protocol"},
+                 "util", "tokens", "protocol", "metrics"},
     "serve": {"app", "services", "accounts", "sessions", "conversions", "hosting", "store", "storage", "http",
               "config", "tls", "util", "tokens", "protocol"},
     "client": {"protocol", "openrr"},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from openrr.hosting.backend import HostGone, HostingBackend, SessionKey
 from openrr.sessions.service import SessionNotFound, SessionService
@@ -42,6 +43,8 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         self.start_timeout_s = start_timeout_s
         self.retention_days = retention_days
         self._clock = clock
+        self.observe_start: Callable[[float], None] = lambda _seconds: None
+        """Told each start's creation-to-Ready seconds (the control plane's metrics)."""
 
     async def before_start(self) -> None:
         # Before any session is handled: what a crashed control plane left behind.
@@ -118,6 +121,7 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
                     placement.inspector_port,
                 )
                 if ready:
+                    self.observe_start((self._clock() - row.creation_time).total_seconds())
                     logger.info("session %s is Ready on %s", key.session_id, placement)
                 return
             if self._clock() > deadline:
