@@ -12,6 +12,7 @@ from pathlib import Path
 from openrr.app import build_app
 from openrr.config import Settings
 from openrr.services import Services, build_services
+from openrr.store.secretbox import SecretUnreadable
 from openrr.tls import AEAD_CIPHERS, ensure_tls
 from openrr.util.atomic import write_atomic
 from openrr.util.child_process import ChildUserError
@@ -124,8 +125,9 @@ def serve(settings: Settings, log_level: str = "info") -> int:
         return 1
     try:
         services = build_services(settings)
-    except ChildUserError as e:
-        # Render servers and workers could not run as the configured user: say so before anything starts.
+    except (ChildUserError, SecretUnreadable) as e:
+        # Render servers and workers could not run as the configured user, or this replica's secrets key is not
+        # the one its database's credentials were sealed with: say so before anything starts.
         print(f"openrr: {e}", file=sys.stderr)
         return 2
     account_id, key = _default_account(services)

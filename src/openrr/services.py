@@ -13,6 +13,7 @@ from openrr.conversions.runner import ConversionRunner, RunnerConfig
 from openrr.conversions.service import ConversionService
 from openrr.hosting.backend import HostingBackend
 from openrr.hosting.factory import build_backend
+from openrr.metrics.control_plane import ControlPlaneMetrics
 from openrr.sessions.reconciler import Reconciler
 from openrr.sessions.service import SessionService
 from openrr.storage.session_access import StorageGrants
@@ -36,6 +37,7 @@ class Services:
     conversions: ConversionService
     conversion_runner: ConversionRunner | None
     """None where this control plane runs no conversions (conversion_workers = 0)."""
+    metrics: ControlPlaneMetrics
 
 
 def build_services(settings: Settings) -> Services:
@@ -66,6 +68,8 @@ def build_services(settings: Settings) -> Services:
         retention_days=settings.retention_days,
     )
     kick.append(reconciler)
+    metrics = ControlPlaneMetrics(db, backend)
+    reconciler.observe_start = metrics.observe_start
     runners: list[ConversionRunner] = []
     conversions = ConversionService(
         db,
@@ -88,6 +92,7 @@ def build_services(settings: Settings) -> Services:
         links=links,
         conversions=conversions,
         conversion_runner=runners[0] if runners else None,
+        metrics=metrics,
     )
 
 

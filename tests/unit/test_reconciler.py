@@ -36,6 +36,8 @@ class FakeBackend:
     """A HostingBackend whose servers do what the test says: answer (`placement`), never answer (None, the
     default), or die (`gone`, the reason). Records when each server was released."""
 
+    shared = False
+
     def __init__(self) -> None:
         self.placement: Placement | None = None
         self.gone: str | None = None
@@ -63,6 +65,9 @@ class FakeBackend:
 
     def maintain(self) -> None:
         pass
+
+    def warm_count(self, size: str) -> int:
+        return 0
 
     def claimed_refs(self) -> dict[str, SessionKey]:
         return dict(self.claimed)

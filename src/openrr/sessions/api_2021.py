@@ -18,6 +18,7 @@ from openrr.http.responses import ArrJSONResponse
 from openrr.http.validation import JsonString, WholeMinutes
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_deps import SessionApiServices, session_services
+from openrr.sessions.fast_start import after_create
 from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, create_refusal
 from openrr.sessions.quotas import QuotaExceeded
 from openrr.sessions.serialize import session_json
@@ -83,6 +84,7 @@ async def create_session(request: Request, account_id: str, session_id: str) -> 
         raise account_gone() from e
     except QuotaExceeded as e:
         raise quota_refusal(e) from e
+    view = await after_create(view, created, services.settings, services.sessions, services.reconciler)
     return ArrJSONResponse(session_json(view), status_code=201 if created else 200)
 
 

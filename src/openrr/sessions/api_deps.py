@@ -8,11 +8,13 @@ from fastapi import Request
 
 from openrr.accounts.api_deps import ResourceApiServices
 from openrr.http.app_state import services_in
+from openrr.sessions.reconciler import Reconciler
 from openrr.sessions.service import SessionService
 
 
 class SessionApiServices(ResourceApiServices, Protocol):
     sessions: SessionService
+    reconciler: Reconciler
 
 
 def session_services(request: Request) -> SessionApiServices:

@@ -20,6 +20,7 @@ from openrr.protocol.timespan import format_timespan, parse_timespan
 from openrr.sessions import openapi as doc
 from openrr.sessions.api_2021 import check_create_lease, parse_size, quota_refusal
 from openrr.sessions.api_deps import SessionApiServices, session_services
+from openrr.sessions.fast_start import after_create
 from openrr.sessions.lease import MAX_LEASE_MINUTES, LeaseNotExtendable, whole_minutes
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded
@@ -89,11 +90,13 @@ async def create_session(request: Request, account_id: str) -> Response:
         raise bad_request("Preloading models at creation is not supported; load them after connecting.", "models")
     session_id = str(uuid.uuid4())
     try:
-        await run_in_threadpool(services.sessions.create, account, session_id, size, minutes)
+        view, created = await run_in_threadpool(services.sessions.create, account, session_id, size, minutes)
     except AccountGone as e:
         raise account_gone() from e
     except QuotaExceeded as e:
         raise quota_refusal(e) from e
+    # v1's create answers only the id; with a warm server the client's first properties poll then reads Ready.
+    await after_create(view, created, services.settings, services.sessions, services.reconciler)
     base = services.settings.public_base
     location = route_link(base, request, "get_session_properties_v1", account_id=account_id, session_id=session_id)
     return ArrJSONResponse({"sessionId": session_id}, status_code=202, headers={"Location": location})

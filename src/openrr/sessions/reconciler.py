@@ -4,6 +4,10 @@ server answers, expires leases, notices dead servers, and stops the servers of e
 It runs whether or not anyone polls. Each pass re-reads the store, so it also picks up after a restart, and stops
 every render server that no session record claims any more: a session whose account was deleted (its records go
 with it, perhaps from another process) loses its server on the next pass, not at the next start.
+
+Several replicas may share the store. Each drives only the sessions it owns (the record's owner column): every
+pass renews its ownership in one UPDATE and claims records whose owner let go or stopped renewing for the session
+lease, so a dead replica's sessions are taken over within the lease plus one pass.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import logging
 from collections.abc import Callable
 
 from openrr.hosting.backend import HostGone, HostingBackend, SessionKey
-from openrr.sessions.service import SessionNotFound, SessionService
+from openrr.sessions.service import SessionNotFound, SessionService, needs_server
 from openrr.sessions.state import SessionStatus
+from openrr.store import leases
 from openrr.store.tables import SessionRow
 from openrr.util.background import BackgroundLoop
 from openrr.util.clock import Clock, utc_now
@@ -24,6 +29,9 @@ logger = logging.getLogger(__name__)
 _RELEASING = "render server"
 """Keys of release tasks are (_RELEASING, host_ref); those of session tasks (account id, session id), and no
 account id is this."""
+MAINTENANCE_LEASE = "hosting-maintenance"
+"""The singleton lease of a shared backend's housekeeping (one replica refills a cluster-wide warm pool)."""
+PURGE_LEASE = "session-purge"
 
 
 class Reconciler(BackgroundLoop[tuple[str, str]]):
@@ -46,9 +54,17 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         self.observe_start: Callable[[float], None] = lambda _seconds: None
         """Told each start's creation-to-Ready seconds (the control plane's metrics)."""
 
+    @property
+    def replica_id(self) -> str:
+        return self.service.replica_id
+
     async def before_start(self) -> None:
-        # Before any session is handled: what a crashed control plane left behind.
-        for ref in self._unclaimed(await asyncio.to_thread(self.service.needing_attention)):
+        # Before any session is handled: what a crashed control plane left behind. Servers of this machine's own
+        # (a restart on the same data directory) are this replica's to drive at once, not after the lease.
+        if not self.backend.shared:
+            placed = {(k.account_id, k.session_id): ref for ref, k in self.backend.claimed_refs().items()}
+            await asyncio.to_thread(self.service.adopt, placed)
+        for ref in await self._unclaimed(await asyncio.to_thread(self.service.needing_attention)):
             await asyncio.to_thread(self.backend.release, ref)
 
     async def after_stop(self) -> None:
@@ -63,26 +79,49 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         await self.reconcile_once()
 
     async def reconcile_once(self) -> None:
-        rows = await asyncio.to_thread(self.service.needing_attention)
-        for row in rows:
+        claimed = await asyncio.to_thread(self.service.claim_pass)
+        for row in claimed.rows:
             key = (row.account_id, row.id)
+            if row.owner != self.replica_id:
+                continue  # another replica drives it
+            previous = claimed.taken_over.get(key)
+            if previous is not None:
+                logger.warning("took session %s over from replica %s, which stopped renewing it", row.id, previous)
             if not self.running(key):
-                self.spawn(key, self._handle(row), f"handling session {row.id}")
-        self._release_unclaimed(rows)
+                self.spawn(key, self._handle(row, previous), f"handling session {row.id}")
+        await self._release_unclaimed(claimed.rows)
         if self.maintenance_due(5 * self.interval_s):
             await asyncio.to_thread(self._maintain)
 
-    def _maintain(self) -> None:
-        self.backend.maintain()
-        purged = self.service.purge_older_than(self.retention_days)
-        if purged:
-            logger.info("purged %d session records older than %d days", purged, self.retention_days)
+    async def start_now(self, account_id: str, session_id: str, wait_s: float) -> None:
+        """Handle a session this replica just created now, not at the next pass, and wait up to `wait_s` for that
+        handling to end (the fast start: a warm server is Ready within it)."""
+        key = (account_id, session_id)
+        if not self.running(key):
+            row = await asyncio.to_thread(self.service.owned_row, account_id, session_id)
+            if row is None or SessionStatus(row.status) is not SessionStatus.STARTING:
+                return
+            self.spawn(key, self._handle(row), f"handling session {session_id}")
+        await self.wait_for(key, wait_s)
 
-    async def _handle(self, row: SessionRow) -> None:
+    def _maintain(self) -> None:
+        # A per-replica backend (local children) keeps its own pool; a shared one's pool is the cluster's, kept by
+        # whichever replica holds the lease.
+        ttl = self.service.lease_s
+        if not self.backend.shared or leases.try_hold(self.service.db, MAINTENANCE_LEASE, self.replica_id, ttl):
+            self.backend.maintain()
+        if leases.try_hold(self.service.db, PURGE_LEASE, self.replica_id, ttl):
+            purged = self.service.purge_older_than(self.retention_days)
+            if purged:
+                logger.info("purged %d session records older than %d days", purged, self.retention_days)
+
+    async def _handle(self, row: SessionRow, taken_from: str | None = None) -> None:
         key = SessionKey(row.account_id, row.id)
         status = SessionStatus(row.status)
         try:
-            if status is SessionStatus.STARTING:
+            if taken_from is not None and row.host_ref is not None and not self.backend.shared:
+                await self._lost_with_replica(row, key, taken_from)
+            elif status is SessionStatus.STARTING:
                 await self._drive_starting(row, key)
             elif status is SessionStatus.READY:
                 await self._watch_ready(row, key)
@@ -136,6 +175,20 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
                 return
             await asyncio.sleep(0.02)
 
+    async def _lost_with_replica(self, row: SessionRow, key: SessionKey, replica: str) -> None:
+        """A session taken over from a lapsed replica whose render server was that replica's own process: nothing
+        here can reach or stop it (its replica stops it when it starts again on its data directory, finding the
+        record ended). The session ends in Error saying so; its record is marked released."""
+        if SessionStatus(row.status).is_live:
+            await self._fail(
+                key,
+                "RenderServerLost",
+                f"The control-plane replica {replica} that ran this session's render server stopped responding "
+                f"(no heartbeat for {self.service.lease_s:.0f} seconds); a render server on that machine cannot be "
+                "taken over. The session cannot be used.",
+            )
+        await asyncio.to_thread(self.service.mark_released, key.account_id, key.session_id)
+
     async def _watch_ready(self, row: SessionRow, key: SessionKey) -> None:
         if await asyncio.to_thread(self.service.expire_if_due, key.account_id, key.session_id):
             logger.info("session %s expired", key.session_id)
@@ -159,38 +212,54 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
             await asyncio.to_thread(self.backend.release, row.host_ref)
         await asyncio.to_thread(self.service.mark_released, key.account_id, key.session_id)
 
-    def _unclaimed(self, rows: list[SessionRow]) -> list[str]:
-        """Servers given to a session that no longer needs them: none of `rows` (the records needing attention,
-        read before this call) names the server or its session. The session may have ended and been purged, or
-        gone with its deleted account. Warm-pool servers are not the backend's claimed ones, so they stay.
+    async def _unclaimed(self, rows: list[SessionRow]) -> list[str]:
+        """Servers given to a session that no longer needs them: no row of `rows` (every record needing attention,
+        whoever drives it, read before this call) names the server or its session, or its session's row names
+        another server. The session may have ended and been purged, or gone with its deleted account. Warm-pool
+        servers are not the backend's claimed ones, so they stay.
 
         A server is only ever placed for a session read by an earlier or this pass, so one being placed right now
         belongs to a row of `rows` (Starting) unless its session ended meanwhile, and then stopping it is right.
-        In-memory work over what the pass already read: no query of its own.
+        With replicas, another may have created and placed a session after `rows` was read (a shared backend shows
+        its servers too): such a candidate's own record is read again before it is stopped.
         """
-        refs = {r.host_ref for r in rows if r.host_ref}
-        keys = {(r.account_id, r.id) for r in rows}
-        return [
-            ref
+        by_key = {(r.account_id, r.id): r for r in rows}
+        candidates = [
+            (ref, key)
             for ref, key in self.backend.claimed_refs().items()
             # Not one being stopped now, either: a stop may take the whole grace period.
-            if ref not in refs and (key.account_id, key.session_id) not in keys and not self.running((_RELEASING, ref))
+            if not self.running((_RELEASING, ref))
+            and not ((row := by_key.get((key.account_id, key.session_id))) is not None and needs_server(row, ref))
         ]
+        unclaimed = []
+        for ref, key in candidates:
+            if not await asyncio.to_thread(self.service.keeps_server, key.account_id, key.session_id, ref):
+                unclaimed.append(ref)
+        return unclaimed
 
-    def _release_unclaimed(self, rows: list[SessionRow]) -> None:
-        for ref in self._unclaimed(rows):
+    async def _release_unclaimed(self, rows: list[SessionRow]) -> None:
+        for ref in await self._unclaimed(rows):
             logger.info("stopping render server %s: no session claims it any more", ref)
             self.spawn((_RELEASING, ref), asyncio.to_thread(self.backend.release, ref), f"stopping render server {ref}")
 
     async def shutdown_sessions(self, message: str) -> None:
-        """On a clean shutdown: stop every render server; live sessions end in Error.
+        """On a clean shutdown. With servers that outlive the control plane (shared backend): hand this replica's
+        sessions over, servers untouched; another replica claims them at its next pass. Otherwise: stop every
+        render server of this replica; its own live sessions end in Error (other replicas' are theirs).
 
         The servers are stopped even if the store cannot be reached any more (nothing may be left running);
         their sessions are then marked by the next start, which finds them dead.
         """
+        if self.backend.shared:
+            try:
+                handed = await asyncio.to_thread(self.service.hand_over)
+                logger.info("handed %d sessions over to the other replicas", handed)
+            except Exception:
+                logger.exception("could not hand the sessions over; other replicas take them after the lease")
+            return
         rows: list[SessionRow] = []
         try:
-            rows = await asyncio.to_thread(self.service.needing_attention)
+            rows = [r for r in await asyncio.to_thread(self.service.needing_attention) if r.owner == self.replica_id]
             for row in rows:
                 if SessionStatus(row.status).is_live:
                     await asyncio.to_thread(self.service.fail, row.account_id, row.id, "ServiceShutdown", message)

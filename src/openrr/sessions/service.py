@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from openrr.accounts.service import require_account
@@ -21,7 +25,7 @@ from openrr.sessions.quotas import QuotaExceeded, default_quota
 from openrr.sessions.state import LIVE, SessionSize, SessionStatus, transition
 from openrr.store.db import Database
 from openrr.store.paging import Cursor, Page, keyset_page
-from openrr.store.rows import RecordNotFound, purge_older_than, row_for_update
+from openrr.store.rows import RecordNotFound, affected, purge_older_than, row_for_update
 from openrr.store.tables import SessionQuotaRow, SessionRow
 from openrr.util.clock import Clock, utc_now
 
@@ -40,6 +44,21 @@ _GET_QUOTA = select(_QUOTAS.c.sessions).where(
 )
 
 
+_NEEDING_ATTENTION: ColumnElement[bool] = SessionRow.status.in_(_LIVE_VALUES) | SessionRow.host_released.is_(False)
+"""Live sessions, and ended ones whose render server may still run: what a replica drives."""
+
+
+@dataclass(frozen=True)
+class PassRows:
+    """What one reconcile pass works on, read after this replica renewed and claimed what it drives."""
+
+    rows: list[SessionRow]
+    """Every record needing attention, whoever drives it (the orphan sweep must know them all)."""
+    taken_over: dict[tuple[str, str], str]
+    """(account id, session id) of records this replica just took from a replica whose ownership lapsed: that
+    replica's id."""
+
+
 class SessionNotFound(RecordNotFound):
     kind = "session"
 
@@ -55,12 +74,17 @@ class SessionService:
         capacity: dict[str, int],
         on_change: Callable[[], None],
         clock: Clock = utc_now,
+        replica_id: str | None = None,
+        lease_s: float = 10.0,
     ) -> None:
-        """`clock`: the time leases and state changes are stamped with (tests pass their own)."""
+        """`clock`: the time leases and state changes are stamped with (tests pass their own). `replica_id`: who
+        this control plane is in the records' owner column; `lease_s`: how long an owner's heartbeat holds."""
         self.db = db
         self.capacity = capacity
         self._on_change = on_change
         self._now = clock
+        self.replica_id = replica_id or f"replica-{uuid.uuid4().hex[:12]}"
+        self.lease_s = lease_s
 
     # --- what clients ask for -------------------------------------------------------------------
 
@@ -87,6 +111,9 @@ class SessionService:
                 max_lease_minutes=lease_minutes,
                 creation_time=now,
                 host_released=True,
+                # The creating replica drives it: it can start it at once (fast start), with no claim.
+                owner=self.replica_id,
+                heartbeat=now,
             )
             live, mine = self._count_live(s, size, account_id)
             limit = self.capacity.get(size.value, 0)
@@ -150,17 +177,84 @@ class SessionService:
         return view
 
     # --- what the reconciler does ----------------------------------------------------------------
+    # A replica changes a record only while it owns it (owner = its replica_id): a replica that stalled past its
+    # lease and was taken over finds its late writes refused here, so no transition happens twice.
 
     def needing_attention(self) -> list[SessionRow]:
         """Live sessions, and ended ones whose render server may still run."""
         with self.db.read() as s:
-            q = select(SessionRow).where(SessionRow.status.in_(_LIVE_VALUES) | (SessionRow.host_released.is_(False)))
-            return list(s.scalars(q))
+            return list(s.scalars(select(SessionRow).where(_NEEDING_ATTENTION)))
+
+    def claim_pass(self) -> PassRows:
+        """One reconcile pass's ownership work, in one transaction: renew every record this replica owns (one
+        UPDATE), claim those whose owner let go or lapsed (one conditional UPDATE each), read all that need
+        attention."""
+        now = self._now()
+        stale = now - dt.timedelta(seconds=self.lease_s)
+        t = SessionRow
+        claimable = or_(t.owner.is_(None), t.heartbeat.is_(None), t.heartbeat < stale)
+        taken: dict[tuple[str, str], str] = {}
+        with self.db.write() as s:
+            s.execute(update(t).where(_NEEDING_ATTENTION, t.owner == self.replica_id).values(heartbeat=now))
+            # In key order: two replicas claiming the same records lock them in the same order (no deadlock).
+            candidates = s.execute(
+                select(t.account_id, t.id, t.owner).where(_NEEDING_ATTENTION, claimable).order_by(t.account_id, t.id)
+            ).all()
+            for c in candidates:
+                # The condition again: PostgreSQL re-checks it after a concurrent claimer commits, so one wins.
+                claimed = s.execute(
+                    update(t)
+                    .where(t.account_id == c.account_id, t.id == c.id, claimable | (t.owner == self.replica_id))
+                    .values(owner=self.replica_id, heartbeat=now)
+                )
+                if affected(claimed) == 1 and c.owner is not None and c.owner != self.replica_id:
+                    taken[(c.account_id, c.id)] = c.owner
+            rows = list(s.scalars(select(SessionRow).where(_NEEDING_ATTENTION)))
+        return PassRows(rows, taken)
+
+    def adopt(self, placed: dict[tuple[str, str], str]) -> None:
+        """Own the records of sessions whose render server this replica found running, whoever owned them: with
+        servers that are one machine's processes, only the process on that machine's data directory can drive
+        them (one serve per data directory), so its restart takes them back at once. Only while the record still
+        names that server (a replica that took the session over and placed it again keeps it)."""
+        t = SessionRow
+        now = self._now()
+        with self.db.write() as s:
+            for (account_id, session_id), host_ref in sorted(placed.items()):
+                s.execute(
+                    update(t)
+                    .where(t.account_id == account_id, t.id == session_id, t.host_ref == host_ref)
+                    .values(owner=self.replica_id, heartbeat=now)
+                )
+
+    def hand_over(self) -> int:
+        """Let go of every record this replica owns, for another to claim at its next pass (clean shutdown with
+        render servers that outlive the control plane); how many."""
+        t = SessionRow
+        with self.db.write() as s:
+            done = s.execute(update(t).where(t.owner == self.replica_id).values(owner=None, heartbeat=None))
+            return affected(done)
+
+    def keeps_server(self, account_id: str, session_id: str, host_ref: str) -> bool:
+        """Whether the record of a session still needs the server `host_ref` given to it: it exists, names that
+        server or none yet (being placed), and is live or its server not yet released. Read fresh: another replica
+        may have created the record after this replica's pass read its rows."""
+        row = self.db.fetch_one(_GET_SESSION, {"account_id": account_id, "session_id": session_id})
+        return row is not None and needs_server(row, host_ref)
+
+    def owned_row(self, account_id: str, session_id: str) -> SessionRow | None:
+        """The record if this replica drives it."""
+        with self.db.read() as s:
+            row = s.get(SessionRow, (account_id, session_id))
+            return row if row is not None and row.owner == self.replica_id else None
 
     def attach_host(self, account_id: str, session_id: str, host_ref: str) -> bool:
-        """Record the render server placed for a Starting session. False if the session ended meanwhile."""
+        """Record the render server placed for a Starting session. False if the session ended meanwhile, or is
+        no longer this replica's (then the server is not recorded: the orphan sweep stops it)."""
         with self.db.write() as s:
             row = self._get_for_update(s, account_id, session_id)
+            if row.owner != self.replica_id:
+                return False
             row.host_ref = host_ref
             row.host_released = False
             return SessionStatus(row.status) is SessionStatus.STARTING
@@ -170,7 +264,7 @@ class SessionService:
     ) -> bool:
         with self.db.write() as s:
             row = self._get_for_update(s, account_id, session_id)
-            if SessionStatus(row.status) is not SessionStatus.STARTING:
+            if SessionStatus(row.status) is not SessionStatus.STARTING or row.owner != self.replica_id:
                 return False
             row.hostname, row.handshake_port, row.inspector_port = hostname, handshake_port, inspector_port
             transition(row, SessionStatus.READY, self._now())
@@ -179,7 +273,7 @@ class SessionService:
     def fail(self, account_id: str, session_id: str, code: str, message: str) -> bool:
         with self.db.write() as s:
             row = self._get_for_update(s, account_id, session_id)
-            if not SessionStatus(row.status).is_live:
+            if not SessionStatus(row.status).is_live or row.owner != self.replica_id:
                 return False
             transition(row, SessionStatus.ERROR, self._now(), (code, message))
             return True
@@ -191,6 +285,8 @@ class SessionService:
             deadline = lease_deadline(row.ready_time, row.max_lease_minutes)
             if SessionStatus(row.status) is not SessionStatus.READY or deadline is None or not is_due(deadline, now):
                 return False
+            if row.owner != self.replica_id:
+                return False
             # The session ends at its deadline even if we notice a little later: elapsed time stays exact.
             transition(row, SessionStatus.EXPIRED, deadline)
             row.error_message = f"The session's lease of {row.max_lease_minutes} minutes ran out."
@@ -198,8 +294,8 @@ class SessionService:
 
     def mark_released(self, account_id: str, session_id: str) -> None:
         with self.db.write() as s:
-            row = s.get(SessionRow, (account_id, session_id))
-            if row is not None and not SessionStatus(row.status).is_live:
+            row = row_for_update(self.db, s, SessionRow, (account_id, session_id))
+            if row is not None and not SessionStatus(row.status).is_live and row.owner == self.replica_id:
                 row.host_released = True
 
     def purge_older_than(self, days: int) -> int:
@@ -235,3 +331,9 @@ class SessionService:
     def _quota(self, s: Session, account_id: str, size: SessionSize) -> int:
         set_by_operator = s.execute(_GET_QUOTA, {"account_id": account_id, "size": size.value}).scalar()
         return int(set_by_operator) if set_by_operator is not None else default_quota(self.capacity.get(size.value, 0))
+
+
+def needs_server(row: SessionRow | Row[Any], host_ref: str) -> bool:
+    """Whether `row` still needs the server `host_ref` given to its session (see keeps_server)."""
+    names_it = row.host_ref is None or row.host_ref == host_ref
+    return names_it and (SessionStatus(row.status).is_live or not row.host_released)

@@ -46,6 +46,11 @@ def row_for_update(db: Database, s: Session, row_type: type[R], key: tuple[str, 
     return s.get(row_type, key, with_for_update=not db.is_sqlite)
 
 
+def affected(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (a CursorResult's rowcount; the Result type does not declare it)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def purge_older_than(db: Database, row_type: type[Any], days: int, ended: ColumnElement[bool], now: dt.datetime) -> int:
     """Delete the records created more than `days` before `now` that `ended` says are finished; how many went."""
     cutoff = now - dt.timedelta(days=days)

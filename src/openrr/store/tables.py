@@ -57,6 +57,10 @@ class SessionRow(Base):
     inspector_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     host_released: Mapped[bool] = mapped_column(default=False)
     """True once the render server of an ended session is known to be gone."""
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The replica driving the session (Settings.replica_id); another takes over once `heartbeat` is older than the
+    session lease. None: handed over (a clean shutdown with servers that outlive it)."""
+    heartbeat: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it as is)
@@ -74,6 +78,16 @@ class SessionQuotaRow(Base):
     account_id: Mapped[str] = mapped_column(String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     size: Mapped[str] = mapped_column(String(16), primary_key=True)
     sessions: Mapped[int] = mapped_column(Integer)
+
+
+class LeaseRow(Base):
+    """Who runs a job that one replica at a time must run (store/leases.py), until when."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class ConversionRow(Base):

@@ -95,6 +95,21 @@ class BackgroundLoop(Generic[K]):
         future.add_done_callback(self._threads.discard)
         return await asyncio.shield(future)
 
+    async def wait_for(self, key: K, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the task of `key` to end (at once if none runs); the task goes on after."""
+        task = self._spawned.get(key)
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # the waiter itself was cancelled
+        except Exception:
+            pass  # the task's own failure: _finished logs it
+
     def running(self, key: K) -> bool:
         return key in self._spawned
 
