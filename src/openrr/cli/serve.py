@@ -79,6 +79,14 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--keep-alive-timeout-s", type=float, help="idle seconds a kept-alive connection stays open")
     serve.add_argument("--max-connections", type=int, help="connections served at once; past it: 503 (default 1000)")
+    # Replicas on one database (docs/kubernetes.md): the same --database-url, CA directory and secrets key.
+    serve.add_argument("--replica-id", help="this replica's name in session records (default: host-pid-random)")
+    serve.add_argument(
+        "--session-lease-s",
+        type=float,
+        help="seconds after which another replica takes over the sessions of one that stopped renewing (default 10)",
+    )
+    serve.add_argument("--ca-dir", type=Path, help="the local CA's directory, shared by replicas (DATA_DIR/tls)")
     serve.add_argument("--log-level", default="info")
 
 

@@ -65,6 +65,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "texture_max_pixels",
         "model_max_bytes",
         "model_max_compression_ratio",
+        "replica_id",
+        "session_lease_s",
+        "ca_dir",
     ):
         value = getattr(args, name, None)
         if value is not None:
