@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psutil
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -50,6 +51,7 @@ from openrr.render.control import (
 from openrr.render.identity import ServerIdentity
 from openrr.render.local_files import BrokeredFiles
 from openrr.render.logbuffer import RingBufferHandler
+from openrr.render.metrics import RenderMetrics
 from openrr.render.ports import bind_exact, bind_in_range
 from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
@@ -94,7 +96,15 @@ class RenderServer:
                 WebSocketRoute("/stream", stream.handle),
             ]
         )
-        self.inspector = Starlette(routes=[Route("/", self.inspector_page), Route("/api/status", self.status)])
+        self.metrics = RenderMetrics(identity, scene)
+        scene.on_frame = self.metrics.observe_frame
+        self.inspector = Starlette(
+            routes=[
+                Route("/", self.inspector_page),
+                Route("/api/status", self.status),
+                Route("/metrics", self.prometheus),
+            ]
+        )
         self.inspector_port = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -186,6 +196,11 @@ class RenderServer:
         # The page itself holds nothing of the tenant's: it asks /api/status with the token from its URL fragment.
         page = INSPECTOR_PAGE.read_text()
         return HTMLResponse(page, headers=_page_headers(page))
+
+    async def prometheus(self, _request: Request) -> Response:
+        # No token, so that a cluster's Prometheus can scrape every render server: rates and counts only, the
+        # session named by a hash of its id (render/metrics.py).
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def status(self, request: Request) -> Response:
         try:

@@ -195,6 +195,8 @@ class SceneSession:
         self.clients: set[Client] = set()
         self.controller: Client | None = None
         self.stats = Stats()
+        self.on_frame: Callable[[float], None] | None = None
+        """Told each sent frame's time from render start, in seconds (the server's metrics)."""
         self._command_times: dict[int, float] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self.warnings: list[str] = []
@@ -643,6 +645,8 @@ class SceneSession:
         s.last_render_ms, s.last_encode_ms, s.triangles_drawn = frame.render_ms, encode_ms, frame.triangles
         s.last_frame_ms = (done - frame.started) * 1000
         s.frame_times.append(done)
+        if self.on_frame is not None:
+            self.on_frame(done - frame.started)
         sent_at = self._command_times.pop(frame.command_id, None)
         if sent_at is not None:
             s.latencies_ms.append((done - sent_at) * 1000)
