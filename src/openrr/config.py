@@ -6,7 +6,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -134,6 +134,22 @@ class Settings(BaseSettings):
     """A create with a free warm server answers Ready (hidden; off only to measure the old behaviour)."""
     fast_start_wait_s: float = 2.0
     """How long a create waits for a warm server's health answer before it answers Starting."""
+
+    # --- hosting: where render servers run (issue 12; hosting/factory.py, docs/kubernetes.md) -------------------
+    hosting: Literal["local", "kubernetes"] = "local"
+    """local: child processes of this control plane; kubernetes: one pod per session (hosting/kubernetes.py)."""
+    kubeconfig: Path | None = None
+    """The cluster to run render pods in; None: the in-cluster service account."""
+    kube_namespace: str = "openrr"
+    kube_render_image: str = "openrr/render-server:latest"
+    kube_port_range: tuple[int, int] = (30000, 32767)
+    """Host ports render pods get, in pairs (P handshake, P+1 inspector); clients connect straight to the node."""
+    kube_resources: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
+    """Pod resources per size, e.g. {"Premium": {"limits": {"nvidia.com/gpu": "1"}}}; a size not named: none."""
+    kube_node_hostnames: dict[str, str] = Field(default_factory=dict)
+    """The name clients use for a node's render pods, per node; a node not named: its ExternalIP, else InternalIP."""
+    kube_sts_secret: str = "openrr-sts-public"
+    """The Secret (written by the control plane at start) that carries the STS public key to render pods."""
 
     @property
     def sqlite_path(self) -> Path:

@@ -87,6 +87,15 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help="seconds after which another replica takes over the sessions of one that stopped renewing (default 10)",
     )
     serve.add_argument("--ca-dir", type=Path, help="the local CA's directory, shared by replicas (DATA_DIR/tls)")
+    serve.add_argument(
+        "--hosting",
+        choices=["local", "kubernetes"],
+        help="where render servers run: child processes (local, default) or one pod per session (kubernetes; "
+        "env OPENRR_HOSTING, OPENRR_KUBE_*; docs/kubernetes.md)",
+    )
+    serve.add_argument(
+        "--kubeconfig", type=Path, help="the cluster for --hosting kubernetes (default: the in-cluster service account)"
+    )
     serve.add_argument("--log-level", default="info")
 
 

@@ -68,6 +68,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "replica_id",
         "session_lease_s",
         "ca_dir",
+        "hosting",
+        "kubeconfig",
     ):
         value = getattr(args, name, None)
         if value is not None:

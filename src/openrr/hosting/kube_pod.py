@@ -1,0 +1,192 @@
+"""A render pod: its name, labels, annotations and spec (docs/kubernetes.md; the node agent in tests/k8s and the
+manifests in deploy/ rely on these names). Pure: builds the objects, talks to nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openrr.hosting.backend import SessionKey
+from openrr.render.control import HEALTH_PATH, RenderServerArgs
+
+NAME_PREFIX = "openrr-render-"
+APP_LABEL = "app.kubernetes.io/name"
+APP = "openrr-render"
+SELECTOR = f"{APP_LABEL}={APP}"
+SIZE_LABEL = "openrr.io/size"
+STATE_LABEL = "openrr.io/state"
+WARM, CLAIMED = "warm", "claimed"
+ACCOUNT_LABEL = "openrr.io/account"
+SESSION_LABEL = "openrr.io/session"
+SESSION_ID_ANNOTATION = "openrr.io/session-id"
+ACCOUNT_ID_ANNOTATION = "openrr.io/account-id"
+CONTAINER = "render-server"
+
+POD_SECRET_DIR = Path("/var/run/openrr/pod")
+STS_DIR = Path("/var/run/openrr/sts")
+SCRATCH_DIR = Path("/tmp/openrr")
+CONTROL_SECRET_KEY = "control-secret"
+TLS_CERT_KEY = "tls.crt"
+TLS_KEY_KEY = "tls.key"
+STS_KEY = "sts-public.pem"
+
+_ALNUM = string.ascii_lowercase + string.digits
+
+
+def new_pod_name() -> str:
+    return NAME_PREFIX + "".join(secrets.choice(_ALNUM) for _ in range(10))
+
+
+def session_hash(session_id: str) -> str:
+    """The session label's value: session ids may be longer or hold characters a label value may not."""
+    return hashlib.sha1(session_id.encode()).hexdigest()
+
+
+def session_selector(key: SessionKey) -> str:
+    return f"{SELECTOR},{SESSION_LABEL}={session_hash(key.session_id)},{ACCOUNT_LABEL}={key.account_id}"
+
+
+def claim_metadata(key: SessionKey) -> dict[str, Any]:
+    """Labels and annotations that give a pod to a session (at creation, or patched onto a warm one)."""
+    return {
+        "labels": {STATE_LABEL: CLAIMED, ACCOUNT_LABEL: key.account_id, SESSION_LABEL: session_hash(key.session_id)},
+        "annotations": {SESSION_ID_ANNOTATION: key.session_id, ACCOUNT_ID_ANNOTATION: key.account_id},
+    }
+
+
+def claimed_key(metadata: Any) -> SessionKey | None:
+    """The session a pod was given to (from its annotations; V1ObjectMeta), None for a warm one."""
+    labels = metadata.labels or {}
+    annotations = metadata.annotations or {}
+    session_id, account_id = annotations.get(SESSION_ID_ANNOTATION), annotations.get(ACCOUNT_ID_ANNOTATION)
+    if labels.get(STATE_LABEL) != CLAIMED or not session_id or not account_id:
+        return None
+    return SessionKey(account_id, session_id)
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """What every render pod shares (from Settings)."""
+
+    image: str
+    stop_grace_s: float
+    sts_secret: str
+    resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    standard_primitive_limit: int | None = None
+    fetch_allow: tuple[str, ...] = ()
+    model_max_bytes: int = 2 * 1024**3
+    model_max_compression_ratio: float = 200.0
+    texture_max_dimension: int | None = None
+    texture_max_pixels: int | None = None
+    handshake_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 10.0
+
+
+def render_pod(template: PodTemplate, name: str, size: str, port: int, key: SessionKey | None) -> dict[str, Any]:
+    """The pod of one render server on host ports `port` (handshake) and `port + 1` (inspector); claimed by `key`
+    from the start, or warm (assigned later over /control/assign) if None."""
+    args = RenderServerArgs(
+        host_id=name,
+        ports_file=Path(SCRATCH_DIR, "ports.json"),
+        size=size,
+        bind="$(NODE_IP)",
+        session_id=key.session_id if key else None,
+        account_id=key.account_id if key else None,
+        certfile=Path(POD_SECRET_DIR, TLS_CERT_KEY),
+        keyfile=Path(POD_SECRET_DIR, TLS_KEY_KEY),
+        sts_public_key=Path(STS_DIR, STS_KEY),
+        standard_primitive_limit=template.standard_primitive_limit,
+        fetch_allow=template.fetch_allow,
+        model_max_bytes=template.model_max_bytes,
+        model_max_compression_ratio=template.model_max_compression_ratio,
+        texture_max_dimension=template.texture_max_dimension,
+        texture_max_pixels=template.texture_max_pixels,
+        handshake_timeout_s=template.handshake_timeout_s,
+        keep_alive_timeout_s=template.keep_alive_timeout_s,
+        handshake_port=port,
+        inspector_port=port + 1,
+        secret_file=Path(POD_SECRET_DIR, CONTROL_SECRET_KEY),
+    )
+    metadata: dict[str, Any] = {
+        "name": name,
+        "labels": {APP_LABEL: APP, SIZE_LABEL: size, STATE_LABEL: WARM},
+        "annotations": {},
+    }
+    if key is not None:
+        claim = claim_metadata(key)
+        metadata["labels"].update(claim["labels"])
+        metadata["annotations"].update(claim["annotations"])
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": template.image,
+        "command": ["openrr", "render-server"],
+        # `--flag=value` tokens: the kubelet expands $(NODE_IP) inside them.
+        "args": _joined(args.to_argv()),
+        "env": [{"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}],
+        "ports": [
+            {"name": "handshake", "containerPort": port, "hostPort": port, "protocol": "TCP"},
+            {"name": "inspector", "containerPort": port + 1, "hostPort": port + 1, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": HEALTH_PATH, "port": port, "scheme": "HTTPS"},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+        "volumeMounts": [
+            {"name": "pod-secret", "mountPath": str(POD_SECRET_DIR), "readOnly": True},
+            {"name": "sts", "mountPath": str(STS_DIR), "readOnly": True},
+            {"name": "scratch", "mountPath": str(SCRATCH_DIR)},
+        ],
+    }
+    resources = template.resources.get(size)
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "restartPolicy": "Never",
+            "hostNetwork": True,
+            # hostNetwork pods resolve cluster names only with this policy.
+            "dnsPolicy": "ClusterFirstWithHostNet",
+            "terminationGracePeriodSeconds": max(1, round(template.stop_grace_s)),
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [container],
+            "volumes": [
+                {"name": "pod-secret", "secret": {"secretName": name, "defaultMode": 0o440}},
+                {"name": "sts", "secret": {"secretName": template.sts_secret}},
+                {"name": "scratch", "emptyDir": {}},
+            ],
+        },
+    }
+
+
+def _joined(argv: list[str]) -> list[str]:
+    """["--a", "1", "--b", "2"] -> ["--a=1", "--b=2"] (every flag of RenderServerArgs takes a value)."""
+    return [f"{flag}={value}" for flag, value in zip(argv[::2], argv[1::2], strict=True)]
+
+
+def pod_secret(name: str, uid: str, control_secret: str, cert_chain: bytes, key: bytes) -> dict[str, Any]:
+    """The Secret a render pod mounts: its control secret and TLS leaf. Owned by the pod, so that the garbage
+    collector deletes it with the pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "labels": {APP_LABEL: APP},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}],
+        },
+        "stringData": {
+            CONTROL_SECRET_KEY: control_secret,
+            TLS_CERT_KEY: cert_chain.decode(),
+            TLS_KEY_KEY: key.decode(),
+        },
+    }
