@@ -346,3 +346,36 @@ def test_postgres_yaml_stands_alone_and_matches_make_secrets_url() -> None:
     assert f"{env['POSTGRES_USER']['value']}:$password@{service['metadata']['name']}." in url.group(1)
     assert url.group(1).endswith("/" + env["POSTGRES_DB"]["value"])
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "openrr-postgres", "key": "password"}
+
+
+VERB_OF_CALL = {"read": "get", "list": "list", "create": "create", "patch": "patch", "replace": "update"}
+VERB_OF_CALL["delete"] = "delete"
+
+
+def test_rbac_grants_every_api_call_the_kubernetes_backend_makes() -> None:
+    """Each `CoreV1Api` call in hosting/ (a list handed to a WatchCache needs `watch` too) is granted: namespaced
+    ones by the Role, node ones by the ClusterRole; nothing is granted on a resource the backend never touches."""
+    sources = [p.read_text() for p in (ROOT / "src/openrr/hosting").glob("kube*.py")]
+    calls = {m for text in sources for m in re.findall(r"\.(read|list|create|patch|replace|delete)_(\w+)", text)}
+    watched = {m for text in sources for m in re.findall(r"WatchCache\([^)]*?\.list_(\w+)", text, re.DOTALL)}
+    needed: dict[tuple[str, str], set[str]] = {}
+    for call, target in calls:
+        scope, resource = (
+            ("namespace", target.removeprefix("namespaced_")) if "namespaced_" in target else ("cluster", target)
+        )
+        if resource not in ("pod", "secret", "node"):
+            continue
+        verbs = needed.setdefault((scope, resource + "s"), set())
+        verbs.add(VERB_OF_CALL[call])
+        if call == "list" and target in watched:
+            verbs.add("watch")
+    objects = manifest_objects()
+    granted: dict[tuple[str, str], set[str]] = {}
+    for kind, scope in (("Role", "namespace"), ("ClusterRole", "cluster")):
+        for role in (o for o in objects if o["kind"] == kind):
+            for rule in role["rules"]:
+                for resource in rule["resources"]:
+                    granted.setdefault((scope, resource), set()).update(rule["verbs"])
+    missing = {k: v - granted.get(k, set()) for k, v in needed.items() if v - granted.get(k, set())}
+    assert missing == {}, "the backend calls what RBAC does not grant"
+    assert set(granted) <= set(needed), "RBAC grants on resources the backend never touches"
