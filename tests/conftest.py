@@ -10,10 +10,13 @@ import pytest
 
 from tests.azurite import Azurite, azurite, azurite_available
 from tests.harness import Service, free_port, ready_session, render_process_pids, render_server_pids, wait_for
+from tests.k8s.fixtures import kube_cluster, kube_namespace, node_agent
 from tests.models import serve_directory, write_models
 
+__all__ = ["kube_cluster", "kube_namespace", "node_agent"]  # fixtures of tests/k8s/fixtures.py, used by name
+
 UNIT_DIR = Path(__file__).parent / "unit"
-PROCESS_FIXTURES = {"base_dir", "service", "api", "made", "session", "blob"}
+PROCESS_FIXTURES = {"base_dir", "service", "api", "made", "session", "blob", *__all__}
 """The fixtures below that start the service, render servers or Azurite: no test in tests/unit/ may use them."""
 
 
