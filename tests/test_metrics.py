@@ -10,23 +10,17 @@ import math
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from openrr.client.render_session import RenderSessionClient
 from tests.harness import Service, wait_for
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.unit.test_metrics import Samples, parse
 
 
 def scrape(url: str, service: Service) -> Samples:
     # No token: what a cluster's Prometheus gets.
     r = httpx.get(url, verify=service.tls, timeout=10)
     assert r.status_code == 200, r.text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
+    return parse(r.text)
 
 
 def test_the_control_plane_shows_the_ready_session_and_its_start(service: Service, session: dict[str, Any]) -> None:

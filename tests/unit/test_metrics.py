@@ -91,6 +91,8 @@ async def test_requests_are_counted_by_route_template_not_by_path(tmp_path: Path
         assert (await arr.api.get(f"{arr.sessions}/missing", params=V21)).status_code == 404
         assert (await arr.api.get("/no/such/path")).status_code == 404
         assert (await arr.api.request("BREW", "/")).status_code == 405
+        for name in ("index.html", "viewer.js"):
+            assert (await arr.api.get(f"/viewer/{name}")).status_code == 200
         await scrape(arr.api)
         samples, text = await scrape(arr.api)
         total = "openrr_http_requests_total"
@@ -100,6 +102,7 @@ async def test_requests_are_counted_by_route_template_not_by_path(tmp_path: Path
         assert value(samples, total, route="(none)", method="GET", status="404") == 1
         # A made-up method is "other": it cannot make series of its own.
         assert value(samples, total, route="/", method="other", status="405") == 1
+        assert value(samples, total, route="/viewer", method="GET", status="200") == 2
         assert "route-a" not in text and arr.account_id not in text
         # The scrapes themselves are not counted.
         assert not [k for k in samples if k[0] == total and ("route", "/metrics") in k[1]]

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from openrr.render.access import TokenGate
 from openrr.render.control import CONTROL_HEADER, AssignBody
@@ -20,6 +19,7 @@ from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.server import RenderServer
 from openrr.render.session import Client, SceneSession
 from openrr.render.stream import StreamEndpoint
+from tests.unit.test_metrics import Samples, parse
 
 pytestmark = pytest.mark.anyio
 SECRET = "s3cret"
@@ -45,15 +45,11 @@ async def client(server: RenderServer) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+async def scrape(client: httpx.AsyncClient) -> Samples:
     r = await client.get("/metrics")
     assert r.status_code == 200, r.text
     assert SESSION not in r.text  # only its hash
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
+    return parse(r.text)
 
 
 def send_frame(scene: SceneSession, frame_no: int, took_s: float) -> None:

@@ -41,10 +41,17 @@ class RouteTemplate:
             await self.app(scope, receive, send)
         finally:
             slot: list[str] | None = scope.get(SLOT)
-            route = scope.get("route")
-            if slot is not None and route is not None:
-                # A Mount's path is its prefix (`/viewer`): one series for every file under it.
-                slot[0] = getattr(route, "path", NO_ROUTE)
+            if slot is not None:
+                slot[0] = _template(scope)
+
+
+def _template(scope: Scope) -> str:
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", NO_ROUTE))
+    # FastAPI's router names no route for a Mount, whose match sets the root path to its prefix (`/viewer`): one
+    # series for every file under it.
+    return str(scope.get("root_path") or NO_ROUTE)
 
 
 class RequestCounter:
