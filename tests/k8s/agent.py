@@ -11,9 +11,9 @@ PostgreSQL. The agent does, per node (each one a loopback address 127.0.1.x):
 - for each pod the scheduler bound to one of its nodes: materialises its secret / configMap / emptyDir / hostPath
   volumes (waiting, as a kubelet does, for a missing Secret or ConfigMap), resolves env (values, fieldRef
   status.hostIP / status.podIP / metadata.name / metadata.namespace / spec.nodeName, secretKeyRef,
-  configMapKeyRef) and `$(VAR)` in command and args, rewrites volume mountPaths found in command, args and env to
-  the materialised directories (it cannot chroot), runs `openrr ...` as `[python, "-m", "openrr", ...]` and any
-  other command as is, in its own process group (the container);
+  configMapKeyRef; envFrom) and `$(VAR)` in command and args, rewrites volume mountPaths found in command, args and
+  env to the materialised directories (it cannot chroot), runs `openrr ...` as `[python, "-m", "openrr", ...]`
+  and any other command as is, in its own process group (the container);
 - patches pod status: Pending -> Running (hostIP, podIP = the node address for hostNetwork pods, else a unique
   127.0.2.x, containerStatuses), the Ready condition from the readinessProbe it runs (httpGet, tcpSocket, exec),
   Succeeded / Failed with the exit code and reason when the process ends ("OOMKilled" when `oom_kill` killed it);
@@ -458,6 +458,9 @@ class NodeAgent:
             "metadata.namespace": run.namespace, "spec.nodeName": run.node, "metadata.uid": run.uid,
         }  # fmt: skip
         pod_env: dict[str, str] = {}
+        # envFrom first, then env (which wins), as a kubelet does (deploy/kubernetes's settings ConfigMap).
+        for source in container.get("envFrom", []):
+            pod_env |= {k: _rewrite(v, mounts) for k, v in self._env_all(source, run).items()}
         for var in container.get("env", []):
             value: str | None
             if "value" in var:
@@ -476,6 +479,15 @@ class NodeAgent:
         if argv[0] == "openrr":
             argv = [self.python, "-m", "openrr", *argv[1:]]
         return argv, env
+
+    def _env_all(self, source: Obj, run: _PodRun) -> dict[str, str]:
+        """One envFrom entry: every key of a ConfigMap or Secret, with its prefix."""
+        is_secret = "secretRef" in source
+        ref = source["secretRef"] if is_secret else source["configMapRef"]
+        informer = self.secrets if is_secret else self.config_maps
+        obj = self._wait_for_object(informer, run.namespace, ref["name"], run, bool(ref.get("optional")))
+        data = (_decoded(obj) if is_secret else _encoded(obj)) if obj else {}
+        return {source.get("prefix", "") + k: v.decode() for k, v in data.items()}
 
     def _env_from(self, source: Obj, run: _PodRun, fields: dict[str, str]) -> str | None:
         if "fieldRef" in source:
