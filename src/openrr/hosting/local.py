@@ -204,8 +204,11 @@ class LocalBackend:
         shutil.rmtree(self._home(host_ref), ignore_errors=True)
 
     def warm_count(self, size: str) -> int:
+        # Only servers that have bound their ports (a cached file read): one still starting would keep a fast
+        # start waiting for seconds, to answer Starting all the same.
         with self._lock:
-            return sum(1 for h in self._hosts.values() if h.record.session_id is None and h.record.size == size)
+            warm = [h for h in self._hosts.values() if h.record.session_id is None and h.record.size == size]
+        return sum(1 for h in warm if self._ports(h) is not None)
 
     def maintain(self) -> None:
         with self._lock:
