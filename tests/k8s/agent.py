@@ -24,8 +24,9 @@ What it does NOT do (a real kubelet does; the `kubelet`-marked tier in tests/k8s
 containers, images, chroot, namespaces or cgroups (so no resource limits are enforced and no memory pressure
 evicts), no liveness or startup probes, no restarts (one container per pod, `restartPolicy` Never only), no init
 containers, no projected or downwardAPI volumes, no ports published (hostNetwork pods bind the node address
-themselves), no CNI, no pod IP routing. Secret files are written 0600 unless the volume says otherwise (a kubelet
-defaults to 0644), and their contents are never logged.
+themselves), no CNI, no pod IP routing. Secret and ConfigMap files get the volume's (defaulted) modes, as a
+kubelet writes them (0644 unless the pod's `defaultMode` / `items[].mode` say otherwise); their contents are never
+logged.
 """
 
 from __future__ import annotations
@@ -149,12 +150,12 @@ class NodeAgent:
         self._stopping.set()
         for inf in (self.pods, self.secrets, self.config_maps):
             inf.stop()
-        for t in self._threads:
-            t.join(15)
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
             self._terminate(run, grace_s=2)
+        for t in self._threads:
+            t.join(15)
         with contextlib.suppress(client.ApiException):
             for pod in self._bound_pods():
                 self._delete_now(pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
@@ -422,7 +423,8 @@ class NodeAgent:
                 if obj is None and not src.get("optional"):
                     return None
                 data = (_decoded(obj) if is_secret else _encoded(obj)) if obj else {}
-                mode = src.get("defaultMode", 0o600 if is_secret else 0o644)
+                # The API defaults defaultMode to 0644, as a kubelet writes them; a pod wanting 0600 says so.
+                mode = src.get("defaultMode", 0o644)
                 _write_volume(target, data, src.get("items"), mode, uid)
             else:
                 raise _PodError("Unsupported", f"volume {vol['name']}: the node agent has no such volume type")
