@@ -142,7 +142,7 @@ def test_a_pod_waits_for_its_missing_secret(core: Any, kube_namespace: str, node
 
     def creating(pod: dict[str, Any] | None) -> bool:
         statuses = (pod or {}).get("status", {}).get("containerStatuses") or [{}]
-        return statuses[0].get("state", {}).get("waiting", {}).get("reason") == "ContainerCreating"
+        return bool(statuses[0].get("state", {}).get("waiting", {}).get("reason") == "ContainerCreating")
 
     watch_until(**pod_named(core, kube_namespace, "late"), predicate=creating, timeout=READY_S, what="waiting")
     assert agent.process_of("late") is None
