@@ -29,7 +29,7 @@ from openrr.hosting.backend import SessionKey
 from openrr.hosting.kube_pod import SELECTOR, PodTemplate
 from openrr.hosting.kubernetes import KubernetesBackend, KubernetesBackendOptions
 from openrr.hosting.server_control import ServerControl
-from tests.harness import Service, free_port, session_doc, wait_for, wait_status
+from tests.harness import Service, free_port, openrr, session_doc, wait_for, wait_status
 from tests.k8s.cluster import KubeCluster
 from tests.k8s.fixtures import NodeAgentFactory
 
@@ -78,10 +78,14 @@ def serve_k8s(
                 "2",
                 "--rate-limit-per-s",
                 "0",
+                "--capacity",
+                "Standard=8",
                 *args,
             ],
         )
         started.append(svc.start())
+        # Several live sessions at once in one account (the default quota is one per size).
+        openrr("account", "set-quota", svc.account_id, "--size", "Standard", "--sessions", "8", data_dir=svc.data_dir)
         return svc
 
     yield start
