@@ -631,11 +631,12 @@ def _expand(text: str, env: dict[str, str]) -> str:
 
 
 def _rewrite(text: str, mounts: dict[str, Path]) -> str:
-    """Mount paths in `text` (whole path components only) replaced by their materialised directories."""
-    for mount in sorted(mounts, key=len, reverse=True):
-        replacement = str(mounts[mount]).replace("\\", "\\\\")
-        text = re.sub(rf"(?<![\w./-]){re.escape(mount)}(?=/|$|[^\w.-])", replacement, text)
-    return text
+    """Mount paths in `text` (whole path components only) replaced by their materialised directories, in one pass:
+    a materialised directory may itself start with another mount path (an emptyDir at /tmp)."""
+    if not mounts:
+        return text
+    alternatives = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    return re.sub(rf"(?<![\w./-])({alternatives})(?=/|$|[^\w.-])", lambda m: str(mounts[m.group(1)]), text)
 
 
 def _pod_conditions(ready: bool, initialized: bool) -> list[Obj]:
@@ -723,3 +724,32 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 __all__ = ["NodeAgent", "key_of"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.k8s.agent KUBECONFIG node-a=127.0.1.1 ...`: fake nodes by hand, until Ctrl-C."""
+    import argparse
+    import sys
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m tests.k8s.agent", description=main.__doc__)
+    p.add_argument("kubeconfig", type=Path)
+    p.add_argument("nodes", nargs="+", metavar="NAME=ADDRESS", help="e.g. node-a=127.0.1.1")
+    p.add_argument("--root", type=Path, help="where pods' volumes and logs go (default: a new temporary directory)")
+    p.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu capacity of each node")
+    args = p.parse_args(argv)
+    nodes = dict(n.split("=", 1) for n in args.nodes)
+    root = args.root or Path(tempfile.mkdtemp(prefix="openrr-agent-"))
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before any thread starts: they inherit the mask
+    agent = NodeAgent(args.kubeconfig, nodes, root, sys.executable, gpus=dict.fromkeys(nodes, args.gpus)).start()
+    print(f"nodes {', '.join(nodes)} Ready; pods under {root}; Ctrl-C stops them and removes the nodes", flush=True)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
