@@ -175,12 +175,13 @@ class Settings(BaseSettings):
 
     @property
     def server_cert_path(self) -> Path:
-        """The control plane's leaf certificate chain, signed by the local CA."""
-        return self.tls_dir / "server.pem"
+        """The control plane's leaf certificate chain, signed by the local CA; this replica's own, in DATA_DIR/tls
+        even when the CA is shared in `ca_dir` (read-only: a Kubernetes Secret)."""
+        return self.data_dir / "tls" / "server.pem"
 
     @property
     def server_key_path(self) -> Path:
-        return self.tls_dir / "server-key.pem"
+        return self.data_dir / "tls" / "server-key.pem"
 
     @property
     def served_cert_path(self) -> Path:

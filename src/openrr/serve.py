@@ -116,7 +116,7 @@ def serve(settings: Settings, log_level: str = "info") -> int:
             return 2
         # The local CA and the control plane's leaf exist even with the operator's own certificate: render
         # servers get their leaves from this CA.
-        ensure_tls(settings.tls_dir, settings.tls_hostnames)
+        ensure_tls(settings.tls_dir, settings.tls_hostnames, settings.server_cert_path.parent)
     try:
         # Bind before announcing anything, so a taken port is a clear error rather than a banner and a crash.
         sock = _bind(settings.host, settings.port)

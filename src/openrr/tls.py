@@ -214,13 +214,16 @@ def issue_server_certificate(tls_dir: Path, hostnames: list[str]) -> tuple[bytes
     return chain, _key_pem(key)
 
 
-def ensure_server_certificate(tls_dir: Path, hostnames: list[str]) -> bool:
-    """The control plane's own leaf (server.pem, server-key.pem): (re)issued unless one from the current CA covers
-    `hostnames` and is not about to expire. Returns True if it was (re)made."""
-    cert_path, key_path = tls_dir / SERVER_FILE, tls_dir / SERVER_KEY_FILE
+def ensure_server_certificate(tls_dir: Path, hostnames: list[str], leaf_dir: Path | None = None) -> bool:
+    """The control plane's own leaf (server.pem, server-key.pem, in `leaf_dir`, by default `tls_dir`): (re)issued
+    unless one from the current CA covers `hostnames` and is not about to expire. Returns True if it was (re)made.
+    Replicas sharing one CA (a read-only Secret on Kubernetes) keep their own leaves in their own `leaf_dir`."""
+    leaf_dir = leaf_dir or tls_dir
+    cert_path, key_path = leaf_dir / SERVER_FILE, leaf_dir / SERVER_KEY_FILE
     if cert_path.exists() and key_path.exists() and _leaf_current(tls_dir, cert_path, hostnames):
         return False
     chain, key = issue_server_certificate(tls_dir, hostnames)
+    leaf_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(key_path, key, mode=0o600)
     write_atomic(cert_path, chain, mode=0o600)
     logger.info("issued the control plane's certificate %s", cert_path)
@@ -241,12 +244,13 @@ def _leaf_current(tls_dir: Path, cert_path: Path, hostnames: list[str]) -> bool:
     return set(names) | {str(a) for a in addresses} <= present and _valid_for_a_while(leaf)
 
 
-def ensure_tls(tls_dir: Path, hostnames: list[str]) -> None:
-    """The local CA and the control plane's leaf, made or renewed as needed (called at every start)."""
+def ensure_tls(tls_dir: Path, hostnames: list[str], leaf_dir: Path | None = None) -> None:
+    """The local CA (in `tls_dir`) and the control plane's leaf (in `leaf_dir`, by default `tls_dir`), made or
+    renewed as needed (called at every start)."""
     made_ca = ensure_local_ca(tls_dir, hostnames)
     if made_ca:
-        (tls_dir / SERVER_FILE).unlink(missing_ok=True)
-    ensure_server_certificate(tls_dir, hostnames)
+        ((leaf_dir or tls_dir) / SERVER_FILE).unlink(missing_ok=True)
+    ensure_server_certificate(tls_dir, hostnames, leaf_dir)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
