@@ -40,7 +40,7 @@ def ended_reason(pod: Any) -> str:
     name = pod.metadata.name
     status = pod.status
     if status and status.reason == "Evicted":
-        return f"The render pod {name} was evicted: {status.message or 'no reason given'}."
+        return f"The render pod {name} was evicted: {(status.message or 'no reason given').rstrip('.')}."
     for cs in (status.container_statuses if status else None) or []:
         terminated = cs.state.terminated if cs.state else None
         if terminated is None:
