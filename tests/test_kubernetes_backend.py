@@ -319,6 +319,14 @@ def test_a_deleted_pod_and_a_lost_node_turn_sessions_to_error_and_the_endpoint_i
         assert time.monotonic() - t0 < ERROR_WITHIN_S
         assert f"The render pod {pod.metadata.name} was deleted." in failed["error"]["message"]
 
+        oom = f"k8s-oom-{uuid.uuid4().hex[:6]}"
+        _create(svc, oom)
+        wait_status(api, svc.account_id, oom, "Ready", timeout=START_S)
+        oom_pod = _pod_of(core, kube_namespace, oom)
+        agent.oom_kill(oom_pod.metadata.name)
+        failed = wait_status(api, svc.account_id, oom, "Error", timeout=ERROR_WITHIN_S)
+        assert f"The render pod {oom_pod.metadata.name} was OOM-killed." in failed["error"]["message"]
+
         lost_pod = _pod_of(core, kube_namespace, lost)
         node = lost_pod.spec.node_name
         agent.stop_renewing(node)
