@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -66,6 +69,8 @@ class AlternatingTransport(RequestsTransport):  # type: ignore[misc]
         self._ports = itertools.cycle(ports)
         self._lock = threading.Lock()
         self.sent: list[tuple[str, int]] = []
+        self.put_statuses: list[str] = []
+        """The session status each PUT (create) answered."""
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         with self._lock:
@@ -73,7 +78,10 @@ class AlternatingTransport(RequestsTransport):  # type: ignore[misc]
         url = httpx.URL(request.url)
         request.url = str(url.copy_with(port=port))
         self.sent.append((request.method, port))
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        if request.method == "PUT":
+            self.put_statuses.append(json.loads(response.text())["status"])
+        return response
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +166,10 @@ def test_sdk_lifecycle_alternating_between_replicas(
     from azure.mixedreality.remoterendering import RenderingSessionSize, RenderingSessionStatus
 
     args = ["--warm-pool", "Standard=1", "--capacity", "Standard=6"]
+    # What is tested here is that a create with a free warm server answers Ready; how fast is the bench's question
+    # (bench/sdk_warm_start.py). The first start on a replica takes ~1 s here (first connections), and the machine
+    # running the suite is shared: a generous wait keeps the answer Ready whatever the load.
+    monkeypatch.setenv("OPENRR_FAST_START_WAIT_S", "20")
     with replicas(base_dir / "replicas-sdk", fresh_database(pg_url), args, monkeypatch) as pair:
         client, transport = alternating_sdk(pair)
         probe = httpx.Client(verify=pair.a.tls)
@@ -171,8 +183,8 @@ def test_sdk_lifecycle_alternating_between_replicas(
             took = time.perf_counter() - t0
             print(f"SDK warm start through alternating replicas: {took:.3f} s")
             assert session.status == RenderingSessionStatus.READY
-            # Far below the SDK's 5 s polling interval: the create (or the GET right after it) said Ready.
-            assert took < SDK_DEFAULT_POLLING_S, f"warm start took {took:.2f} s"
+            # The create itself said Ready: the SDK's first poll (sent at once) ends its wait, not one 5 s later.
+            assert transport.put_statuses[-1] == "Ready", transport.put_statuses
             # Ready means its server answers, whichever replica placed it.
             health = probe.get(f"https://{session.hostname}:{session.handshake_port}/health", timeout=5)
             assert health.json() == {"status": "ok"}
@@ -189,6 +201,18 @@ def test_sdk_lifecycle_alternating_between_replicas(
             assert row["owner"] in ("replica-a", "replica-b")
         assert {port for _, port in transport.sent} == {pair.a.port, pair.b.port}
         assert {m for m, _ in transport.sent} >= {"PUT", "GET", "PATCH", "POST"}
+
+        # The v1 create: it answers only the id, after the fast start, so the first properties poll reads Ready.
+        wait_for(lambda: warm_bound(pair.b), 60, "a bound warm server on B")
+        v1 = pair.b.api()
+        made = v1.post(
+            f"/v1/accounts/{pair.b.account_id}/sessions/create", json={"maxLeaseTime": "0:10:00", "size": "Standard"}
+        )
+        assert made.status_code == 202, made.text
+        v1_id = made.json()["sessionId"]
+        props = pair.a.api().get(f"/v1/accounts/{pair.a.account_id}/sessions/{v1_id}/properties").json()
+        assert props["sessionStatus"] == "Ready" and props["handshakePort"], props
+        assert v1.delete(f"/v1/accounts/{pair.b.account_id}/sessions/{v1_id}").status_code == 204
 
         # A cold start (no warm server free on either replica) still answers Starting.
         for tag, r in (("a", pair.a), ("b", pair.b)):
@@ -314,3 +338,24 @@ def test_capacity_holds_across_replicas(base_dir: Path, pg_url: str, monkeypatch
         assert {d["error"]["code"] for d in refused} == {"NoServerAvailable"}
         for d in live:
             clients[0].post(f"/accounts/{pair.a.account_id}/sessions/{d['id']}/:stop", params=API)
+
+
+def test_a_replica_with_another_secrets_key_refuses_to_start(
+    base_dir: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_database(pg_url)
+    first = base_dir / "secrets-first"
+    monkeypatch.setenv("OPENRR_SECRETS_KEY", Fernet.generate_key().decode())
+    account = json.loads(openrr("account", "create", "--json", "--database-url", url, data_dir=first).stdout)
+    openrr(
+        "account", "link-storage", account["accountId"], "--account-name", "acct", "--account-key", "a2V5",
+        "--database-url", url, data_dir=first,
+    )  # fmt: skip
+    monkeypatch.setenv("OPENRR_SECRETS_KEY", Fernet.generate_key().decode())
+    other = base_dir / "secrets-other"
+    cmd = [sys.executable, "-m", "openrr", "serve", "--data-dir", str(other), "--port", str(free_port()),
+           "--database-url", url, "--conversion-workers", "0"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "must share one key" in done.stderr
+    assert not render_server_pids(other)

@@ -16,14 +16,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from openrr.accounts.service import AccountService
+from openrr.accounts.storage_links import StorageLinks
 from openrr.hosting.backend import SessionKey
 from openrr.sessions.reconciler import MAINTENANCE_LEASE, Reconciler
 from openrr.sessions.service import SessionService
 from openrr.sessions.state import SessionSize, SessionStatus
 from openrr.store import leases
 from openrr.store.db import Database
+from openrr.store.secretbox import SecretBox, SecretUnreadable
+from openrr.store.shared_key import require_shared_secrets_key
 from openrr.util.clock import Clock, utc_now
 from tests.unit.test_reconciler import PLACEMENT, FakeBackend
 
@@ -297,3 +301,12 @@ async def test_the_orphan_sweep_keeps_a_server_whose_session_appeared_after_the_
     backend.claimed["pod-gone"] = SessionKey(acct, "purged-long-ago")
     assert await r._unclaimed(rows_before) == ["pod-gone"]
     await r.stop()
+
+
+def test_a_replica_whose_secrets_key_cannot_open_the_stores_credentials_is_refused(db: Database) -> None:
+    first = SecretBox(Fernet.generate_key())
+    require_shared_secrets_key(db, SecretBox(Fernet.generate_key()))  # nothing sealed yet: any key
+    StorageLinks(db, first).link(account(db), "acct", "a2V5", None)
+    require_shared_secrets_key(db, first)
+    with pytest.raises(SecretUnreadable, match="must share one key"):
+        require_shared_secrets_key(db, SecretBox(Fernet.generate_key()))
