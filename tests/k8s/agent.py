@@ -631,12 +631,13 @@ def _expand(text: str, env: dict[str, str]) -> str:
 
 
 def _rewrite(text: str, mounts: dict[str, Path]) -> str:
-    """Mount paths in `text` (whole path components only) replaced by their materialised directories, in one pass:
-    a materialised directory may itself start with another mount path (an emptyDir at /tmp)."""
+    """Mount paths in `text` (whole path components only) replaced by their materialised directories, in one pass
+    (a replacement is never rewritten again), the longest mount path first."""
     if not mounts:
         return text
     alternatives = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
-    return re.sub(rf"(?<![\w./-])({alternatives})(?=/|$|[^\w.-])", lambda m: str(mounts[m.group(1)]), text)
+    pattern = rf"(?<![\w./-])(?:{alternatives})(?=/|$|[^\w.-])"
+    return re.sub(pattern, lambda m: str(mounts[m.group(0)]), text)
 
 
 def _pod_conditions(ready: bool, initialized: bool) -> list[Obj]:
