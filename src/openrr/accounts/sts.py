@@ -111,6 +111,8 @@ class TokenService:
 
 def _load_or_create_key(db: Database, box: SecretBox) -> tuple[str, rsa.RSAPrivateKey]:
     with db.write() as s:
+        # Replicas starting together on a fresh database must end up with one key, the first one's.
+        db.first_start_lock(s)
         row = s.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc())).first()
         if row is None:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -27,6 +27,10 @@ def head_revision() -> str:
 P = ParamSpec("P")
 T = TypeVar("T")
 
+FIRST_START_LOCK = 7072
+"""PostgreSQL advisory lock that serialises replicas' first-start work on one database: the migration and the
+STS signing key's creation (two replicas started at once would race on both; 7071 is capacity's)."""
+
 
 class Database:
     def __init__(self, url: str) -> None:
@@ -59,8 +63,15 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self._write_engine.begin() as conn:
+            # Replicas starting together on a fresh database: one migrates, the others then find it at the head.
+            self.first_start_lock(conn)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def first_start_lock(self, tx: Connection | Session) -> None:
+        """Hold FIRST_START_LOCK until `tx` ends (PostgreSQL; SQLite's writers are serialised already)."""
+        if not self.is_sqlite:
+            tx.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_START_LOCK})
 
     def _revision(self) -> str | None:
         """The store's migration revision (alembic's table), None before the first."""
