@@ -54,6 +54,11 @@ from bench.session_start import start_to_ready  # noqa: E402
 API = {"api-version": "2021-01-01"}
 READY_WITHIN_S = 900
 """Give up on the burst after this long (50 render-server starts on two shared cores)."""
+PUT_TIMEOUT_S = 300
+"""A client's patience with one request of the burst (the harness's 30 s is too short for some creates)."""
+NODE_GRACE_S = 40
+"""Kubernetes' default node grace period. The test cluster's 4 s (made for the NotReady tests) was missed by the
+node agent's lease renewal during a 50-pod burst on two overloaded cores, and a lost node fails its sessions."""
 MEMORY_FLOOR_GIB = 2.0
 """Abort the burst when the machine's available memory falls below this: the VM is shared, and the kernel's OOM
 killer would pick other people's processes as readily as ours."""
@@ -117,18 +122,20 @@ def burst(env: KubeEnv, replicas: list[Replica], apis: list[httpx.Client], n: in
         t.start()
     barrier.wait()
     t0 = time.perf_counter()
-    for t in threads:
-        t.join(120)
-    t_puts = time.perf_counter() - t0
-    bad = {s: c for s, c in put_status.items() if c not in (200, 201)}
-    if bad or len(put_status) != n:
-        raise RuntimeError(f"creates refused or missing: {bad}, {n - len(put_status)} missing")
+    # Polled from the start, while creates are still in flight: a session may be Ready before the last create answers.
     ready_at: dict[str, float] = {}
     polls = 0
     low = available_gib()
-    while len(ready_at) < n:
+    failed: dict[str, str] = {}
+    while len(ready_at) + len(failed) < n:
         if time.perf_counter() - t0 > READY_WITHIN_S:
             raise RuntimeError(f"only {len(ready_at)}/{n} Ready after {READY_WITHIN_S} s")
+        if not any(t.is_alive() for t in threads) and len(put_status) < n:
+            raise RuntimeError(f"{n - len(put_status)} creates raised (see above)")
+        refused = {sid: code for sid, code in put_status.items() if code not in (200, 201)}
+        if refused:
+            raise RuntimeError(f"creates refused: {refused}")
+        asked = time.perf_counter()
         statuses = live_statuses(apis[polls % 2], replicas[polls % 2])
         polls += 1
         now = time.perf_counter()
@@ -138,9 +145,10 @@ def burst(env: KubeEnv, replicas: list[Replica], apis: list[httpx.Client], n: in
             status = statuses.get(sid)
             if status == "Ready":
                 ready_at[sid] = now - t0
-            elif status is None:  # no longer live: Error, Stopped or Expired
+            # Absent: ended (Error, Stopped, Expired), or created after the list was read (not judged yet).
+            elif status is None and put_done.get(sid, now) < asked and sid not in failed:
                 doc = apis[0].get(sessions_url(replicas[0], sid), params=API).json()
-                raise RuntimeError(f"session {sid} is {doc.get('status')}: {doc.get('error')}")
+                failed[sid] = f"{now - t0:.1f} s: {doc.get('status')}: {(doc.get('error') or {}).get('message')}"
         low = min(low, available_gib())
         if low < MEMORY_FLOOR_GIB:
             ready = f"{len(ready_at)}/{n} Ready"
@@ -149,14 +157,22 @@ def burst(env: KubeEnv, replicas: list[Replica], apis: list[httpx.Client], n: in
             print(f"    {now - t0:6.1f} s: {len(ready_at)}/{n} Ready, {low:.1f} GiB available", flush=True)
         time.sleep(poll_s)
     t_all = time.perf_counter() - t0
+    for t in threads:
+        t.join(PUT_TIMEOUT_S)
+    t_puts = max(put_done.values()) - t0
     low = min(low, available_gib())
-    docs = [apis[i % 2].get(sessions_url(replicas[i % 2], sid), params=API).json() for i, sid in enumerate(sids)]
+    docs = [
+        apis[i % 2].get(sessions_url(replicas[i % 2], sid), params=API).json()
+        for i, sid in enumerate(sids)
+        if sid in ready_at
+    ]
     return {
         "sids": sids,
         "puts": t_puts,
         "put_each": [put_done[s] - t0 for s in sids],
         "created": sum(1 for c in put_status.values() if c == 201),
-        "ready": [ready_at[s] for s in sids],
+        "ready": list(ready_at.values()),
+        "failed": failed,
         "all": t_all,
         "docs": docs,
         "available_low": low,
@@ -178,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=50, help="sessions created at once (default 50)")
     ap.add_argument("--baseline", type=int, default=3, help="single cold starts for the baseline (default 3)")
     ap.add_argument("--poll-ms", type=float, default=100.0, help="session list polling interval (default 100 ms)")
+    ap.add_argument(
+        "--start-timeout-s",
+        type=float,
+        default=None,
+        help="the replicas' start_timeout_s (a session whose server is not Ready by then fails); default: openrr's "
+        "60 s, which N render-server starts on two shared cores can exceed",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = ap.parse_args(argv)
     why = postgres_available()
@@ -186,19 +209,24 @@ def main(argv: list[str] | None = None) -> int:
     n = args.sessions
     print_header("k8s_burst")
     mem = psutil.virtual_memory()
-    print(f"  {n} sessions at once across 2 replicas on one PostgreSQL; no warm pool; fake nodes {NODES}; "
+    timeout = f"{args.start_timeout_s:g} s" if args.start_timeout_s is not None else "openrr's default"
+    print(f"  {n} sessions at once across 2 replicas on one PostgreSQL; no warm pool; start timeout {timeout}; "
+          f"node grace {NODE_GRACE_S} s; fake nodes {NODES}; "
           f"memory {mem.total / 2**30:.1f} GiB, {mem.available / 2**30:.1f} GiB available")  # fmt: skip
     started = time.perf_counter()
     serve_args = ["--warm-pool", "Standard=0", "--capacity", f"Standard={n + 10}", "--rate-limit-per-s", "0",
                   "--stop-grace-s", "1", "--log-level", "warning"]  # fmt: skip
     shared_env = {"OPENRR_SECRETS_KEY": Fernet.generate_key().decode()}
+    if args.start_timeout_s is not None:
+        shared_env["OPENRR_START_TIMEOUT_S"] = f"{args.start_timeout_s:g}"
     with ExitStack() as stack, bench_workdir("openrr-bench-k8s-burst-", args.keep) as work:
         ca = work / "ca"
         ca.mkdir()
         # Not under the work directory: that is private to root, and the server runs as the postgres user.
         pg_base = Path(tempfile.mkdtemp(prefix="openrr-bench-pg-"))
         stack.callback(shutil.rmtree, pg_base, ignore_errors=True)
-        with postgres_server(pg_base) as url, kube_env(work, max_pods=max(110, n + 10)) as env:
+        cluster = kube_env(work, max_pods=max(110, n + 10), node_grace_s=NODE_GRACE_S)
+        with postgres_server(pg_base) as url, cluster as env:
             flags = [*serve_args, "--database-url", url]
             with (
                 k8s_service(env, work / "a", flags, extra_env=shared_env, ca_dir=ca) as a,
@@ -209,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 b.api() as api_b,
             ):
                 replicas, apis = [a, b], [api_a, api_b]
+                for api in apis:  # a create in the burst may take longer than the harness's 30 s: measure it
+                    api.timeout = httpx.Timeout(PUT_TIMEOUT_S)
                 print(
                     f"  replicas up in {time.perf_counter() - started:.0f} s; baseline: one session alone", flush=True
                 )
@@ -238,9 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  baseline: one session alone, cold        n={len(single)}  p50 {s50:7.2f} s  (min {min(single):.2f}, "
           f"max {max(single):.2f})")  # fmt: skip
     print(f"  burst: {n} creates answered in           {out['puts']:7.2f} s  ({out['created']} answered 201)")
+    print(f"  burst: each create's answer              p50 {pct(out['put_each'], 50):7.2f} s  p90 "
+          f"{pct(out['put_each'], 90):7.2f} s  max {max(out['put_each']):.2f} s")  # fmt: skip
     print(f"  burst: each session's Ready              p50 {pct(out['ready'], 50):7.2f} s  p90 "
           f"{pct(out['ready'], 90):7.2f} s  first {min(out['ready']):.2f} s")  # fmt: skip
-    print(f"  burst: ALL {n} Ready after                {out['all']:7.2f} s")
+    failed = out["failed"]
+    if failed:
+        print(f"  burst: {len(failed)} of {n} FAILED, e.g. {sorted(failed.values())[:3]}")
+        print(f"  burst: the other {n - len(failed)} Ready; all settled at {out['all']:7.2f} s")
+    else:
+        print(f"  burst: ALL {n} Ready after                {out['all']:7.2f} s")
     print(f"  stop all {n} -> every pod deleted        {t_stop:7.2f} s (untimed above)")
     cnt, pss = out["pss"]
     each = pss / max(cnt, 1)
@@ -259,16 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         problems += len(found)
         print(f"  {what:<36} {len(found)}  {found[:3] if found else ''}")
     extra = [
-        ("sessions sharing (hostname, port)", n - len(endpoints)),
-        (f"render pods live at the end (!= {n})", abs(len(live_pods) - n)),
-        (f"agent processes running (!= {n})", abs(running - n)),
+        ("sessions sharing (hostname, port)", len(out["docs"]) - len(endpoints)),
+        (f"render pods live at the end (!= {n - len(failed)})", abs(len(live_pods) - (n - len(failed)))),
+        (f"agent processes running (!= {n - len(failed)})", abs(running - (n - len(failed)))),
         ("sessions the ledger saw no pod for", sum(1 for s in out["sids"] if s not in ledger.pods_of_session)),
     ]
     for what, count in extra:
         problems += count
         print(f"  {what:<36} {count}")
     print(f"  total run time {time.perf_counter() - started:.0f} s, load average {load_average()}")
-    return 0 if problems == 0 else 1
+    return 0 if problems == 0 and not failed else 1
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes import client
 from tests.harness import Service, free_port, wait_for
 from tests.k8s.agent import NodeAgent
-from tests.k8s.cluster import BIN_DIR, KubeCluster, has_default_token, missing_binaries
+from tests.k8s.cluster import BIN_DIR, NODE_GRACE_S, KubeCluster, has_default_token, missing_binaries
 from tests.k8s.informer import Informer, Obj
 
 from bench.common import stop_service
@@ -42,12 +42,12 @@ class KubeEnv:
 
 
 @contextmanager
-def kube_env(work: Path, *, max_pods: int = 110) -> Iterator[KubeEnv]:
+def kube_env(work: Path, *, max_pods: int = 110, node_grace_s: int = NODE_GRACE_S) -> Iterator[KubeEnv]:
     """A started cluster, its bench namespace (with its default service account's token) and the node agent."""
     why = missing_binaries(BIN_DIR)
     if why is not None:
         raise SystemExit(why)
-    with KubeCluster(BIN_DIR, work / "kube") as cluster:
+    with KubeCluster(BIN_DIR, work / "kube", node_grace_s=node_grace_s) as cluster:
         api = cluster.api_client()
         core = client.CoreV1Api(api)
         namespace: Any = {"metadata": {"name": NAMESPACE}}
