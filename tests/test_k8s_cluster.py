@@ -195,6 +195,15 @@ def test_a_node_whose_agent_stops_renewing_goes_not_ready(
                 what="stranded not Ready")  # fmt: skip
     assert proc.is_running()
 
+    # A delete while cut off waits for the node (nobody finalises it); once reconnected, the agent acts on it.
+    core.delete_namespaced_pod("stranded", kube_namespace, grace_period_seconds=1)
+    agent.resume_renewing("node-lost")
+    watch_until(core.list_node, lambda n: condition(n, "Ready") == "True", NOT_READY_S, "node-lost Ready again",
+                field_selector="metadata.name=node-lost")  # fmt: skip
+    watch_until(**pod_named(core, kube_namespace, "stranded"), predicate=lambda p: p is None, timeout=READY_S,
+                what="stranded gone")  # fmt: skip
+    proc.wait(5)
+
 
 def _unverified() -> Any:
     import ssl

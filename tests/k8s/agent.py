@@ -7,7 +7,7 @@ PostgreSQL. The agent does, per node (each one a loopback address 127.0.1.x):
 - registers the Node (InternalIP, capacity cpu/memory/pods and optionally `nvidia.com/gpu`), renews its Lease in
   kube-node-lease every second and posts the Ready condition; `stop_renewing(node)` cuts the node off as a
   network partition would (no lease, no status, nothing finalised; its processes keep running), so the real
-  controller-manager turns it NotReady;
+  controller-manager turns it NotReady; `resume_renewing(node)` reconnects it;
 - for each pod the scheduler bound to one of its nodes: materialises its secret / configMap / emptyDir / hostPath
   volumes (waiting, as a kubelet does, for a missing Secret or ConfigMap), resolves env (values, fieldRef
   status.hostIP / status.podIP / metadata.name / metadata.namespace / spec.nodeName, secretKeyRef,
@@ -176,6 +176,17 @@ class NodeAgent:
         """Cut `node` off: no lease renewal, no status, no deletes finalised; its processes keep running."""
         with self._lock:
             self._silent.add(node)
+
+    def resume_renewing(self, node: str) -> None:
+        """Reconnect `node`: renewing again, and what happened to its pods meanwhile (deletes) is acted on now."""
+        with self._lock:
+            self._silent.discard(node)
+        # As a kubelet does when it gets through again: post the lease and the node's status at once.
+        self._renew(node)
+        self.core.patch_node_status(node, {"status": self._conditions()}, _content_type=SMP)
+        for pod in self._bound_pods():
+            if pod["spec"].get("nodeName") == node:
+                self._on_pod("MODIFIED", pod)
 
     def process_of(self, pod_name: str) -> psutil.Process | None:
         """The running process of the pod named `pod_name` (any namespace), else None."""
