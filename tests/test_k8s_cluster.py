@@ -21,7 +21,7 @@ from kubernetes import client
 
 from tests.harness import free_port
 from tests.k8s.agent import NodeAgent
-from tests.k8s.cluster import NODE_GRACE_S, KubeCluster
+from tests.k8s.cluster import NODE_GRACE_S, KubeCluster, unverified_tls
 from tests.k8s.fixtures import NodeAgentFactory
 from tests.k8s.waits import condition, pod_named, watch_until
 
@@ -79,7 +79,7 @@ def test_control_plane_answers_on_loopback_only_with_rbac(kube_cluster: KubeClus
     assert {ns.metadata.name for ns in core.list_namespace().items} >= {"default", "kube-system", "kube-node-lease"}
     # RBAC: an anonymous request is refused; the admin token is the only way in.
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{kube_cluster.server}/api/v1/secrets", timeout=10, context=_unverified())
+        urllib.request.urlopen(f"{kube_cluster.server}/api/v1/secrets", timeout=10, context=unverified_tls())
     assert refused.value.code in (401, 403)
     # Every port any of its processes listens on is on loopback.
     for name, pid in kube_cluster.pids.items():
@@ -203,12 +203,3 @@ def test_a_node_whose_agent_stops_renewing_goes_not_ready(
     watch_until(**pod_named(core, kube_namespace, "stranded"), predicate=lambda p: p is None, timeout=READY_S,
                 what="stranded gone")  # fmt: skip
     proc.wait(5)
-
-
-def _unverified() -> Any:
-    import ssl
-
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx

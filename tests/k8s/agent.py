@@ -36,7 +36,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import threading
 import uuid
@@ -50,6 +49,7 @@ import psutil
 from kubernetes import client, config
 
 from tests.harness import wait_for
+from tests.k8s.cluster import unverified_tls
 from tests.k8s.informer import Informer, Obj, key_of
 
 SMP = "application/strategic-merge-patch+json"
@@ -696,10 +696,7 @@ def _probe(probe: Obj, container: Obj, pod_ip: str, run: _PodRun) -> bool:
             url = f"{scheme}://{g.get('host') or pod_ip}:{port}{g.get('path', '/')}"
             headers = {h["name"]: h["value"] for h in g.get("httpHeaders", [])}
             # A kubelet does not verify the server's certificate either.
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            r = httpx.get(url, headers=headers, timeout=timeout, verify=ctx)
+            r = httpx.get(url, headers=headers, timeout=timeout, verify=unverified_tls())
             return 200 <= r.status_code < 400
         if "tcpSocket" in probe:
             t = probe["tcpSocket"]

@@ -15,9 +15,7 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
@@ -25,12 +23,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client, config
 
 from tests.harness import free_port, wait_for
+from tests.k8s.daemons import Daemons, stop_pids
 
 K8S_CACHE = Path(os.environ.get("OPENRR_K8S_CACHE", "/var/cache/openrr/k8s-1.20.2"))
 BIN_DIR = K8S_CACHE / "bin"
@@ -65,7 +63,7 @@ class KubeCluster:
         self.kubeconfig = state_dir / "kubeconfig"
         self.token = ""
         self.server = ""
-        self.pids: dict[str, int] = {}
+        self.daemons = Daemons(state_dir)
 
     # --- start / stop -----------------------------------------------------------------------------------
 
@@ -92,7 +90,7 @@ class KubeCluster:
         self.server = f"https://127.0.0.1:{api_port}"
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
-        self._spawn(
+        self.daemons.spawn(
             "etcd",
             [
                 "etcd", "--name=default", f"--data-dir={d / 'etcd'}",
@@ -102,7 +100,7 @@ class KubeCluster:
             ],
         )  # fmt: skip
         wait_for(lambda: self._get(f"{etcd_url}/health", "etcd"), START_TIMEOUT_S, "etcd to answer /health")
-        self._spawn(
+        self.daemons.spawn(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
@@ -118,7 +116,7 @@ class KubeCluster:
         wait_for(lambda: self._get(f"{self.server}/readyz", "kube-apiserver"), START_TIMEOUT_S, "apiserver /readyz")
         # The certificate the apiserver generated at start (leaf + its own CA): clients verify it.
         _write_private(d / "kubeconfig", _kubeconfig(self.server, self.token, d / "certs" / "apiserver.crt"))
-        self._spawn(
+        self.daemons.spawn(
             "kube-controller-manager",
             [
                 str(self.bin_dir / "kube-controller-manager"), f"--kubeconfig={d / 'kubeconfig'}",
@@ -129,7 +127,7 @@ class KubeCluster:
                 "--pod-eviction-timeout=300s", "--bind-address=127.0.0.1", "--secure-port=0", "--port=0",
             ],
         )  # fmt: skip
-        self._spawn(
+        self.daemons.spawn(
             "kube-scheduler",
             [
                 str(self.bin_dir / "kube-scheduler"), f"--kubeconfig={d / 'kubeconfig'}", "--leader-elect=false",
@@ -145,7 +143,7 @@ class KubeCluster:
         )
         core = client.CoreV1Api(self.api_client())
         wait_for(
-            lambda: self._alive("kube-controller-manager") and has_default_token(core, "default"),
+            lambda: self.daemons.alive("kube-controller-manager") and has_default_token(core, "default"),
             START_TIMEOUT_S,
             "kube-controller-manager to give the default service account a token",
         )
@@ -159,40 +157,27 @@ class KubeCluster:
         pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         (d / "sa.pub").write_bytes(pub)
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        with open(self.state_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.pids[name] = proc.pid
-        (self.state_dir / f"{name}.pid").write_text(str(proc.pid))
-
-    def _alive(self, name: str) -> bool:
-        pid = self.pids[name]
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            pass
-        raise RuntimeError(f"{name} exited:\n{self.log(name)[-3000:]}")
-
     def _get(self, url: str, name: str, *, auth: bool = True) -> bool:
         """True when `url` answers 200 ok; raises if the process behind it died (no point waiting)."""
-        self._alive(name)
+        self.daemons.alive(name)
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"} if auth else {})
         try:
-            with urllib.request.urlopen(req, timeout=2, context=_insecure()) as r:
+            with urllib.request.urlopen(req, timeout=2, context=unverified_tls()) as r:
                 body = r.read().decode().strip()
         except (urllib.error.URLError, OSError):
             return False
         return r.status == 200 and (body == "ok" or '"health":"true"' in body.replace(" ", ""))
 
     def log(self, name: str) -> str:
-        path = self.state_dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.daemons.log(name)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return self.daemons.pids
 
     def stop(self) -> None:
         """SIGTERM each process (the reverse of start), SIGKILL after 10 s; by recorded pid only."""
-        stop_pids(self.state_dir, list(self.pids.items())[::-1])
-        self.pids.clear()
+        self.daemons.stop()
 
     # --- clients ----------------------------------------------------------------------------------------
 
@@ -209,23 +194,6 @@ class KubeCluster:
         self.stop()
 
 
-def stop_pids(state_dir: Path, named: list[tuple[str, int]], grace_s: float = 10) -> None:
-    """Terminate these processes (the ones we started, by pid), then remove their pid files."""
-    procs: list[psutil.Process] = []
-    for name, pid in named:
-        try:
-            p = psutil.Process(pid)
-            p.send_signal(signal.SIGTERM)
-            procs.append(p)
-        except psutil.NoSuchProcess:
-            pass
-        (state_dir / f"{name}.pid").unlink(missing_ok=True)
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for p in alive:
-        p.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
 def has_default_token(core: client.CoreV1Api, namespace: str) -> bool:
     """True once `namespace`'s default service account has its token (pods are refused admission before)."""
     try:
@@ -235,8 +203,9 @@ def has_default_token(core: client.CoreV1Api, namespace: str) -> bool:
     return bool(sa.secrets)
 
 
-def _insecure() -> ssl.SSLContext:
-    # The apiserver's and scheduler's certificates are self-signed at start; loopback only.
+def unverified_tls() -> ssl.SSLContext:
+    """A TLS context that checks no certificate: for the components' self-signed ones (loopback only), and what a
+    kubelet's HTTPS probe does."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -30,12 +30,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import psutil
 from kubernetes import client
 
 from tests.harness import free_port, wait_for
 from tests.k8s.agent import SMP
-from tests.k8s.cluster import BIN_DIR, K8S_CACHE, KubeCluster, stop_pids
+from tests.k8s.cluster import BIN_DIR, K8S_CACHE, KubeCluster
+from tests.k8s.daemons import Daemons
 
 NODE = "real-node-0"
 ADDRESS = "127.0.0.1"
@@ -69,7 +69,7 @@ class RealNode:
         self.bin_dir = bin_dir
         self.ctr_dir = state_dir / "ctr"
         self.socket = self.ctr_dir / "containerd.sock"
-        self.pids: dict[str, int] = {}
+        self.daemons = Daemons(state_dir)
 
     def start(self) -> RealNode:
         why = kubelet_unavailable(self.bin_dir)
@@ -89,13 +89,13 @@ class RealNode:
         (self.ctr_dir / "cni" / "10-lo.conflist").write_text(
             json.dumps({"cniVersion": "0.4.0", "name": "lo", "plugins": [{"type": "loopback"}]})
         )
-        self._spawn("containerd", ["containerd", "--config", str(self.ctr_dir / "config.toml")])
-        wait_for(lambda: self._alive("containerd") and self.socket.exists(), 30, "containerd's socket")
+        self.daemons.spawn("containerd", ["containerd", "--config", str(self.ctr_dir / "config.toml")])
+        wait_for(lambda: self.daemons.alive("containerd") and self.socket.exists(), 30, "containerd's socket")
         self.import_image(pause_image(self.dir / "img"))
         kubelet_dir = self.dir / "kubelet"
         kubelet_dir.mkdir(exist_ok=True)
         (self.dir / "kubelet.yaml").write_text(json.dumps(_kubelet_config(free_port(), free_port())))
-        self._spawn(
+        self.daemons.spawn(
             "kubelet",
             [
                 str(self.bin_dir / "kubelet"), f"--config={self.dir / 'kubelet.yaml'}",
@@ -107,13 +107,13 @@ class RealNode:
         )  # fmt: skip
         with self.cluster.api_client() as api:
             core = client.CoreV1Api(api)
-            wait_for(lambda: self._alive("kubelet") and _node_exists(core), READY_S, f"{NODE} registered")
+            wait_for(lambda: self.daemons.alive("kubelet") and _node_exists(core), READY_S, f"{NODE} registered")
             # The kubelet refuses a loopback node IP ("nodeIP can't be loopback address") and then posts no address
             # at all, so pods get no status.hostIP. Everything here stays on loopback: the test posts the address
             # once; the kubelet's later status updates leave a field they could not set alone.
             addresses = [{"type": "InternalIP", "address": ADDRESS}, {"type": "Hostname", "address": NODE}]
             core.patch_node_status(NODE, {"status": {"addresses": addresses}}, _content_type=SMP)
-            wait_for(lambda: self._alive("kubelet") and _node_ready(core), READY_S, f"{NODE} Ready")
+            wait_for(lambda: self.daemons.alive("kubelet") and _node_ready(core), READY_S, f"{NODE} Ready")
 
     def import_image(self, archive: Path) -> None:
         subprocess.run(
@@ -121,28 +121,13 @@ class RealNode:
             check=True, capture_output=True, timeout=300,
         )  # fmt: skip
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        with open(self.dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.pids[name] = proc.pid
-        (self.dir / f"{name}.pid").write_text(str(proc.pid))
-
-    def _alive(self, name: str) -> bool:
-        try:
-            if psutil.Process(self.pids[name]).status() != psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            pass
-        raise RuntimeError(f"{name} exited:\n{self.log(name)[-3000:]}")
-
     def container_log(self, namespace: str, pod: str) -> str:
         """What the pod's containers wrote (the kubelet keeps it under /var/log/pods, a path 1.20 fixes)."""
         logs = sorted(Path("/var/log/pods").glob(f"{namespace}_{pod}_*/*/*.log"))
         return "".join(p.read_text(errors="replace") for p in logs)
 
     def log(self, name: str) -> str:
-        path = self.dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.daemons.log(name)
 
     def stop(self) -> None:
         """Force-deletes the node's pods, stops the kubelet, kills every container task, stops containerd,
@@ -153,16 +138,15 @@ class RealNode:
                 meta = pod.metadata
                 assert meta is not None and meta.name and meta.namespace
                 core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
-        if "kubelet" in self.pids:
-            stop_pids(self.dir, [("kubelet", self.pids.pop("kubelet"))])
-        if "containerd" in self.pids:
+        self.daemons.stop("kubelet")
+        if "containerd" in self.daemons.pids:
             ctr = ["ctr", "-a", str(self.socket), "-n", "k8s.io"]
             for verb in (["tasks", "kill", "-s", "SIGKILL"], ["tasks", "rm", "-f"], ["containers", "rm"]):
                 kind = verb[0]
                 listed = subprocess.run([*ctr, kind, "ls", "-q"], capture_output=True, text=True, timeout=30)
                 for ident in listed.stdout.split():
                     subprocess.run([*ctr, *verb, ident], capture_output=True, timeout=30)
-            stop_pids(self.dir, [("containerd", self.pids.pop("containerd"))])
+            self.daemons.stop("containerd")
         _unmount_under(self.dir)
         with contextlib.suppress(Exception), self.cluster.api_client() as api:
             client.CoreV1Api(api).delete_node(NODE)
