@@ -81,13 +81,18 @@ class StorageGrants:
         self.lifetime = lifetime
 
     def __call__(self, account_id: str) -> list[BlobGrant]:
+        linked = self.links.list(account_id)
+        if not linked:
+            # Without the import below: it takes ~0.5 s the first time, which a session's first start (pushed its
+            # grants before Ready) would wait for, though the account links nothing.
+            return []
         # Imported here: render servers import this module too, and must start fast.
         from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
         # No start time: a render host whose clock runs a little behind must not see a token "not yet valid".
         expiry = dt.datetime.now(dt.UTC).replace(microsecond=0) + self.lifetime
         grants = []
-        for link in self.links.list(account_id):
+        for link in linked:
             creds = self.links.credentials(account_id, link.blob_endpoint)
             if creds is None:
                 continue  # unlinked between the two reads
