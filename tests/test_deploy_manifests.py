@@ -12,7 +12,10 @@ What the test changes in the manifests, and why:
 - OPENRR_KUBECONFIG, a kubeconfig carrying the `openrr` ServiceAccount's own token: the agent cannot chroot, so it
   cannot put the token where the client's in-cluster loader looks (/var/run/secrets/kubernetes.io/...). The
   replicas still act with exactly the ServiceAccount's RBAC;
-- the warm pool: none, so this test starts no render pod (tests/test_kubernetes*.py cover render pods).
+- the Service's names in OPENRR_EXTRA_HOSTNAMES follow the namespace.
+
+Then the first session, as docs/kubernetes.md shows it: a render pod made from the ConfigMap's settings, its
+endpoint a fake node's address and a port of the configured range, and its pod deleted by the stop.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ NODES = {"node-a": "127.0.1.1", "node-b": "127.0.1.2"}
 UP_TIMEOUT_S = 90
 """Both replicas Ready: two `openrr serve` starts (migrations on a fresh database, ~3 s each on 2 busy cores),
 the scheduler, and the agent's 1 s readiness probes; generous for a loaded CI machine."""
+SESSION_TIMEOUT_S = 60
+"""The first session Ready: a render pod scheduled, its Secret made, `openrr render-server` started (~2 s of
+imports and a GL context) and answering; generous for a loaded CI machine."""
+RENDER_PODS = "app.kubernetes.io/name=openrr-render"
 API_VERSION = "api-version=2021-01-01"
 
 pytestmark = pytest.mark.skipif(
@@ -154,7 +161,6 @@ def test_the_control_plane_deployed_from_the_manifests_answers(
     ca_cert = tmp_path / "ca" / "cert.pem"
     objects = manifests(ns)
     config = find(objects, "ConfigMap", "openrr-settings")["data"]
-    config["OPENRR_WARM_POOL"] = '{"Standard": 0, "Premium": 0}'
     config["OPENRR_EXTRA_HOSTNAMES"] = json.dumps([f"openrr.{ns}.svc", f"openrr.{ns}.svc.cluster.local"])
     deployment = find(objects, "Deployment", "openrr")
     pod = deployment["spec"]["template"]["spec"]
@@ -237,6 +243,38 @@ def test_the_control_plane_deployed_from_the_manifests_answers(
                 )
                 assert listed.status_code == 200, listed.text
                 assert listed.json()["sessions"] == []
+
+                # The first session: created through one replica, watched through the other.
+                auth = {"Authorization": f"Bearer {token}"}
+                session_url = f"/accounts/{account_id}/sessions/first?{API_VERSION}"
+                put = http.put(first + session_url, json={"maxLeaseTimeMinutes": 5, "size": "Standard"}, headers=auth)
+                assert put.status_code in (200, 201), put.text
+
+                def ready() -> dict[str, Any] | None:
+                    doc: dict[str, Any] = http.get(second + session_url, headers=auth).json()
+                    assert doc["status"] in ("Starting", "Ready"), doc
+                    return doc if doc["status"] == "Ready" else None
+
+                session = wait_for(ready, SESSION_TIMEOUT_S, "the first session Ready", interval=0.2)
+                assert session["hostname"] in NODES.values()
+                low, high = json.loads(config["OPENRR_KUBE_PORT_RANGE"])
+                assert low <= session["handshakePort"] <= high
+                (render_pod,) = core.list_namespaced_pod(
+                    ns, label_selector=f"{RENDER_PODS},openrr.io/state=claimed"
+                ).items
+                (render,) = render_pod.spec.containers
+                assert render.image == config["OPENRR_KUBE_RENDER_IMAGE"]
+                assert render.resources.requests == json.loads(config["OPENRR_KUBE_RESOURCES"])["Standard"]["requests"]
+                # Its server answers at that endpoint with a leaf of the CA clients trust, naming the node.
+                assert http.get(f"https://{session['hostname']}:{session['handshakePort']}/health").status_code < 500
+                stop = http.post(f"{first}/accounts/{account_id}/sessions/first/:stop?{API_VERSION}", headers=auth)
+                assert stop.status_code in (200, 204), stop.text
+
+                def pod_gone() -> bool:
+                    names = [p.metadata.name for p in core.list_namespaced_pod(ns, label_selector=RENDER_PODS).items]
+                    return render_pod.metadata.name not in names
+
+                wait_for(pod_gone, 30, "the stopped session's render pod deleted", interval=0.2)
             # The replicas run the Kubernetes backend with the ServiceAccount's rights: at start it wrote the STS
             # public key Secret that render pods mount.
             sts_secret = core.read_namespaced_secret("openrr-sts-public", ns)
