@@ -114,6 +114,8 @@ class NodeAgent:
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
         self.server = cfg.host
+        # A thread per pod patches status at once with the others (a 50-pod burst): more than the default 10.
+        cfg.connection_pool_maxsize = 64
         self._api = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self._api)
         self.coord = client.CoordinationV1Api(self._api)
