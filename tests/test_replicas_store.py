@@ -24,6 +24,7 @@ from tests.unit.test_session_leases import (  # noqa: F401 (collected here, on t
     test_a_lapsed_owner_is_taken_over_and_its_late_writes_are_refused,
     test_a_local_session_taken_over_ends_in_error_naming_the_lost_replica,
     test_a_replica_whose_secrets_key_cannot_open_the_stores_credentials_is_refused,
+    test_a_session_whose_lease_ran_out_while_its_replica_was_gone_ends_expired,
     test_a_shared_backend_session_taken_over_stays_ready,
     test_a_singleton_lease_has_one_holder_until_it_expires,
     test_adopt_takes_back_only_records_that_still_name_the_server,

@@ -250,6 +250,21 @@ async def test_a_local_session_taken_over_ends_in_error_naming_the_lost_replica(
 
 
 @pytest.mark.anyio
+async def test_a_session_whose_lease_ran_out_while_its_replica_was_gone_ends_expired(db: Database) -> None:
+    """Mid-expiry: the lapsed replica never expired it; the taker ends it at its deadline, Expired, not Error."""
+    a = replica(db, "replica-a")
+    acct = account(db)
+    a.create(acct, "s1", SessionSize.STANDARD, 0)  # a lease of 0 minutes: due as soon as Ready
+    assert a.attach_host(acct, "s1", "host-a") and a.mark_ready(acct, "s1", "h", 1, 2)
+    b = replica(db, "replica-b", later(LEASE_S + 1))
+    r = reconciler(b, FakeBackend())
+    await r.reconcile_once()
+    await until(lambda: not a.needing_attention(), "the session to end and be released")
+    assert a.get(acct, "s1").status is SessionStatus.EXPIRED
+    await r.stop()
+
+
+@pytest.mark.anyio
 async def test_a_shared_backend_session_taken_over_stays_ready(db: Database) -> None:
     a = replica(db, "replica-a")
     acct = account(db)

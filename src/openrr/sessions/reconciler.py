@@ -178,8 +178,11 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
     async def _lost_with_replica(self, row: SessionRow, key: SessionKey, replica: str) -> None:
         """A session taken over from a lapsed replica whose render server was that replica's own process: nothing
         here can reach or stop it (its replica stops it when it starts again on its data directory, finding the
-        record ended). The session ends in Error saying so; its record is marked released."""
-        if SessionStatus(row.status).is_live:
+        record ended). The session ends in Error saying so, unless its lease ran out meanwhile (mid-expiry: it
+        ends Expired, at its deadline, as it would have); its record is marked released."""
+        if await asyncio.to_thread(self.service.expire_if_due, key.account_id, key.session_id):
+            logger.info("session %s expired while its replica %s was gone", key.session_id, replica)
+        elif SessionStatus(row.status).is_live:
             await self._fail(
                 key,
                 "RenderServerLost",
