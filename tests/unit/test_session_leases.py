@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 from openrr.accounts.service import AccountService
 from openrr.accounts.storage_links import StorageLinks
 from openrr.hosting.backend import SessionKey
-from openrr.sessions.reconciler import MAINTENANCE_LEASE, Reconciler
+from openrr.sessions.reconciler import MAINTAINING, MAINTENANCE_LEASE, Reconciler
 from openrr.sessions.service import SessionService
 from openrr.sessions.state import SessionSize, SessionStatus
 from openrr.store import leases
@@ -288,6 +288,7 @@ async def test_only_the_lease_holder_maintains_a_shared_backend(db: Database) ->
     loops = [reconciler(replica(db, f"replica-{i}"), be) for i, be in enumerate(backends)]
     for loop in loops:
         await loop.reconcile_once()
+        await loop.wait_for(MAINTAINING, 5)
     assert sorted(be.maintained for be in backends) == [0, 1]
     assert not leases.try_hold(db, MAINTENANCE_LEASE, "replica-x", 1)  # held by the one that maintained
     # A per-replica (local) backend's pool is its own: every replica keeps it, whoever holds the lease.
@@ -295,6 +296,7 @@ async def test_only_the_lease_holder_maintains_a_shared_backend(db: Database) ->
     local_loops = [reconciler(replica(db, f"local-{i}"), be) for i, be in enumerate(local)]
     for loop in local_loops:
         await loop.reconcile_once()
+        await loop.wait_for(MAINTAINING, 5)
         await loop.stop()
     assert [be.maintained for be in local] == [1, 1]
     for loop in loops:

@@ -32,6 +32,8 @@ account id is this."""
 MAINTENANCE_LEASE = "hosting-maintenance"
 """The singleton lease of a shared backend's housekeeping (one replica refills a cluster-wide warm pool)."""
 PURGE_LEASE = "session-purge"
+MAINTAINING = ("hosting maintenance", "")
+"""The key of the maintenance task (no account id is this)."""
 
 
 class Reconciler(BackgroundLoop[tuple[str, str]]):
@@ -90,8 +92,10 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
             if not self.running(key):
                 self.spawn(key, self._handle(row, previous), f"handling session {row.id}")
         await self._release_unclaimed(claimed.rows)
-        if self.maintenance_due(5 * self.interval_s):
-            await asyncio.to_thread(self._maintain)
+        if not self.running(MAINTAINING) and self.maintenance_due(5 * self.interval_s):
+            # A task of its own, so that a slow refill (a cluster's API) never delays the next pass's renewal of
+            # this replica's sessions past their lease; in_thread, so that stop waits for a server being started.
+            self.spawn(MAINTAINING, self.in_thread(self._maintain), "hosting maintenance")
 
     async def start_now(self, account_id: str, session_id: str, wait_s: float) -> None:
         """Handle a session this replica just created now, not at the next pass, and wait up to `wait_s` for that
