@@ -146,6 +146,13 @@ def test_a_pod_waits_for_its_missing_secret(core: Any, kube_namespace: str, node
 
     watch_until(**pod_named(core, kube_namespace, "late"), predicate=creating, timeout=READY_S, what="waiting")
     assert agent.process_of("late") is None
+    # One deleted while it waits is finalised, and never starts.
+    core.create_namespaced_pod(kube_namespace, _http_pod("never", free_port(), secret="s-never"))
+    watch_until(**pod_named(core, kube_namespace, "never"), predicate=creating, timeout=READY_S, what="waiting")
+    core.delete_namespaced_pod("never", kube_namespace)
+    watch_until(**pod_named(core, kube_namespace, "never"), predicate=lambda p: p is None, timeout=READY_S,
+                what="never gone")  # fmt: skip
+    assert agent.process_of("never") is None
     core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "s2"}, "stringData": {"token": "x"}})
     watch_until(**pod_named(core, kube_namespace, "late"), predicate=_ready, timeout=READY_S, what="late Ready")
 

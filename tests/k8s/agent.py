@@ -322,8 +322,10 @@ class NodeAgent:
             silent = node in self._silent
             if kind == "DELETED":
                 # Force-deleted (or finalised): whatever runs for it goes, even on a cut-off node (once its
-                # Node object is gone a real kubelet would kill it as well when it comes back).
-                if run is not None and run.proc is not None:
+                # Node object is gone a real kubelet would kill it as well when it comes back); a pod still
+                # waiting for its volumes stops waiting.
+                if run is not None:
+                    run.deleting = True
                     self._spawn(lambda: self._terminate(run, grace_s=0), f"kill-{meta['name']}")
                 return
             if silent:
@@ -375,7 +377,10 @@ class NodeAgent:
             return
         sc = spec.get("securityContext", {}) | container.get("securityContext", {})
         workdir = _rewrite(container.get("workingDir", ""), mounts) or str(run.dir)
-        with open(run.dir / "container.log", "ab") as log:
+        with self._lock, open(run.dir / "container.log", "ab") as log:
+            if run.deleting:  # deleted meanwhile: _terminate found no process, so none may start now
+                run.done.set()
+                return
             run.proc = subprocess.Popen(
                 argv, cwd=workdir, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 start_new_session=True, user=sc.get("runAsUser"), group=sc.get("runAsGroup"),
@@ -560,8 +565,9 @@ class NodeAgent:
         self._delete_now(run.namespace, run.name, run.uid)
 
     def _terminate(self, run: _PodRun, grace_s: float) -> None:
-        proc = run.proc
-        run.deleting = True
+        with self._lock:  # atomic with the process's start in _run_pod
+            run.deleting = True
+            proc = run.proc
         if proc is not None and proc.poll() is None:
             _kill_group(proc, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
             try:
