@@ -135,7 +135,10 @@ def main() -> None:
         single = median_run(one)
         both = statistics.median(two)
         print(f"GET session, PostgreSQL, {args.connections} connections, {args.rounds} rounds of {args.duration:g} s:")
-        print(f"  one replica   {single.rps:8.0f} req/s  (p50 {single.p50 * 1000:.1f} ms)")
+        print(
+            f"  one replica   {single.rps:8.0f} req/s  (p50 {single.p50 * 1000:.1f} ms; per round: "
+            f"{', '.join(f'{r.rps:.0f}' for r in one)})"
+        )
         print(f"  two replicas  {both:8.0f} req/s  (sum of both; per round: {', '.join(f'{x:.0f}' for x in two)})")
         print(f"  ratio two/one: {both / single.rps:.2f}x  on {psutil.cpu_count()} shared cores")
     finally:
