@@ -6,9 +6,13 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from tests.harness import free_port, wait_for
 
@@ -77,3 +81,28 @@ def postgres_server(base: Path) -> Iterator[str]:
         yield url
     finally:
         subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """One PostgreSQL server per test module (import this fixture into the module); skipped where none can run,
+    except in CI, where its absence fails the tests."""
+    if postgres_available() is not None and not os.environ.get("CI"):
+        pytest.skip(str(postgres_available()))
+    # Not under pytest's temporary directory: the server runs as `postgres`, which cannot enter root's 0700 one.
+    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
+    try:
+        with postgres_server(base) as url:
+            yield url
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_database(url: str) -> str:
+    """A new, empty database on the server of `url` (one per test, on a server shared by the module); its URL."""
+    import psycopg  # as in postgres_server
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + f"/{name}"

@@ -17,11 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,14 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
 from tests.harness import Service, free_port, openrr, process_gone, render_server_pids, session_doc, wait_for
-from tests.postgres import postgres_available, postgres_server
+from tests.postgres import fresh_database, pg_url
+
+__all__ = ["pg_url"]  # a fixture, used by name
 
 API = {"api-version": "2021-01-01"}
 TAKEOVER_BOUND_S = 15.0
@@ -82,26 +80,6 @@ class AlternatingTransport(RequestsTransport):  # type: ignore[misc]
         if request.method == "PUT":
             self.put_statuses.append(json.loads(response.text())["status"])
         return response
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if postgres_available() is not None and not os.environ.get("CI"):
-        pytest.skip(str(postgres_available()))
-    # Not under pytest's temporary directory: the server runs as `postgres`, which cannot enter root's 0700 one.
-    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
-    try:
-        with postgres_server(base) as url:
-            yield url
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def fresh_database(pg_url: str) -> str:
-    name = f"replicas_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @dataclass

@@ -6,18 +6,12 @@ Each test gets a database of its own on one server started for the module.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from openrr.store.db import Database
-from tests.postgres import postgres_available, postgres_server
+from tests.postgres import fresh_database, pg_url
 from tests.unit.test_session_leases import (  # noqa: F401 (collected here, on this module's `db`)
     test_a_create_owns_its_session_and_a_fresh_owner_keeps_it,
     test_a_handed_over_session_is_claimed_at_the_next_pass,
@@ -36,26 +30,12 @@ from tests.unit.test_session_leases import (  # noqa: F401 (collected here, on t
     test_the_orphan_sweep_keeps_a_server_whose_session_appeared_after_the_pass_read,
 )
 
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if postgres_available() is not None and not os.environ.get("CI"):
-        pytest.skip(str(postgres_available()))
-    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
-    try:
-        with postgres_server(base) as url:
-            yield url
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+__all__ = ["pg_url"]  # a fixture, used by name
 
 
 @pytest.fixture
 def db(pg_url: str) -> Iterator[Database]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    store = Database(pg_url.rsplit("/", 1)[0] + f"/{name}")
+    store = Database(fresh_database(pg_url))
     store.migrate()
     yield store
     store.dispose()
