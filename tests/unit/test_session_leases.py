@@ -55,6 +55,15 @@ def account(db: Database) -> str:
     return AccountService(db).create().account.account_id
 
 
+def ready_on_a(db: Database, lease_minutes: int = 10, host_ref: str = "host-a") -> tuple[SessionService, str]:
+    """Replica A with one Ready session "s1" on `host_ref`; A and the account."""
+    a = replica(db, "replica-a")
+    acct = account(db)
+    a.create(acct, "s1", SessionSize.STANDARD, lease_minutes)
+    assert a.attach_host(acct, "s1", host_ref) and a.mark_ready(acct, "s1", "h", 1, 2)
+    return a, acct
+
+
 def owners(svc: SessionService) -> dict[str, str | None]:
     return {r.id: r.owner for r in svc.needing_attention()}
 
@@ -232,10 +241,7 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 5.0) ->
 async def test_a_local_session_taken_over_ends_in_error_naming_the_lost_replica(db: Database) -> None:
     """With the local backend a render server is its replica's child: the survivor cannot reach it, so the session
     ends in Error saying why, and its record is released (the lost replica stops the server when it restarts)."""
-    a = replica(db, "replica-a")
-    acct = account(db)
-    a.create(acct, "s1", SessionSize.STANDARD, 10)
-    assert a.attach_host(acct, "s1", "host-a") and a.mark_ready(acct, "s1", "h", 1, 2)
+    a, acct = ready_on_a(db)
     b = replica(db, "replica-b", later(LEASE_S + 1))
     backend = FakeBackend()
     backend.placement = PLACEMENT
@@ -252,10 +258,7 @@ async def test_a_local_session_taken_over_ends_in_error_naming_the_lost_replica(
 @pytest.mark.anyio
 async def test_a_session_whose_lease_ran_out_while_its_replica_was_gone_ends_expired(db: Database) -> None:
     """Mid-expiry: the lapsed replica never expired it; the taker ends it at its deadline, Expired, not Error."""
-    a = replica(db, "replica-a")
-    acct = account(db)
-    a.create(acct, "s1", SessionSize.STANDARD, 0)  # a lease of 0 minutes: due as soon as Ready
-    assert a.attach_host(acct, "s1", "host-a") and a.mark_ready(acct, "s1", "h", 1, 2)
+    a, acct = ready_on_a(db, lease_minutes=0)  # a lease of 0 minutes: due as soon as Ready
     b = replica(db, "replica-b", later(LEASE_S + 1))
     r = reconciler(b, FakeBackend())
     await r.reconcile_once()
@@ -266,10 +269,7 @@ async def test_a_session_whose_lease_ran_out_while_its_replica_was_gone_ends_exp
 
 @pytest.mark.anyio
 async def test_a_shared_backend_session_taken_over_stays_ready(db: Database) -> None:
-    a = replica(db, "replica-a")
-    acct = account(db)
-    a.create(acct, "s1", SessionSize.STANDARD, 10)
-    assert a.attach_host(acct, "s1", "pod-1") and a.mark_ready(acct, "s1", "h", 1, 2)
+    a, acct = ready_on_a(db, host_ref="pod-1")
     b = replica(db, "replica-b", later(LEASE_S + 1))
     backend = shared_backend()
     backend.claimed["pod-1"] = SessionKey(acct, "s1")
