@@ -282,6 +282,8 @@ def test_kill9_of_a_replica_its_sessions_are_taken_over_within_the_bound(
         wait_for(lambda: all(process_gone(pid) for pid in a_servers), 30, "A's old render servers to be stopped")
         for sid in ("a-ready", "a-stopping", "a-starting", "b-ready"):
             api_b.post(f"/accounts/{a.account_id}/sessions/{sid}/:stop", params=API)
+        # No step of the takeover failed (a refused or repeated transition would log its traceback).
+        assert "Traceback" not in b.log(), b.log()[-4000:]
 
 
 def test_capacity_holds_across_replicas(base_dir: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
