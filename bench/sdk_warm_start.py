@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,16 +49,18 @@ def service(data_dir: Path, fast_start: bool) -> Iterator[Service]:
         os.environ.pop("OPENRR_FAST_START", None)
 
 
-def sdk_starts(svc: Service, n: int) -> tuple[list[float], list[str]]:
-    """Seconds of n `begin_rendering_session(...).result()` calls, each on a healthy warm server; their statuses."""
+def sdk_starts(svc: Service, n: int, warm_ready: Callable[[], object] | None = None) -> tuple[list[float], list[str]]:
+    """Seconds of n `begin_rendering_session(...).result()` calls, each on a healthy warm server; their statuses.
+    `warm_ready`: true once a warm server is free (default: the local backend's, from its host records)."""
     from azure.mixedreality.remoterendering import RenderingSessionSize
 
     client = svc.sdk(polling_interval=SDK_DEFAULT_POLLING_S)
     probe = probe_client(svc)
+    ready = warm_ready or (lambda: warm_server_healthy(svc, probe))
     times: list[float] = []
     statuses: list[str] = []
     for _ in range(n):
-        wait_for(lambda: warm_server_healthy(svc, probe), 60, "a healthy warm server")
+        wait_for(ready, 60, "a healthy warm server")
         sid = "bench-sdk-" + uuid.uuid4().hex[:10]
         t0 = time.perf_counter()
         session = client.begin_rendering_session(
@@ -78,7 +80,11 @@ def line(name: str, values: list[float]) -> str:
     )
 
 
-def main() -> None:
+GOAL_P50_S = 0.1
+"""Issue 12: SDK-perceived warm start p50 at most this (ARR took ~180 s)."""
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=10, help="warm starts with the fast start")
     parser.add_argument("--old-sessions", type=int, default=5, help="warm starts without it (each ~5 s)")
@@ -94,8 +100,9 @@ def main() -> None:
     print(f"SDK begin_rendering_session(...).result(), default polling ({SDK_DEFAULT_POLLING_S} s), warm server free:")
     print(line("fast start (create answers Ready)", fast))
     print(line("fast start off (create answers Starting)", old))
-    print(f"  ratio p50 old/new: {pct(old, 50) / pct(fast, 50):.1f}x  (goal: fast p50 <= 0.1 s)")
+    print(f"  ratio p50 old/new: {pct(old, 50) / pct(fast, 50):.1f}x  (goal: fast p50 <= {GOAL_P50_S} s)")
+    return 0 if pct(fast, 50) <= GOAL_P50_S else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
