@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,29 +79,13 @@ def k8s_phase(env: KubeEnv, data_dir: Path, n: int, warm: bool, poll_s: float, g
 
 
 def sdk_phase(env: KubeEnv, data_dir: Path, n: int) -> tuple[list[float], list[str]]:
-    """n SDK warm starts with default polling, each on a Ready warm pod (bench/sdk_warm_start.py's loop, which waits
-    on the local backend's warm servers instead)."""
-    from azure.mixedreality.remoterendering import RenderingSessionSize
+    """n SDK warm starts with default polling, each on a Ready warm pod (bench/sdk_warm_start.py's loop)."""
+    from bench.sdk_warm_start import sdk_starts
 
-    from bench.sdk_warm_start import SDK_DEFAULT_POLLING_S
-
-    times: list[float] = []
-    statuses: list[str] = []
     with k8s_service(env, data_dir, ["--warm-pool", "Standard=1", "--stop-grace-s", "1", *SERVE_ARGS]) as svc:
-        sdk = svc.sdk(polling_interval=SDK_DEFAULT_POLLING_S)
-        for i in range(n):
-            wait_for(lambda: ready_warm_pods(env), POD_START_S, "a Ready warm pod", 0.05)
-            sid = "bench-sdk-" + uuid.uuid4().hex[:10]
-            t0 = time.perf_counter()
-            session = sdk.begin_rendering_session(
-                session_id=sid, size=RenderingSessionSize.STANDARD, lease_time_minutes=10
-            ).result(timeout=60)
-            times.append(time.perf_counter() - t0)
-            statuses.append(str(session.status))
-            pod = pod_of_session(env, sid)
-            sdk.stop_rendering_session(session_id=sid)
-            wait_for(lambda p=pod: p is None or pod_gone(env, p), POD_START_S, "the stopped session's pod to go")  # type: ignore[misc]
-            print(f"    k8s sdk {i + 1:2d}/{n}: result() {times[-1] * 1000:7.1f} ms ({statuses[-1]})", flush=True)
+        times, statuses = sdk_starts(svc, n, warm_ready=lambda: ready_warm_pods(env))
+    for i, (t, status) in enumerate(zip(times, statuses, strict=True)):
+        print(f"    k8s sdk {i + 1:2d}/{n}: result() {t * 1000:7.1f} ms ({status})", flush=True)
     delete_all_render_pods(env)
     return times, statuses
 
