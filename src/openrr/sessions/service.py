@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from openrr.accounts.service import require_account
@@ -23,9 +23,10 @@ from openrr.sessions.lease import (
 from openrr.sessions.model import SessionView
 from openrr.sessions.quotas import QuotaExceeded, default_quota
 from openrr.sessions.state import LIVE, SessionSize, SessionStatus, transition
+from openrr.store.conflicts import write_retrying
 from openrr.store.db import Database
 from openrr.store.paging import Cursor, Page, keyset_page
-from openrr.store.rows import RecordNotFound, affected, purge_older_than, row_for_update
+from openrr.store.rows import RecordNotFound, purge_older_than, row_for_update
 from openrr.store.tables import SessionQuotaRow, SessionRow
 from openrr.util.clock import Clock, utc_now
 
@@ -186,30 +187,23 @@ class SessionService:
             return list(s.scalars(select(SessionRow).where(_NEEDING_ATTENTION)))
 
     def claim_pass(self) -> PassRows:
-        """One reconcile pass's ownership work, in one transaction: renew every record this replica owns (one
-        UPDATE), claim those whose owner let go or lapsed (one conditional UPDATE each), read all that need
-        attention."""
+        """One reconcile pass's ownership work, in one transaction: renew every record this replica owns and claim
+        those whose owner let go or lapsed (one locking read, then one UPDATE), read all that need attention.
+        Run again from the start should a concurrent transaction abort it (store/conflicts.py)."""
+        return write_retrying(self.db, self._claim_pass)
+
+    def _claim_pass(self, s: Session) -> PassRows:
         now = self._now()
         stale = now - dt.timedelta(seconds=self.lease_s)
         t = SessionRow
         claimable = or_(t.owner.is_(None), t.heartbeat.is_(None), t.heartbeat < stale)
-        taken: dict[tuple[str, str], str] = {}
-        with self.db.write() as s:
-            s.execute(update(t).where(_NEEDING_ATTENTION, t.owner == self.replica_id).values(heartbeat=now))
-            # In key order: two replicas claiming the same records lock them in the same order (no deadlock).
-            candidates = s.execute(
-                select(t.account_id, t.id, t.owner).where(_NEEDING_ATTENTION, claimable).order_by(t.account_id, t.id)
-            ).all()
-            for c in candidates:
-                # The condition again: PostgreSQL re-checks it after a concurrent claimer commits, so one wins.
-                claimed = s.execute(
-                    update(t)
-                    .where(t.account_id == c.account_id, t.id == c.id, claimable | (t.owner == self.replica_id))
-                    .values(owner=self.replica_id, heartbeat=now)
-                )
-                if affected(claimed) == 1 and c.owner is not None and c.owner != self.replica_id:
-                    taken[(c.account_id, c.id)] = c.owner
-            rows = list(s.scalars(select(SessionRow).where(_NEEDING_ATTENTION)))
+        # Renewals and claims lock their rows in one statement: PostgreSQL re-checks the condition of a row that a
+        # concurrent pass changed once that pass commits, and skips the row if it no longer holds (one claimer wins).
+        held = _lock_in_key_order(s, _NEEDING_ATTENTION & ((t.owner == self.replica_id) | claimable))
+        _update_keys(s, held, owner=self.replica_id, heartbeat=now)
+        # The owners read under the lock: the replica each record was really taken from.
+        taken = {(h.account_id, h.id): h.owner for h in held if h.owner not in (None, self.replica_id)}
+        rows = list(s.scalars(select(SessionRow).where(_NEEDING_ATTENTION)))
         return PassRows(rows, taken)
 
     def adopt(self, placed: dict[tuple[str, str], str]) -> None:
@@ -230,10 +224,13 @@ class SessionService:
     def hand_over(self) -> int:
         """Let go of every record this replica owns, for another to claim at its next pass (clean shutdown with
         render servers that outlive the control plane); how many."""
-        t = SessionRow
-        with self.db.write() as s:
-            done = s.execute(update(t).where(t.owner == self.replica_id).values(owner=None, heartbeat=None))
-            return affected(done)
+
+        def let_go(s: Session) -> int:
+            held = _lock_in_key_order(s, SessionRow.owner == self.replica_id)
+            _update_keys(s, held, owner=None, heartbeat=None)
+            return len(held)
+
+        return write_retrying(self.db, let_go)
 
     def keeps_server(self, account_id: str, session_id: str, host_ref: str) -> bool:
         """Whether the record of a session still needs the server `host_ref` given to it: it exists, names that
@@ -331,6 +328,37 @@ class SessionService:
     def _quota(self, s: Session, account_id: str, size: SessionSize) -> int:
         set_by_operator = s.execute(_GET_QUOTA, {"account_id": account_id, "size": size.value}).scalar()
         return int(set_by_operator) if set_by_operator is not None else default_quota(self.capacity.get(size.value, 0))
+
+
+UPDATE_CHUNK = 500
+"""Records per UPDATE of `_update_keys`: 1000 bound parameters, far under PostgreSQL's limit of 65535 per
+statement; one statement for every replica of a normal size."""
+
+
+HeldRow = Row[str, str, str | None]
+"""A session row locked by `_lock_in_key_order`: account id, session id, owner."""
+
+
+def _lock_in_key_order(s: Session, condition: ColumnElement[bool]) -> Sequence[HeldRow]:
+    """Lock the session rows matching `condition` (PostgreSQL; SQLite's writers are serialised already) and return
+    their keys and owners as read under the lock.
+
+    Every statement that locks several session rows locks them in this one order, by primary key: two
+    transactions that lock in different orders (an UPDATE locks in heap order) deadlock, and PostgreSQL then
+    aborts one. Rows are locked as the sorted read returns them; a row a concurrent transaction changed is read
+    again once that one commits, and left out if it no longer matches."""
+    t = SessionRow
+    locking = select(t.account_id, t.id, t.owner).where(condition).order_by(t.account_id, t.id).with_for_update()
+    return s.execute(locking).all()
+
+
+def _update_keys(s: Session, keys: Sequence[HeldRow], **values: Any) -> None:
+    """Set `values` on the session rows of `keys` (locked by `_lock_in_key_order` in this transaction): exactly
+    those, not the rows a fresh WHERE would match now (a row that matched since would be locked out of order)."""
+    t = SessionRow
+    for start in range(0, len(keys), UPDATE_CHUNK):
+        chunk = [(k.account_id, k.id) for k in keys[start : start + UPDATE_CHUNK]]
+        s.execute(update(t).where(tuple_(t.account_id, t.id).in_(chunk)).values(**values))
 
 
 def needs_server(row: SessionRow | Row[Any], host_ref: str) -> bool:
