@@ -13,6 +13,8 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -327,3 +329,60 @@ def test_a_replica_whose_secrets_key_cannot_open_the_stores_credentials_is_refus
     require_shared_secrets_key(db, first)
     with pytest.raises(SecretUnreadable, match="must share one key"):
         require_shared_secrets_key(db, SecretBox(Fernet.generate_key()))
+
+
+class HangingBackend(FakeBackend):
+    """A backend whose acquire blocks its worker thread until the test lets it go (a cluster API that hangs, a
+    server start on an overloaded machine); counts the acquires blocked now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.hanging = 0
+        self._lock = threading.Lock()
+
+    def acquire(self, key: SessionKey, size: str) -> str:
+        with self._lock:
+            self.hanging += 1
+        self.go.wait(60)
+        with self._lock:
+            self.hanging -= 1
+        return super().acquire(key, size)
+
+
+def all_renewed_after(svc: SessionService, since: dt.datetime) -> bool:
+    return all(row.heartbeat is not None and row.heartbeat > since for row in svc.needing_attention())
+
+
+PASS_INTERVAL_S = 0.2
+RENEWED_WITHIN_S = 2.0
+"""Bound on a renewal while session work fills every worker thread: ten pass intervals, for a loaded 2-core CI
+machine; the lease (10 s) is what must not be missed. Before the fix it never came (the pass queued behind the
+hung acquires)."""
+
+
+def test_the_pass_renews_within_its_interval_while_session_work_fills_every_worker_thread(db: Database) -> None:
+    """The 50-session burst: a replica busy starting 25 sessions missed its lease, because the pass's store work
+    queued on the event loop's default executor behind every session's blocking acquire. Here the default executor
+    has 2 threads and 4 Starting sessions' acquires hang on them; the pass must still renew every heartbeat."""
+    a = replica(db, "replica-a")
+    acct = account(db)
+    for i in range(4):
+        a.create(acct, f"s{i}", SessionSize.STANDARD, 10)
+    backend = HangingBackend()
+
+    async def main() -> None:
+        # A loop of its own (asyncio.run), so that its small default executor is no other test's.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+        r = Reconciler(a, backend, interval_s=PASS_INTERVAL_S, start_timeout_s=30.0, retention_days=30)
+        await r.start()
+        try:
+            await until(lambda: backend.hanging == 2, "two acquires to hold both worker threads")
+            for _ in range(2):  # renewed, and renewed again: the pass goes on, not just one that slipped through
+                await until(partial(all_renewed_after, a, utc_now()), "every heartbeat renewed", RENEWED_WITHIN_S)
+            assert backend.hanging == 2  # still saturated throughout
+        finally:
+            backend.go.set()
+            await r.stop()
+
+    asyncio.run(main())

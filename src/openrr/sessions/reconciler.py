@@ -65,8 +65,8 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         # (a restart on the same data directory) are this replica's to drive at once, not after the lease.
         if not self.backend.shared:
             placed = {(k.account_id, k.session_id): ref for ref, k in self.backend.claimed_refs().items()}
-            await asyncio.to_thread(self.service.adopt, placed)
-        for ref in await self._unclaimed(await asyncio.to_thread(self.service.needing_attention)):
+            await self.on_pass_thread(self.service.adopt, placed)
+        for ref in await self._unclaimed(await self.on_pass_thread(self.service.needing_attention)):
             await asyncio.to_thread(self.backend.release, ref)
 
     async def after_stop(self) -> None:
@@ -74,14 +74,16 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
 
     async def next_wait_s(self) -> float:
         # Wake up for the next lease to run out, even between passes.
-        until_expiry = await asyncio.to_thread(self.service.seconds_until_next_expiry)
+        until_expiry = await self.on_pass_thread(self.service.seconds_until_next_expiry)
         return self.interval_s if until_expiry is None else min(self.interval_s, until_expiry + 0.01)
 
     async def run_once(self) -> None:
         await self.reconcile_once()
 
     async def reconcile_once(self) -> None:
-        claimed = await asyncio.to_thread(self.service.claim_pass)
+        # On the pass's own thread: behind no session's blocking work, so the renewal keeps this replica's lease
+        # however busy its sessions are (a burst of starts).
+        claimed = await self.on_pass_thread(self.service.claim_pass)
         for row in claimed.rows:
             key = (row.account_id, row.id)
             if row.owner != self.replica_id:
@@ -240,7 +242,7 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
         ]
         unclaimed = []
         for ref, key in candidates:
-            if not await asyncio.to_thread(self.service.keeps_server, key.account_id, key.session_id, ref):
+            if not await self.on_pass_thread(self.service.keeps_server, key.account_id, key.session_id, ref):
                 unclaimed.append(ref)
         return unclaimed
 

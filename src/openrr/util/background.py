@@ -1,5 +1,10 @@
 """A background loop on the event loop: one pass now and then, sooner when kicked, and the tasks the passes
-spawn, at most one per key. The session reconciler and the conversion runner are both one."""
+spawn, at most one per key. The session reconciler and the conversion runner are both one.
+
+A pass's own blocking work runs on a thread of the loop's own (`on_pass_thread`), not on the event loop's default
+executor: that one is shared with every spawned task's blocking work (a render server's start can take the whole
+start timeout), and a pass queued behind it came too late to renew the replica's leases (bench/RESULTS.md §9.3).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Generic, ParamSpec, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -28,6 +35,7 @@ class BackgroundLoop(Generic[K]):
         self._task: asyncio.Task[None] | None = None
         self._spawned: dict[K, asyncio.Task[Any]] = {}
         self._threads: set[asyncio.Future[Any]] = set()
+        self._pass_thread: ThreadPoolExecutor | None = None
         self._last_maintenance: float | None = None
         # The subclass's module logs what goes wrong in it.
         self._log = logging.getLogger(type(self).__module__)
@@ -54,6 +62,13 @@ class BackgroundLoop(Generic[K]):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._threads, return_exceptions=True)
+        # Cancelling the pass cannot stop its thread: what it started (a renewal) ends before whatever follows a
+        # stop (a hand-over of this replica's sessions), or that would be undone. A no-op queued behind it is done
+        # when it is (awaited, not shutdown(wait=True): that would block the event loop).
+        if self._pass_thread is not None:
+            await asyncio.wrap_future(self._pass_thread.submit(lambda: None))
+            self._pass_thread.shutdown(wait=False)
+            self._pass_thread = None
         await self.after_stop()
 
     # --- for subclasses ---------------------------------------------------------------------------------
@@ -94,6 +109,14 @@ class BackgroundLoop(Generic[K]):
         self._threads.add(future)
         future.add_done_callback(self._threads.discard)
         return await asyncio.shield(future)
+
+    async def on_pass_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn` on this loop's own thread: for the passes' (and `next_wait_s`'s) blocking work, which must never
+        wait for a spawned task's (`in_thread`, asyncio.to_thread: the default executor)."""
+        if self._pass_thread is None:
+            # One thread: the passes run one at a time, and their store work is short.
+            self._pass_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        return await asyncio.get_running_loop().run_in_executor(self._pass_thread, partial(fn, *args, **kwargs))
 
     async def wait_for(self, key: K, timeout_s: float) -> None:
         """Wait up to `timeout_s` for the task of `key` to end (at once if none runs); the task goes on after."""
