@@ -41,7 +41,9 @@ from kubernetes import client, utils
 from tests.harness import wait_for
 from tests.k8s.agent import NodeAgent
 from tests.k8s.cluster import KubeCluster
-from tests.postgres import postgres_available, postgres_server
+from tests.postgres import pg_url, postgres_available
+
+__all__ = ["pg_url"]  # a fixture, used by name
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -58,17 +60,6 @@ API_VERSION = "api-version=2021-01-01"
 pytestmark = pytest.mark.skipif(
     postgres_available() is not None and not os.environ.get("CI"), reason=str(postgres_available())
 )
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    # Not under pytest's tmp dir: that is private to root, and the server runs as the postgres user.
-    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
-    try:
-        with postgres_server(base) as url:
-            yield url
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

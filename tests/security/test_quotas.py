@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +19,9 @@ from openrr.sessions.service import SessionNotFound, SessionService
 from openrr.sessions.state import SessionSize, SessionStatus
 from openrr.store.db import Database
 from tests.harness import Service, create_account, free_port, openrr
-from tests.postgres import postgres_available, postgres_server
+from tests.postgres import pg_url
+
+__all__ = ["pg_url"]  # a fixture, used by name
 
 API = {"api-version": "2021-01-01"}
 V1 = "/v1/accounts/{account}/sessions/create"
@@ -144,18 +142,6 @@ def test_concurrent_creates_at_the_quota_edge_on_sqlite(tmp_path: Path) -> None:
     last place cannot both get it. Before the fix both were admitted (no quota); a check outside that transaction
     would let both read 1 live session and both insert."""
     _race(f"sqlite:///{tmp_path / 'openrr.db'}", rounds=20)
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if postgres_available() is not None and not os.environ.get("CI"):
-        pytest.skip(str(postgres_available()))
-    base = Path(tempfile.mkdtemp(prefix="openrr-pg-"))
-    try:
-        with postgres_server(base) as url:
-            yield url
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_concurrent_creates_at_the_quota_edge_on_postgres(pg_url: str) -> None:
