@@ -10,6 +10,7 @@ own health request before Ready, and a client streaming a frame from the pod's n
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import threading
 import time
@@ -24,14 +25,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from openrr import tls
-from openrr.client.render_session import RenderSessionClient
 from openrr.hosting.backend import SessionKey
+from openrr.hosting.kube_cache import WatchCache
 from openrr.hosting.kube_pod import SELECTOR, PodTemplate
 from openrr.hosting.kubernetes import KubernetesBackend, KubernetesBackendOptions
 from openrr.hosting.server_control import ServerControl
 from tests.harness import Service, free_port, openrr, session_doc, wait_for, wait_status
 from tests.k8s.cluster import KubeCluster
 from tests.k8s.fixtures import NodeAgentFactory
+from tests.k8s.pods import frame as _frame
+from tests.k8s.pods import pod_of as _pod_of
+from tests.k8s.pods import render_pods as _render_pods
 
 API = {"api-version": "2021-01-01"}
 PORTS = (31000, 31999)
@@ -46,10 +50,6 @@ START_S = 90
 
 def _core(cluster: KubeCluster) -> Any:
     return client.CoreV1Api(cluster.api_client())
-
-
-def _render_pods(core: Any, ns: str) -> list[Any]:
-    return list(core.list_namespaced_pod(ns, label_selector=SELECTOR).items)
 
 
 def _no_pods_left(core: Any, ns: str, timeout: float = 60) -> None:
@@ -108,22 +108,6 @@ def _create(svc: Service, sid: str, lease_minutes: int = 10) -> dict[str, Any]:
 def _stop(svc: Service, sid: str) -> None:
     with svc.api() as api:
         api.post(f"/accounts/{svc.account_id}/sessions/{sid}/:stop", params=API).raise_for_status()
-
-
-def _pod_of(core: Any, ns: str, sid: str) -> Any:
-    pods = [p for p in _render_pods(core, ns) if (p.metadata.annotations or {}).get("openrr.io/session-id") == sid]
-    return pods[0] if len(pods) == 1 else None
-
-
-def _frame(svc: Service, doc: dict[str, Any]) -> tuple[int, int]:
-    async def scenario() -> tuple[int, int]:
-        async with await RenderSessionClient.connect(
-            doc["hostname"], doc["handshakePort"], svc.token(), ca=svc.cert
-        ) as c:
-            frame = await c.next_frame()
-            return frame.image.shape[0], frame.image.shape[1]
-
-    return asyncio.run(scenario())
 
 
 def _start_to_ready(svc: Service) -> float:
@@ -384,3 +368,58 @@ def test_a_restarted_control_plane_adopts_its_pods(
     assert _frame(again, doc) == (720, 1280)
     _stop(again, sid)
     _no_pods_left(core, kube_namespace)
+
+
+class _RecordingCache(WatchCache):
+    """The backend's watch cache, noting the type of each event it handles and each list it makes."""
+
+    def __init__(self, core: Any, ns: str) -> None:
+        self.seen: list[str] = []
+        self.lists = 0
+
+        @functools.wraps(core.list_namespaced_pod)  # keeps the docstring the client reads the item type from
+        def list_pods(*args: Any, **kwargs: Any) -> Any:
+            if not kwargs.get("watch"):
+                self.lists += 1
+            return core.list_namespaced_pod(*args, **kwargs)
+
+        super().__init__("render pods", list_pods, namespace=ns, label_selector=SELECTOR)
+
+    def handle(self, event: dict[str, Any]) -> None:
+        self.seen.append(event["type"])
+        super().handle(event)
+
+
+def test_watch_bookmarks_from_the_api_server_keep_the_cache_watching(
+    kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    """kube-apiserver 1.20 sends a watch a BOOKMARK 2 s before its timeout, when a pod event newer than the watch's
+    start happened (anywhere in the cluster); the client yields it as a plain dict."""
+    core = _core(kube_cluster)
+    cache = _RecordingCache(core, kube_namespace)
+    cache.watch_timeout_s = 3
+    cache.start()
+
+    def make(name: str) -> None:
+        # Never scheduled (no node here): an object whose events the cache must see.
+        labels = {"app.kubernetes.io/name": "openrr-render"}
+        pod: Any = {"metadata": {"name": name, "labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+        core.create_namespaced_pod(kube_namespace, pod)
+        assert cache.wait_for(lambda: cache.get(name) is not None, 10), cache.seen
+
+    ticks = iter(range(10**6))
+
+    def bookmarked() -> bool:
+        """Keeps pod events coming (the API server's condition for a bookmark); two bookmarks yet?"""
+        patch = {"metadata": {"annotations": {"tick": str(next(ticks))}}}
+        core.patch_namespaced_pod("openrr-render-bookmark01", kube_namespace, patch)
+        return cache.seen.count("BOOKMARK") >= 2
+
+    try:
+        make("openrr-render-bookmark01")
+        wait_for(bookmarked, 30, "two bookmarks", interval=0.3)
+        # A pod made after the bookmarks still reaches the cache, and the watch never broke: one list only.
+        make("openrr-render-bookmark02")
+        assert cache.lists == 1, cache.seen
+    finally:
+        cache.stop()

@@ -1,5 +1,9 @@
 """A watch-backed cache of one kind of object (render pods, nodes): list, then watch from the list's
-resourceVersion in a thread; relist when the watch expires (410) or breaks. Reads never call the API server.
+resourceVersion in a thread; relist when the watch expires (410 Gone) or breaks. Reads never call the API server.
+
+Events come as the client's `Watch.stream` yields them: `object` is a model (V1Pod) for ADDED/MODIFIED/DELETED, but
+a plain dict for BOOKMARK (only its metadata.resourceVersion is meaningful) and for ERROR (a Status): the type is
+read first, always.
 
 The client library's informers are not in the official Python client (only `watch.Watch`), hence this small one.
 """
@@ -19,6 +23,10 @@ logger = logging.getLogger(__name__)
 WATCH_TIMEOUT_S = 50
 """Server-side end of one watch request; the next continues from the last resourceVersion seen."""
 RETRY_S = 0.5
+
+
+class WatchExpired(Exception):
+    """The resourceVersion the watch continues from is too old (410 Gone): list again, at once."""
 
 
 class WatchCache:
@@ -43,6 +51,9 @@ class WatchCache:
         self._synced = False
         self._stop = threading.Event()
         self._watch: watch.Watch | None = None
+        self.version: str | None = None
+        """The resourceVersion the next watch continues from (the last list's, event's or bookmark's)."""
+        self.watch_timeout_s = WATCH_TIMEOUT_S
         self._thread = threading.Thread(target=self._run, name=f"openrr-watch-{name}", daemon=True)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -97,6 +108,9 @@ class WatchCache:
             except Exception as e:
                 if self._stop.is_set():
                     return
+                if _expired(e):  # routine: the next list is the fresh state, no pause
+                    logger.info("watch of %s expired (%s); listing again", self.name, e)
+                    continue
                 logger.warning("watch of %s broke (%s); listing again", self.name, e)
                 time.sleep(RETRY_S)
 
@@ -114,29 +128,39 @@ class WatchCache:
         for obj in fresh.values():
             if self._on_change is not None:
                 self._on_change(obj)
-        version = listed.metadata.resource_version
+        self.version = listed.metadata.resource_version
         while not self._stop.is_set():
             self._watch = watch.Watch()  # type: ignore[no-untyped-call]
             try:
                 for event in self._watch.stream(  # type: ignore[no-untyped-call]
                     self._list,
-                    resource_version=version,
-                    timeout_seconds=WATCH_TIMEOUT_S,
+                    resource_version=self.version,
+                    timeout_seconds=self.watch_timeout_s,
                     allow_watch_bookmarks=True,
                     **self._kwargs,
                 ):
-                    kind, obj = event["type"], event["object"]
-                    if kind == "ERROR":
-                        raise ApiException(
-                            status=getattr(obj, "code", None) or 500, reason=str(event.get("raw_object"))
-                        )
-                    version = obj.metadata.resource_version
-                    if kind != "BOOKMARK":
-                        self._apply(kind, obj)
+                    self.handle(event)
                     if self._stop.is_set():
                         return
             finally:
                 self._watch.stop()  # type: ignore[no-untyped-call]
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """One event of the watch stream: apply it and remember its resourceVersion. BOOKMARK: the version only.
+        ERROR: WatchExpired for 410 Gone (the caller lists again), else ApiException."""
+        kind, obj = event["type"], event["object"]
+        if kind == "BOOKMARK":
+            self.version = _raw_version(obj) or self.version
+            return
+        if kind == "ERROR":
+            status: dict[str, Any] = obj  # a Status, left a dict by the client
+            if status.get("code") == 410:
+                raise WatchExpired(status.get("message") or "Gone")
+            raise ApiException(
+                status=status.get("code") or 500, reason=f"{status.get('reason')}: {status.get('message')}"
+            )
+        self.version = obj.metadata.resource_version
+        self._apply(kind, obj)
 
 
 def _newer(a: Any, b: Any) -> bool:
@@ -146,3 +170,15 @@ def _newer(a: Any, b: Any) -> bool:
     if va.isdigit() and vb.isdigit():
         return int(va) >= int(vb)
     return True
+
+
+def _raw_version(obj: dict[str, Any]) -> str | None:
+    """metadata.resourceVersion of an object the client left a dict (a BOOKMARK's)."""
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
+
+
+def _expired(e: Exception) -> bool:
+    """410 Gone: from an ERROR event this cache read, or raised by the client itself (which reads ERROR events before
+    yielding them and, the watch having a timeout, does not retry)."""
+    return isinstance(e, WatchExpired) or (isinstance(e, ApiException) and e.status == 410)
