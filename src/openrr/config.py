@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -28,6 +28,17 @@ def default_capacity() -> dict[str, int]:
     # session is meant to get more than a Standard one.
     cores = os.cpu_count() or 2
     return {"Standard": max(2, cores), "Premium": max(1, cores // 2)}
+
+
+class KubeHostVolume(BaseModel):
+    """A directory of the node mounted into every render pod (`kube_extra_volumes`), in the pod spec's spelling:
+    {"name", "hostPath", "mountPath", "readOnly" (default true)}. hostPath only: nothing secret belongs here."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    name: str
+    host_path: str = Field(alias="hostPath")
+    mount_path: str = Field(alias="mountPath")
+    read_only: bool = Field(default=True, alias="readOnly")
 
 
 class Settings(BaseSettings):
@@ -150,6 +161,9 @@ class Settings(BaseSettings):
     """The name clients use for a node's render pods, per node; a node not named: its ExternalIP, else InternalIP."""
     kube_sts_secret: str = "openrr-sts-public"
     """The Secret (written by the control plane at start) that carries the STS public key to render pods."""
+    kube_extra_volumes: list[KubeHostVolume] = Field(default_factory=list)
+    """Node directories every render pod mounts (read-only unless said), e.g. drivers an image takes from the host;
+    checked against the pod's own volumes at start (hosting/kube_pod.py)."""
 
     @property
     def sqlite_path(self) -> Path:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from pydantic import TypeAdapter, ValidationError
 
+from openrr.config import KubeHostVolume
 from openrr.hosting.backend import SessionKey
 from openrr.hosting.kube_pod import (
     PodTemplate,
@@ -143,3 +145,46 @@ def test_free_pairs_avoid_every_port_any_render_pod_holds() -> None:
 def test_a_full_range_says_so() -> None:
     with pytest.raises(RuntimeError, match="no free host port pair left in 30000-30003"):
         free_pair((30000, 30003), {30000, 30002})
+
+
+def _settings_volumes(doc: str) -> tuple[KubeHostVolume, ...]:
+    """kube_extra_volumes as an operator writes it (OPENRR_KUBE_EXTRA_VOLUMES, the pod spec's spelling)."""
+    return tuple(TypeAdapter(list[KubeHostVolume]).validate_json(doc))
+
+
+def test_extra_volumes_mount_node_directories_read_only_unless_said() -> None:
+    volumes = _settings_volumes(
+        '[{"name": "host-usr", "hostPath": "/usr", "mountPath": "/usr"},'
+        ' {"name": "cache", "hostPath": "/var/cache/openrr", "mountPath": "/cache", "readOnly": false}]'
+    )
+    template = PodTemplate(image="i", stop_grace_s=1, sts_secret="s", extra_volumes=volumes)
+    pod = _as_pod(render_pod(template, new_pod_name(), "Standard", 30000, None))
+    by_name = {v.name: v for v in pod.spec.volumes}
+    assert by_name["host-usr"].host_path.path == "/usr" and by_name["cache"].host_path.path == "/var/cache/openrr"
+    mounts = {m.name: m for m in pod.spec.containers[0].volume_mounts}
+    assert (mounts["host-usr"].mount_path, mounts["host-usr"].read_only) == ("/usr", True)
+    assert (mounts["cache"].mount_path, mounts["cache"].read_only) == ("/cache", False)
+    # The pod's own volumes are all still there.
+    assert {"pod-secret", "sts", "scratch"} <= set(by_name)
+
+
+@pytest.mark.parametrize(
+    ("doc", "why"),
+    [
+        ('[{"name": "pod-secret", "hostPath": "/x", "mountPath": "/x"}]', "taken"),
+        ('[{"name": "a", "hostPath": "/x", "mountPath": "/x"}, {"name": "a", "hostPath": "/y", "mountPath": "/y"}]',
+         "taken"),
+        ('[{"name": "a", "hostPath": "x", "mountPath": "/x"}]', "absolute"),
+        ('[{"name": "a", "hostPath": "/x", "mountPath": "/var/run/openrr/pod"}]', "over"),
+        ('[{"name": "a", "hostPath": "/x", "mountPath": "/var/run"}]', "over"),
+        ('[{"name": "a", "hostPath": "/x", "mountPath": "/tmp/openrr/models"}]', "over"),
+    ],
+)  # fmt: skip
+def test_extra_volumes_may_not_shadow_the_pods_own(doc: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        PodTemplate(image="i", stop_grace_s=1, sts_secret="s", extra_volumes=_settings_volumes(doc))
+
+
+def test_extra_volumes_take_no_other_kind_of_source() -> None:
+    with pytest.raises(ValidationError):
+        _settings_volumes('[{"name": "a", "secret": {"secretName": "x"}, "hostPath": "/x", "mountPath": "/x"}]')

@@ -78,6 +78,7 @@ def build_kubernetes(
                 texture_max_pixels=settings.texture_max_pixels,
                 handshake_timeout_s=settings.handshake_timeout_s,
                 keep_alive_timeout_s=settings.keep_alive_timeout_s,
+                extra_volumes=tuple(settings.kube_extra_volumes),
             ),
             port_range=settings.kube_port_range,
             warm_pool=settings.warm_pool,

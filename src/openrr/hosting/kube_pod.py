@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrr.config import KubeHostVolume
 from openrr.hosting.backend import SessionKey
 from openrr.render.control import HEALTH_PATH, RenderServerArgs
 
@@ -33,6 +34,8 @@ CONTROL_SECRET_KEY = "control-secret"
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
 STS_KEY = "sts-public.pem"
+OWN_VOLUMES = ("pod-secret", "sts", "scratch")
+OWN_DIRS = (POD_SECRET_DIR, STS_DIR, SCRATCH_DIR)
 
 _ALNUM = string.ascii_lowercase + string.digits
 
@@ -84,6 +87,27 @@ class PodTemplate:
     texture_max_pixels: int | None = None
     handshake_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 10.0
+    extra_volumes: tuple[KubeHostVolume, ...] = ()
+    """Node directories every pod mounts (settings.kube_extra_volumes)."""
+
+    def __post_init__(self) -> None:
+        check_extra_volumes(self.extra_volumes)
+
+
+def check_extra_volumes(volumes: tuple[KubeHostVolume, ...]) -> None:
+    """ValueError unless each extra volume has a name of its own, absolute paths, and a mount path that neither
+    holds nor lies inside one of the pod's own (its Secret, the STS key, the scratch directory): an operator's
+    volume must not shadow or read what the pod is given."""
+    names = [v.name for v in volumes]
+    for v in volumes:
+        if v.name in OWN_VOLUMES or names.count(v.name) > 1:
+            raise ValueError(f"kube_extra_volumes: the volume name {v.name!r} is taken")
+        mount, host = Path(v.mount_path), Path(v.host_path)
+        if not mount.is_absolute() or not host.is_absolute():
+            raise ValueError(f"kube_extra_volumes: {v.name!r} needs absolute hostPath and mountPath")
+        for own in OWN_DIRS:
+            if mount == own or mount in own.parents or own in mount.parents:
+                raise ValueError(f"kube_extra_volumes: {v.name!r} would mount over {own}")
 
 
 def render_pod(template: PodTemplate, name: str, size: str, port: int, key: SessionKey | None) -> dict[str, Any]:
@@ -140,6 +164,7 @@ def render_pod(template: PodTemplate, name: str, size: str, port: int, key: Sess
             {"name": "pod-secret", "mountPath": str(POD_SECRET_DIR), "readOnly": True},
             {"name": "sts", "mountPath": str(STS_DIR), "readOnly": True},
             {"name": "scratch", "mountPath": str(SCRATCH_DIR)},
+            *({"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in template.extra_volumes),
         ],
     }
     resources = template.resources.get(size)
@@ -162,6 +187,7 @@ def render_pod(template: PodTemplate, name: str, size: str, port: int, key: Sess
                 {"name": "pod-secret", "secret": {"secretName": name, "defaultMode": 0o440}},
                 {"name": "sts", "secret": {"secretName": template.sts_secret}},
                 {"name": "scratch", "emptyDir": {}},
+                *({"name": v.name, "hostPath": {"path": v.host_path}} for v in template.extra_volumes),
             ],
         },
     }
