@@ -4,10 +4,11 @@ built locally as OCI archives and imported into containerd; nothing is pulled fr
 
 The render-server image (`render_server_image`) is deliberately small: a rootfs of mount points and the merged-usr
 symlinks, whose container reaches this machine's /usr (Python, Mesa EGL), /etc and the virtual environment and
-source tree of openrr through READ-ONLY hostPath volumes (`host_runtime_volumes`). The container, its namespaces,
-cgroups, the CRI, image handling, Secret volumes and the kubelet's own probes are all real; the image is not
-self-contained (deploy/ holds the real Containerfiles; building them needs a registry-free image builder this
-machine does not have).
+source tree of openrr through READ-ONLY hostPath volumes (`host_runtime_volumes`; the backend adds them to its pods
+through the `kube_extra_volumes` setting, so `openrr serve --hosting kubernetes` runs whole sessions here). The
+container, its namespaces, cgroups, the CRI, image handling, Secret volumes and the kubelet's own probes are all
+real; the image is not self-contained (deploy/ holds the real Containerfiles; building them needs a registry-free
+image builder this machine does not have).
 
 Traps solved here (also in tools/k8s/README.md): containerd needs `restrict_oom_score_adj = true` (the sandbox
 forbids lowering oom scores); CRI normalises image names, so local images are `docker.io/local/...`; cgroup v1
@@ -32,6 +33,7 @@ from typing import Any
 
 from kubernetes import client
 
+from openrr.config import KubeHostVolume
 from tests.harness import free_port, wait_for
 from tests.k8s.agent import SMP
 from tests.k8s.cluster import BIN_DIR, K8S_CACHE, KubeCluster
@@ -308,10 +310,15 @@ def render_server_image(work: Path) -> Path:
     return oci_archive(rootfs, RENDER_REF, work / "render.tar", None, [path, "HOME=/root"])
 
 
-def host_runtime_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, volumeMounts) adding the host's runtime to a pod of `render_server_image`, read-only."""
-    volumes, mounts = [], []
-    for i, path in enumerate(_host_runtime()):
-        volumes.append({"name": f"host-{i}", "hostPath": {"path": str(path), "type": "Directory"}})
-        mounts.append({"name": f"host-{i}", "mountPath": str(path), "readOnly": True})
-    return volumes, mounts
+def host_runtime_volumes() -> tuple[KubeHostVolume, ...]:
+    """The host's runtime for a pod of `render_server_image`, read-only, as `kube_extra_volumes` (the backend's pod
+    template adds them: PodTemplate.extra_volumes)."""
+    return tuple(
+        KubeHostVolume(name=f"host-{i}", hostPath=str(path), mountPath=str(path), readOnly=True)
+        for i, path in enumerate(_host_runtime())
+    )
+
+
+def host_runtime_env() -> str:
+    """`host_runtime_volumes()` as OPENRR_KUBE_EXTRA_VOLUMES for `openrr serve`."""
+    return json.dumps([v.model_dump(by_alias=True) for v in host_runtime_volumes()])
