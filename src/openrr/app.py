@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return ArrJSONResponse(ArrError(400, "BadRequest", f"{where}: {first['msg']}").body(), status_code=400)
 
 
+BLOCKING_THREADS = 32
+"""Threads for blocking session work: they wait on I/O, not the CPU."""
+
+
 def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     """The ASGI app. With manage_lifecycle the app starts and stops the reconciler and render servers."""
 
@@ -82,6 +87,11 @@ def build_app(services: Services, *, manage_lifecycle: bool = True) -> Any:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner = services.conversion_runner if manage_lifecycle else None
         if manage_lifecycle:
+            # Session work blocks on I/O in threads (a cluster's API, health requests, the store): asyncio's default
+            # executor (cores + 4 threads) queued a 50-session burst behind a few slow API calls (bench/RESULTS.md §9).
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="openrr-io")
+            )
             await services.reconciler.start()
         if runner is not None:
             await runner.start()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from openrr.accounts.keys import hash_key, key_fingerprint, key_matches, new_key
 from openrr.store.db import Database
-from openrr.store.tables import AccountRow
+from openrr.store.tables import AccountRow, SessionRow
 
 KeyName = Literal["primary", "secondary"]
 DEFAULT_DOMAIN = "localhost"
@@ -144,6 +144,14 @@ class AccountService:
 
     def delete(self, account_id: str) -> None:
         with self.db.write() as s:
+            # The cascade deletes the account's sessions in the table's order; replicas' reconcile passes lock session
+            # rows in key order (sessions/service.py), so take those locks first, in that order: no deadlock.
+            s.execute(
+                select(SessionRow.id)
+                .where(SessionRow.account_id == account_id)
+                .order_by(SessionRow.account_id, SessionRow.id)
+                .with_for_update()
+            ).all()
             s.delete(_row(s, account_id))
         self._keys_cache.clear()
 
