@@ -37,13 +37,13 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.harness import wait_for  # noqa: E402
+from tests.k8s.ledger import PodLedger  # noqa: E402
 from tests.postgres import postgres_available, postgres_server  # noqa: E402
 
 from bench.common import bench_workdir, load_average, pct, print_header  # noqa: E402
 from bench.k8s_common import (  # noqa: E402
     NODES,
     KubeEnv,
-    PodLedger,
     Replica,
     k8s_service,
     kube_env,
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     single.append(ready)
                     stop_all(env, replicas, apis, [sid])
                     print(f"    single {i + 1}/{args.baseline}: ready {ready:6.2f} s", flush=True)
-                ledger = PodLedger(env)
+                ledger = PodLedger(env.core, env.namespace)
                 ledger.start()
                 try:
                     before_gib = available_gib()

@@ -1,5 +1,5 @@
 """What the Kubernetes benchmarks share: a real control plane with fake nodes (tests/k8s), `openrr serve --hosting
-kubernetes` replicas pointed at it, and a ledger of every render pod the run saw.
+kubernetes` replicas pointed at it, and its render pods (the ledger of every pod a run saw is tests/k8s/ledger.py).
 
 The cluster is tests/k8s/cluster.py's KubeCluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 v1.20.2 from /var/cache/openrr/k8s-1.20.2/bin) and tests/k8s/agent.py's NodeAgent, the one stand-in: it plays the
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from kubernetes import client
 from tests.harness import Service, free_port, wait_for
 from tests.k8s.agent import NodeAgent
 from tests.k8s.cluster import BIN_DIR, NODE_GRACE_S, KubeCluster, has_default_token, missing_binaries
-from tests.k8s.informer import Informer, Obj
 
 from bench.common import stop_service
 from openrr.hosting.kube_pod import SELECTOR, SESSION_ID_ANNOTATION, STATE_LABEL, WARM
@@ -137,61 +135,3 @@ def delete_all_render_pods(env: KubeEnv) -> None:
             if e.status != 404:
                 raise
     wait_for(lambda: not render_pods(env), 60, "every render pod to be gone", 0.2)
-
-
-def _host_port(pod: Obj, name: str) -> int | None:
-    for c in pod["spec"].get("containers", []):
-        for p in c.get("ports") or []:
-            if p.get("name") == name:
-                return int(p["hostPort"])
-    return None
-
-
-@dataclass
-class PodLedger:
-    """Every version of every render pod the run saw (a watch), to count duplicates after the fact."""
-
-    env: KubeEnv
-    sessions_of_pod: dict[str, set[str]] = field(default_factory=dict)
-    pods_of_session: dict[str, set[str]] = field(default_factory=dict)
-    endpoints: dict[tuple[str, int], set[str]] = field(default_factory=dict)
-    """(node, handshake host port) -> pods bound there."""
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _informer: Informer | None = None
-
-    def start(self) -> PodLedger:
-        self._informer = Informer(
-            self.env.core.list_namespaced_pod,
-            on_event=self._seen,
-            namespace=self.env.namespace,
-            label_selector=SELECTOR,
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._informer is not None:
-            self._informer.stop()
-
-    def _seen(self, kind: str, pod: Obj) -> None:
-        # By name: a pod the backend recreates under its name on other ports (a port clash) is the same placement.
-        name = pod["metadata"]["name"]
-        session = (pod["metadata"].get("annotations") or {}).get(SESSION_ID_ANNOTATION)
-        node, port = pod["spec"].get("nodeName"), _host_port(pod, "handshake")
-        with self._lock:
-            if session:
-                self.sessions_of_pod.setdefault(name, set()).add(session)
-                self.pods_of_session.setdefault(session, set()).add(name)
-            if node and port is not None:
-                self.endpoints.setdefault((node, port), set()).add(name)
-
-    def duplicates(self) -> dict[str, list[str]]:
-        """What would be a duplicate: a pod given to two sessions, a session given two pods, a (node, port) given to
-        two pods. Empty lists when there is none."""
-        with self._lock:
-            return {
-                "pods with two sessions": [f"{p}: {sorted(s)}" for p, s in self.sessions_of_pod.items() if len(s) > 1],
-                "sessions with two pods": [f"{s}: {sorted(p)}" for s, p in self.pods_of_session.items() if len(p) > 1],
-                "(node, port) handed out twice": [
-                    f"{n}:{port}: {sorted(p)}" for (n, port), p in self.endpoints.items() if len(p) > 1
-                ],
-            }

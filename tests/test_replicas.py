@@ -15,28 +15,23 @@ records ended); the test restarts it, and ends with no render server left runnin
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from azure.core.pipeline.transport import RequestsTransport
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
 
-from tests.harness import Service, free_port, openrr, process_gone, render_server_pids, session_doc, wait_for
+from tests.harness import free_port, openrr, process_gone, render_server_pids, session_doc, wait_for
 from tests.postgres import fresh_database, pg_url
+from tests.replicas import Pair, Replica, alternating_sdk, replicas, sdk_get_update_list_stop
 
 __all__ = ["pg_url"]  # a fixture, used by name
 
@@ -44,82 +39,6 @@ API = {"api-version": "2021-01-01"}
 TAKEOVER_BOUND_S = 15.0
 """The issue's goal; the design's bound is session_lease_s (10 s) + one reconcile interval (1 s), plus the start of
 the handling task and the store writes."""
-SDK_DEFAULT_POLLING_S = 5
-
-
-@dataclass
-class Replica(Service):
-    """A Service whose certificate is the shared CA's (--ca-dir), not one of its data directory."""
-
-    ca_dir: Path | None = None
-
-    @property
-    def cert(self) -> str:
-        assert self.ca_dir is not None
-        return str(self.ca_dir / "cert.pem")
-
-
-class AlternatingTransport(RequestsTransport):  # type: ignore[misc]
-    """Sends each SDK request to the next replica in turn, as a round-robin load balancer would."""
-
-    def __init__(self, ports: list[int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._ports = itertools.cycle(ports)
-        self._lock = threading.Lock()
-        self.sent: list[tuple[str, int]] = []
-        self.put_statuses: list[str] = []
-        """The session status each PUT (create) answered."""
-
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            port = next(self._ports)
-        url = httpx.URL(request.url)
-        request.url = str(url.copy_with(port=port))
-        self.sent.append((request.method, port))
-        response = super().send(request, **kwargs)
-        if request.method == "PUT":
-            self.put_statuses.append(json.loads(response.text())["status"])
-        return response
-
-
-@dataclass
-class Pair:
-    a: Replica
-    b: Replica
-    url: str
-
-    def rows(self) -> dict[str, dict[str, Any]]:
-        engine = create_engine(self.url)
-        try:
-            with engine.connect() as conn:
-                found = conn.execute(text("SELECT * FROM sessions")).mappings().all()
-        finally:
-            engine.dispose()
-        return {r["id"]: dict(r) for r in found}
-
-
-@contextmanager
-def replicas(base: Path, url: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
-    """Replica A then B (A makes the shared CA and the default account; B finds both)."""
-    monkeypatch.setenv("OPENRR_SECRETS_KEY", Fernet.generate_key().decode())
-    ca = base / "ca"
-    common = ["--database-url", url, "--ca-dir", str(ca), "--rate-limit-per-s", "0", *args]
-    a = Replica(base / "a", free_port(), [*common, "--replica-id", "replica-a"], ca_dir=ca)
-    b = Replica(base / "b", free_port(), [*common, "--replica-id", "replica-b"], ca_dir=ca)
-    started: list[Replica] = []
-    try:
-        a.start()
-        started.append(a)
-        b.account_id, b.key = a.account_id, a.key
-        b.start()
-        started.append(b)
-        yield Pair(a, b, url)
-    finally:
-        for r in started:
-            if r.proc is not None and r.proc.poll() is None:
-                r.stop()
-        for r in (a, b):
-            assert not render_server_pids(r.data_dir), f"render servers left under {r.data_dir}"
 
 
 def released(pair: Pair, sid: str) -> bool:
@@ -130,12 +49,6 @@ def warm_bound(r: Replica) -> bool:
     """The replica has a warm server that has bound its ports (what its fast start counts)."""
     return any(h["session_id"] is None and (r.data_dir / "hosts" / h["host_id"] / "ports.json").exists()
                for h in r.host_records())  # fmt: skip
-
-
-def alternating_sdk(pair: Pair) -> tuple[Any, AlternatingTransport]:
-    transport = AlternatingTransport([pair.a.port, pair.b.port])
-    # Default polling: the fast start is what makes a warm create return at once.
-    return pair.a.sdk(polling_interval=SDK_DEFAULT_POLLING_S, transport=transport), transport
 
 
 def test_sdk_lifecycle_alternating_between_replicas(
@@ -166,13 +79,7 @@ def test_sdk_lifecycle_alternating_between_replicas(
             # Ready means its server answers, whichever replica placed it.
             health = probe.get(f"https://{session.hostname}:{session.handshake_port}/health", timeout=5)
             assert health.json() == {"status": "ok"}
-            got = client.get_rendering_session(session_id=sid)
-            assert got.status == RenderingSessionStatus.READY and got.handshake_port == session.handshake_port
-            assert client.update_rendering_session(session_id=sid, lease_time_minutes=30).lease_time_minutes == 30
-            assert client.get_rendering_session(session_id=sid).lease_time_minutes == 30
-            assert sid in {s.id for s in client.list_rendering_sessions()}
-            client.stop_rendering_session(session_id=sid)
-            assert client.get_rendering_session(session_id=sid).status == RenderingSessionStatus.STOPPED
+            sdk_get_update_list_stop(client, session)
             # The owning replica stops the server, whichever replica took the stop.
             row = pair.rows()[sid]
             wait_for(functools.partial(released, pair, sid), 15, f"{sid}'s server to be released")
