@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from openrr.config import Settings
 from openrr.hosting.backend import HostingBackend
+from openrr.hosting.server_limits import ServerLimits
 from openrr.storage.session_access import GrantSource
 
 
@@ -32,22 +33,15 @@ def build_backend(
             certfile=settings.server_cert_path if settings.tls else None,
             keyfile=settings.server_key_path if settings.tls else None,
             stop_grace_s=settings.stop_grace_s,
-            standard_primitive_limit=settings.standard_primitive_limit,
+            limits=server_limits(settings),
             sts_public_key=settings.sts_public_key_path,
             storage_grants=storage_grants,
-            fetch_allow=tuple(settings.fetch_allow),
-            model_max_bytes=settings.model_max_bytes,
-            model_max_compression_ratio=settings.model_max_compression_ratio,
-            texture_max_dimension=settings.texture_max_dimension,
-            texture_max_pixels=settings.texture_max_pixels,
             token_key_ids=token_key_ids,
             child_user=settings.child_user,
             memory_limit=settings.render_memory_limit,
             local_roots=tuple(settings.effective_local_storage_roots),
             local_models=settings.local_models,
             tls_dir=settings.tls_dir,
-            handshake_timeout_s=settings.handshake_timeout_s,
-            keep_alive_timeout_s=settings.keep_alive_timeout_s,
         )
     )
 
@@ -70,14 +64,7 @@ def build_kubernetes(
                 stop_grace_s=settings.stop_grace_s,
                 sts_secret=settings.kube_sts_secret,
                 resources=settings.kube_resources,
-                standard_primitive_limit=settings.standard_primitive_limit,
-                fetch_allow=tuple(settings.fetch_allow),
-                model_max_bytes=settings.model_max_bytes,
-                model_max_compression_ratio=settings.model_max_compression_ratio,
-                texture_max_dimension=settings.texture_max_dimension,
-                texture_max_pixels=settings.texture_max_pixels,
-                handshake_timeout_s=settings.handshake_timeout_s,
-                keep_alive_timeout_s=settings.keep_alive_timeout_s,
+                limits=server_limits(settings),
                 extra_volumes=tuple(settings.kube_extra_volumes),
             ),
             port_range=settings.kube_port_range,
@@ -87,4 +74,17 @@ def build_kubernetes(
             node_hostnames=settings.kube_node_hostnames,
             control=ServerControl(storage_grants, token_key_ids),
         )
+    )
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        standard_primitive_limit=settings.standard_primitive_limit,
+        fetch_allow=tuple(settings.fetch_allow),
+        model_max_bytes=settings.model_max_bytes,
+        model_max_compression_ratio=settings.model_max_compression_ratio,
+        texture_max_dimension=settings.texture_max_dimension,
+        texture_max_pixels=settings.texture_max_pixels,
+        handshake_timeout_s=settings.handshake_timeout_s,
+        keep_alive_timeout_s=settings.keep_alive_timeout_s,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from openrr.config import KubeHostVolume
 from openrr.hosting.backend import SessionKey
+from openrr.hosting.server_limits import ServerLimits
 from openrr.render.control import HEALTH_PATH, RenderServerArgs
 
 NAME_PREFIX = "openrr-render-"
@@ -79,14 +80,7 @@ class PodTemplate:
     stop_grace_s: float
     sts_secret: str
     resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
-    standard_primitive_limit: int | None = None
-    fetch_allow: tuple[str, ...] = ()
-    model_max_bytes: int = 2 * 1024**3
-    model_max_compression_ratio: float = 200.0
-    texture_max_dimension: int | None = None
-    texture_max_pixels: int | None = None
-    handshake_timeout_s: float = 10.0
-    keep_alive_timeout_s: float = 10.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
     extra_volumes: tuple[KubeHostVolume, ...] = ()
     """Node directories every pod mounts (settings.kube_extra_volumes)."""
 
@@ -123,17 +117,10 @@ def render_pod(template: PodTemplate, name: str, size: str, port: int, key: Sess
         certfile=Path(POD_SECRET_DIR, TLS_CERT_KEY),
         keyfile=Path(POD_SECRET_DIR, TLS_KEY_KEY),
         sts_public_key=Path(STS_DIR, STS_KEY),
-        standard_primitive_limit=template.standard_primitive_limit,
-        fetch_allow=template.fetch_allow,
-        model_max_bytes=template.model_max_bytes,
-        model_max_compression_ratio=template.model_max_compression_ratio,
-        texture_max_dimension=template.texture_max_dimension,
-        texture_max_pixels=template.texture_max_pixels,
-        handshake_timeout_s=template.handshake_timeout_s,
-        keep_alive_timeout_s=template.keep_alive_timeout_s,
         handshake_port=port,
         inspector_port=port + 1,
         secret_file=Path(POD_SECRET_DIR, CONTROL_SECRET_KEY),
+        **template.limits.as_args(),
     )
     metadata: dict[str, Any] = {
         "name": name,

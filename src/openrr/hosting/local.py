@@ -31,6 +31,7 @@ from openrr.hosting.file_broker import FileBroker, socket_pair
 from openrr.hosting.health import fetch_health
 from openrr.hosting.render_tls import RenderCertificates
 from openrr.hosting.server_control import Pushed, ServerControl
+from openrr.hosting.server_limits import ServerLimits
 from openrr.render.control import (
     HEALTH_PATH,
     PORTS_FILE,
@@ -98,15 +99,9 @@ class LocalBackendOptions:
     keyfile: Path | None
     stop_grace_s: float = 5.0
     sts_public_key: Path | None = None
-    standard_primitive_limit: int = 20_000_000
+    limits: ServerLimits = field(default_factory=ServerLimits)
     storage_grants: GrantSource | None = None
     """Read tokens for the linked storage of a session's account, pushed to its server (storage/session_access.py)."""
-    fetch_allow: tuple[str, ...] = ()
-    """Non-public addresses a render server may fetch models from (storage/guard.py; --fetch-allow)."""
-    model_max_bytes: int = 2 * 1024**3
-    model_max_compression_ratio: float = 200.0
-    texture_max_dimension: int = 16384
-    texture_max_pixels: int = 64 * 1024 * 1024
     token_key_ids: Callable[[str], frozenset[str]] | None = None
     """The account's current key ids: tokens minted with any other key are refused by its servers (revocation)."""
     child_user: str | None = None
@@ -118,9 +113,6 @@ class LocalBackendOptions:
     local_models: bool = True
     tls_dir: Path | None = None
     """The local CA's directory: every render server gets its own leaf from it (never the control plane's key)."""
-    handshake_timeout_s: float = 10.0
-    """A connection to a render server that has not completed TLS and sent a request within this long is dropped."""
-    keep_alive_timeout_s: float = 10.0
 
 
 class LocalBackend:
@@ -269,17 +261,10 @@ class LocalBackend:
             certfile=certfile,
             keyfile=keyfile,
             sts_public_key=sts_public_key,
-            standard_primitive_limit=self.opts.standard_primitive_limit,
-            fetch_allow=self.opts.fetch_allow,
-            model_max_bytes=self.opts.model_max_bytes,
-            model_max_compression_ratio=self.opts.model_max_compression_ratio,
             memory_limit=self.opts.memory_limit.get(size) or None,
             oom_score_adj=CHILD_OOM_SCORE_ADJ,
             files_fd=theirs.fileno(),
-            texture_max_dimension=self.opts.texture_max_dimension,
-            texture_max_pixels=self.opts.texture_max_pixels,
-            handshake_timeout_s=self.opts.handshake_timeout_s,
-            keep_alive_timeout_s=self.opts.keep_alive_timeout_s,
+            **self.opts.limits.as_args(),
         )
         cmd = server_command(sys.executable) + args.to_argv()
         log = open(self.opts.logs_dir / f"render-{host_id}.log", "ab")  # noqa: SIM115 (the child owns it)
