@@ -52,8 +52,8 @@ FRAME = (720, 1280)
 
 
 def nodes(tag: str) -> dict[str, str]:
-    """Two fake nodes named for one test: a Node name used again at once could meet its predecessor's Lease, which
-    the garbage collector deletes with the old Node (a node without its Lease goes NotReady)."""
+    """Two fake nodes with names of their own: the previous test's agent deleted its Nodes (and their Leases go with
+    them, collected in the background), so no test starts on a name still being cleaned up."""
     return {f"rep-{tag}-{i}": ip for i, ip in enumerate(ADDRESSES)}
 
 
