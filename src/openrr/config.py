@@ -153,8 +153,9 @@ class Settings(BaseSettings):
     """The cluster to run render pods in; None: the in-cluster service account."""
     kube_namespace: str = "openrr"
     kube_render_image: str = "openrr/render-server:latest"
-    kube_port_range: tuple[int, int] = (30000, 32767)
-    """Host ports render pods get, in pairs (P handshake, P+1 inspector); clients connect straight to the node."""
+    kube_port_range: tuple[int, int] = (7000, 8999)
+    """Host ports render pods get, in pairs (P handshake, P+1 inspector); clients connect straight to the node. Outside
+    Kubernetes' NodePort range (30000-32767), whose ports kube-proxy holds on every node unknown to the scheduler."""
     kube_resources: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
     """Pod resources per size, e.g. {"Premium": {"limits": {"nvidia.com/gpu": "1"}}}; a size not named: none."""
     kube_node_hostnames: dict[str, str] = Field(default_factory=dict)
