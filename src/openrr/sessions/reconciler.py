@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 _RELEASING = "render server"
 """Keys of release tasks are (_RELEASING, host_ref); those of session tasks (account id, session id), and no
 account id is this."""
+PROBE_FIRST_S, PROBE_MAX_S = 0.02, 0.25
+"""A starting server is probed again after 20 ms, then less and less often, up to every 250 ms: a warm one answers
+at once, a cold one takes seconds, and at a fixed 20 ms 25 starting sessions made 2,500 probes and store reads a
+second, which starved a replica's own passes past its ownership lease (bench/RESULTS.md §9.3)."""
 MAINTENANCE_LEASE = "hosting-maintenance"
 """The singleton lease of a shared backend's housekeeping (one replica refills a cluster-wide warm pool)."""
 PURGE_LEASE = "session-purge"
@@ -150,6 +154,7 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
             if not still_starting:
                 return  # stopped meanwhile: the next pass releases the server
         deadline = row.creation_time + dt.timedelta(seconds=self.start_timeout_s)
+        delay = PROBE_FIRST_S
         while True:
             try:
                 placement = await self.backend.probe(host_ref, key)
@@ -179,7 +184,8 @@ class Reconciler(BackgroundLoop[tuple[str, str]]):
             current = await asyncio.to_thread(self.service.get, key.account_id, key.session_id)
             if current.status is not SessionStatus.STARTING:
                 return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, PROBE_MAX_S)
 
     async def _lost_with_replica(self, row: SessionRow, key: SessionKey, replica: str) -> None:
         """A session taken over from a lapsed replica whose render server was that replica's own process: nothing
