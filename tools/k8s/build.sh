@@ -17,9 +17,9 @@ if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list 
     /etc/apt/sources.list.d/debian.sources > /etc/apt/sources.list.d/debian-src.sources
 fi
 apt-get update -qq
-# golang-go is Go 1.19 on bookworm. Kubernetes 1.20 vendors reflect2 1.0.1, which crashes the
+# make runs the build; golang-go is Go 1.19 on bookworm. Kubernetes 1.20 vendors reflect2 1.0.1, which crashes the
 # API server (SIGSEGV in mapiterinit) when built with Go >= 1.18: swap in Debian's 1.0.2.
-apt-get install -y -qq golang-go rsync jq golang-github-modern-go-reflect2-dev etcd-server >/dev/null
+apt-get install -y -qq make golang-go rsync jq golang-github-modern-go-reflect2-dev etcd-server >/dev/null
 cd "$W"
 [ -d kubernetes-1.20.2 ] || { apt-get source --download-only -qq kubernetes; tar xzf kubernetes_1.20.5+really1.20.2.orig.tar.gz; }
 cd kubernetes-1.20.2
