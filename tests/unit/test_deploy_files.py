@@ -14,6 +14,7 @@ import importlib.metadata as metadata
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,9 @@ def user_is_non_root(stage: list[tuple[str, str]]) -> bool:
 # --- the control-plane image ----------------------------------------------------------------------------------
 
 
-def control_plane_requirements() -> list[str]:
-    """What the control-plane image installs: the output of the Containerfile's own snippet, run on this tree."""
-    build = instructions("control-plane.Containerfile")[0]
+def image_requirements(name: str) -> list[str]:
+    """What an image pip-installs: the output of its Containerfile's own snippet, run on this tree."""
+    build = instructions(name)[0]
     run = next(rest for k, rest in build if k == "RUN" and "python -c" in rest)
     code = shlex.split(run.split("python -c", 1)[1].split(">", 1)[0])[0]
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -140,14 +141,17 @@ for module in sys.argv[2:]:
 """
 
 
+# What `openrr serve --hosting kubernetes` imports.
+SERVE_MODULES = ["openrr.serve", "openrr.services", "openrr.app", "openrr.cli.main", "openrr.hosting.kubernetes"]
+
+
 def test_the_control_plane_image_installs_what_serve_imports_and_none_of_the_render_stack() -> None:
-    closure = installed_closure(control_plane_requirements())
+    closure = installed_closure(image_requirements("control-plane.Containerfile"))
     assert closure & RENDER_DISTRIBUTIONS == set(), "the control-plane image would install the render stack"
     # What `openrr serve --hosting kubernetes` on PostgreSQL imports (psycopg: SQLAlchemy loads it at connect),
     # imported with nothing but the image's distributions importable.
-    modules = ["openrr.serve", "openrr.services", "openrr.app", "openrr.cli.main", "openrr.hosting.kubernetes"]
     out = subprocess.run(
-        [sys.executable, "-c", IMPORT_WITH_ONLY, json.dumps(sorted(closure)), *modules, "psycopg"],
+        [sys.executable, "-c", IMPORT_WITH_ONLY, json.dumps(sorted(closure)), *SERVE_MODULES, "psycopg"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -163,6 +167,53 @@ def test_the_control_plane_image_has_no_gl_and_runs_serve_as_a_non_root_user() -
     final = final_stage("control-plane.Containerfile")
     assert {p for p in apt_packages(final) if GL_PACKAGE.search(p)} == set()
     assert last(final, "FROM").startswith("python:3.11-slim")
+    assert json.loads(last(final, "ENTRYPOINT")) == ["openrr"]
+    assert json.loads(last(final, "CMD"))[0] == "serve"
+    assert user_is_non_root(final)
+
+
+# --- the converter image -------------------------------------------------------------------------------------
+
+
+def test_the_converter_image_converts_with_only_its_distributions_and_no_gl(tmp_path: Path) -> None:
+    import trimesh
+
+    requirements = image_requirements("converter.Containerfile")
+    assert not any(Requirement(r).name == "openrr" for r in requirements), "pip would fetch `openrr` from the index"
+    closure = installed_closure(requirements)
+    assert closure >= {"numpy", "trimesh", "scipy", "pygltflib", "laspy", "lazrs", "pye57", "psycopg"}
+    assert closure & {"moderngl", "aiortc", "av", "opencv-python-headless", "simplejpeg"} == set()
+    final = final_stage("converter.Containerfile")
+    apt = apt_packages(final)
+    assert "assimp-utils" in apt  # FBX input (conversions/formats.py runs `assimp`)
+    assert {p for p in _dpkg_depends_closure(apt) if GL_PACKAGE.search(p)} == set()
+    # A real conversion in an interpreter that sees only the image's distributions: a glTF box, and the same box
+    # as FBX through assimp (as CI installs it), after importing what `openrr serve` and the worker import.
+    work = tmp_path / "in"
+    work.mkdir()
+    trimesh.creation.box().export(work / "box.glb")
+    inputs = ["box.glb"]
+    if shutil.which("assimp"):
+        subprocess.run(["assimp", "export", "box.glb", "box.fbx", "-ffbxa"], cwd=work, check=True, capture_output=True)
+        inputs.append("box.fbx")
+    code = IMPORT_WITH_ONLY + (
+        "from pathlib import Path\n"
+        "from openrr.conversions.converter import convert\n"
+        "import laspy, pye57, lazrs\n"
+        f"for name in {inputs!r}:\n"
+        f"    convert(Path({str(work)!r}), name, Path({str(tmp_path / 'out')!r}), name + '.arrAsset')\n"
+    )
+    modules = [*SERVE_MODULES, "openrr.conversions.worker", "openrr.conversions.converter", "psycopg"]
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(sorted(closure)), *modules],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, f"a conversion needs what the converter image lacks: {out.stderr[-2000:]}"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.arrAsset")) == sorted(f"{n}.arrAsset" for n in inputs)
+    assert any("--no-deps" in part and ".whl" in part for k, run in final if k == "RUN" for part in run.split("&&"))
+    assert last(final, "FROM").startswith("python:3.11-slim-bookworm")
     assert json.loads(last(final, "ENTRYPOINT")) == ["openrr"]
     assert json.loads(last(final, "CMD"))[0] == "serve"
     assert user_is_non_root(final)
