@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from kubernetes.utils import parse_quantity
 from packaging.requirements import Requirement
 
 from openrr import tls
@@ -382,6 +383,51 @@ def test_the_deployment_runs_serve_with_flags_it_accepts_and_secrets_make_secret
     from cryptography.fernet import Fernet
 
     Fernet(base64.b64decode(made["openrr-secrets"]["data"]["secrets-key"]))
+
+
+def test_the_converter_deployment_runs_workers_off_the_service_with_the_control_planes_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from openrr.cli.main import build_parser
+
+    objects = manifest_objects()
+    control, converter = find(objects, "Deployment", "openrr"), find(objects, "Deployment", "openrr-converter")
+    pod, control_pod = converter["spec"]["template"]["spec"], control["spec"]["template"]["spec"]
+    (container,), (control_container,) = pod["containers"], control_pod["containers"]
+    assert converter["spec"]["replicas"] == 1
+    assert container["image"] == "openrr/converter:latest"
+    assert container["image"] in (DEPLOY / "converter.Containerfile").read_text(), "the documented tag"
+    args = build_parser().parse_args([*container["command"][1:], *container["args"]])
+    assert args.hosting == "kubernetes" and args.host == "$(POD_IP)"
+    # The same ServiceAccount (so RBAC is unchanged), Secrets, ConfigMap, CA mount and user as the control plane.
+    assert pod["serviceAccountName"] == control_pod["serviceAccountName"]
+    assert pod["securityContext"] == control_pod["securityContext"]
+    assert container["securityContext"] == control_container["securityContext"]
+    assert container["envFrom"] == control_container["envFrom"]
+    assert [e for e in container["env"] if "valueFrom" in e] == [
+        e for e in control_container["env"] if "valueFrom" in e
+    ]
+    assert container["volumeMounts"] == control_container["volumeMounts"]
+    # Its settings: the ConfigMap's, with the Deployment's own env over them (as the kubelet orders them).
+    for key, value in find(objects, "ConfigMap", "openrr-settings")["data"].items():
+        monkeypatch.setenv(key, value)
+    for env in container["env"]:
+        if "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    settings = Settings()
+    assert settings.conversion_workers > 0
+    # Scratch (data_dir/conversions, the workers' TMPDIR too) on a bounded emptyDir: each worker's largest input
+    # and an output as large.
+    data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(settings.data_dir))
+    (data,) = [v for v in pod["volumes"] if v["name"] == data_mount["name"]]
+    assert settings.conversions_dir.is_relative_to(settings.data_dir)
+    limit = parse_quantity(data["emptyDir"]["sizeLimit"])  # type: ignore[no-untyped-call]
+    assert limit >= settings.conversion_workers * 2 * settings.conversion_max_input_bytes
+    # The API Service does not select it: conversions' load stays off the replicas answering clients.
+    service = find(objects, "Service", "openrr")
+    labels = converter["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= labels.items()
+    assert control["spec"]["selector"]["matchLabels"].items() - labels.items(), "the Deployments' pods must not mix"
 
 
 def test_postgres_yaml_stands_alone_and_matches_make_secrets_url() -> None:
