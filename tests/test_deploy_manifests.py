@@ -168,6 +168,8 @@ def test_the_control_plane_deployed_from_the_manifests_answers(
         try:
             for secret in secrets:
                 core.create_namespaced_secret(ns, secret)
+            # Not the converter's Deployment (converter.yaml): the same `openrr serve` with workers, whose image and
+            # settings tests/unit/test_deploy_files.py checks; a third replica would only slow this test.
             for obj in objects:
                 if obj["kind"] != "Deployment":
                     utils.create_from_dict(api, obj, namespace=ns)  # type: ignore[no-untyped-call]
