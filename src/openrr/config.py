@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     handshake_timeout_s: float = 10.0
     """A connection that has not completed TLS or sent a request within this long is dropped."""
     keep_alive_timeout_s: float = 10.0
+    render_orphan_timeout_s: float = Field(default=300.0, ge=0)
+    """A render server that hears nothing from a control plane for this long stops itself (its control plane was
+    killed and never came back); 0: never. Every control plane reaches its servers every few reconcile passes."""
     max_connections: int = 1000
     """Concurrent connections served; past it requests get 503."""
 

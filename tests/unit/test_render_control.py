@@ -56,6 +56,7 @@ FULL = RenderServerArgs(
     texture_max_pixels=4096,
     handshake_timeout_s=1.5,
     keep_alive_timeout_s=0.5,
+    orphan_timeout_s=300.0,
     handshake_port=30000,
     inspector_port=30001,
     secret_file=Path("/var/run/openrr/pod/control-secret"),
@@ -281,6 +282,7 @@ def test_exit_reasons_say_what_the_control_plane_needs() -> None:
     assert "render process (GL) died" in exit_reason(control.EXIT_RENDER_PROCESS_FAILED)
     assert exit_reason(1) == "exited with code 1"
     assert "port is taken" in exit_reason(control.EXIT_PORT_IN_USE)
+    assert "no control plane reached it within its orphan timeout" in exit_reason(control.EXIT_ORPHANED)
 
 
 def _imports_of(path: Path) -> set[str]:

@@ -78,6 +78,12 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "--handshake-timeout-s", type=float, help="drop connections without TLS or a request after this (default 10)"
     )
     serve.add_argument("--keep-alive-timeout-s", type=float, help="idle seconds a kept-alive connection stays open")
+    serve.add_argument(
+        "--render-orphan-timeout-s",
+        type=float,
+        help="a render server that hears nothing from a control plane for this long stops itself (default 300; 0: "
+        "never)",
+    )
     serve.add_argument("--max-connections", type=int, help="connections served at once; past it: 503 (default 1000)")
     # Replicas on one database (docs/kubernetes.md): the same --database-url, CA directory and secrets key.
     serve.add_argument("--replica-id", help="this replica's name in session records (default: host-pid-random)")

@@ -59,6 +59,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "public_url",
         "handshake_timeout_s",
         "keep_alive_timeout_s",
+        "render_orphan_timeout_s",
         "max_connections",
         "child_user",
         "texture_max_dimension",

@@ -87,4 +87,5 @@ def server_limits(settings: Settings) -> ServerLimits:
         texture_max_pixels=settings.texture_max_pixels,
         handshake_timeout_s=settings.handshake_timeout_s,
         keep_alive_timeout_s=settings.keep_alive_timeout_s,
+        orphan_timeout_s=settings.render_orphan_timeout_s or None,
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+from collections.abc import Sequence
+
 import httpx
 
 from openrr.render.control import HealthReport, control_headers
@@ -23,3 +27,19 @@ async def fetch_health(client: httpx.AsyncClient, url: str, control_secret: str)
         return HealthReport.from_json(r.json())
     except ValueError:
         return None  # not (yet) a render server's answer: as if it did not answer
+
+
+def keep_alive(targets: Sequence[tuple[str, str]], verify: ssl.SSLContext | bool) -> None:
+    """One health request with its control secret to each (health URL, secret), all at once: what keeps a server
+    without a session (warm) from expiring as an orphan (render/orphan.py); a session's server gets its probes.
+
+    Blocking: for a backend's `maintain`, which runs in a worker thread (no event loop of its own there).
+    """
+    if not targets:
+        return
+
+    async def send() -> None:
+        async with httpx.AsyncClient(verify=verify) as client:
+            await asyncio.gather(*(fetch_health(client, url, secret) for url, secret in targets))
+
+    asyncio.run(send())

@@ -28,7 +28,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from openrr.hosting.backend import HostGone, Placement, SessionKey
-from openrr.hosting.health import fetch_health
+from openrr.hosting.health import fetch_health, keep_alive
 from openrr.hosting.kube_cache import WatchCache
 from openrr.hosting.kube_pod import (
     CONTROL_SECRET_KEY,
@@ -202,10 +202,25 @@ class KubernetesBackend:
                     logger.warning("replacing warm render pod %s: %s", pod.metadata.name, why or "its ports clash")
                     self.release(pod.metadata.name)
         self._bind_orphans(pods)
+        self._keep_warm_alive(pods)
         for size, wanted in self.opts.warm_pool.items():
             have = sum(1 for p in self.pods.items() if _is_warm(p, size) and _alive(p))
             for _ in range(max(0, wanted - have)):
                 self._create(size, None)
+
+    def _keep_warm_alive(self, pods: list[Any]) -> None:
+        """A health request with its secret to each Ready warm pod, so that none expires as an orphan (a session's
+        pod gets its probes instead)."""
+        targets: list[tuple[str, str]] = []
+        for pod in pods:
+            labels = pod.metadata.labels or {}
+            if labels.get(STATE_LABEL) != WARM or pod.metadata.deletion_timestamp is not None or not _pod_ready(pod):
+                continue
+            port, host_ip = handshake_port(pod), pod.status.host_ip
+            secret = self._secret_of(pod, self.nodes.get(pod.spec.node_name))
+            if port is not None and host_ip and secret is not None:
+                targets.append((f"https://{_url_host(host_ip)}:{port}{HEALTH_PATH}", secret))
+        keep_alive(targets, self._verify)
 
     def claimed_refs(self) -> dict[str, SessionKey]:
         refs: dict[str, SessionKey] = {}

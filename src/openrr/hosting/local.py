@@ -28,7 +28,7 @@ import psutil
 
 from openrr.hosting.backend import HostGone, Placement, SessionKey
 from openrr.hosting.file_broker import FileBroker, socket_pair
-from openrr.hosting.health import fetch_health
+from openrr.hosting.health import fetch_health, keep_alive
 from openrr.hosting.render_tls import RenderCertificates
 from openrr.hosting.server_control import Pushed, ServerControl
 from openrr.hosting.server_limits import ServerLimits
@@ -205,10 +205,14 @@ class LocalBackend:
     def maintain(self) -> None:
         with self._lock:
             warm = [h for h in self._hosts.values() if h.record.session_id is None]
+        live: list[tuple[str, str]] = []
         for host in warm:
             if not self._alive(host):
                 logger.warning("warm render server %s died; replacing it", host.record.host_id)
                 self.release(host.record.host_id)
+            elif (ports := self._ports(host)) is not None:
+                live.append((f"{self._base}:{ports[0]}{HEALTH_PATH}", host.record.secret))
+        keep_alive(live, self._verify)
         for size, wanted in self.opts.warm_pool.items():
             with self._lock:
                 have = sum(1 for h in self._hosts.values() if h.record.session_id is None and h.record.size == size)

@@ -21,6 +21,8 @@ class ServerLimits:
     handshake_timeout_s: float = 10.0
     """A connection that has not completed TLS and sent a request within this long is dropped."""
     keep_alive_timeout_s: float = 10.0
+    orphan_timeout_s: float | None = None
+    """A server that hears no request with its control secret for this long stops itself; None: never."""
 
     def as_args(self) -> dict[str, Any]:
         """Keyword arguments of RenderServerArgs."""

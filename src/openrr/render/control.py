@@ -86,6 +86,12 @@ class RenderServerArgs:
     texture_max_pixels: int | None = field(default=None, metadata=_help("texture width x height"))
     handshake_timeout_s: float = field(default=10.0, metadata=_help("seconds to complete TLS and send a request"))
     keep_alive_timeout_s: float = field(default=10.0, metadata=_help("idle seconds of a kept-alive connection"))
+    # Self-expiry: a control plane that was SIGKILLed and never came back (or a replica that died before recording
+    # the server) leaves nobody to stop the server; connected clients do not count, as nobody enforces their lease.
+    orphan_timeout_s: float | None = field(
+        default=None,
+        metadata=_help("exit once no request with the control secret came for this many seconds (default: never)"),
+    )
     # Pod mode (hosting/kubernetes.py): the control plane allocates the ports (hostPort) and hands the secret in a
     # mounted Secret, as a pod has no stdin from the control plane.
     handshake_port: int | None = field(
@@ -268,6 +274,9 @@ EXIT_PORT_IN_USE = 69
 """--handshake-port or --inspector-port is taken on this address (EX_UNAVAILABLE)."""
 EXIT_RENDER_PROCESS_FAILED = 70
 """Its render process (GL) died (EX_SOFTWARE): the server exits rather than answer /health with no picture."""
+EXIT_ORPHANED = 75
+"""No request with the control secret came for --orphan-timeout-s (EX_TEMPFAIL): no control plane looks after the
+server any more, so it stopped itself."""
 
 
 def exit_reason(returncode: int) -> str:
@@ -279,6 +288,11 @@ def exit_reason(returncode: int) -> str:
             return f"was killed by signal {-returncode}"
     if returncode == EXIT_RENDER_PROCESS_FAILED:
         return f"exited with code {returncode}: its render process (GL) died; the render server's log says more"
+    if returncode == EXIT_ORPHANED:
+        return (
+            f"exited with code {returncode}: no control plane reached it within its orphan timeout, so it stopped "
+            "itself"
+        )
     if returncode == EXIT_PORT_IN_USE:
         return f"exited with code {returncode}: its handshake or inspector port is taken on its node"
     if returncode == EXIT_USAGE:

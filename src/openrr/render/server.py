@@ -32,6 +32,7 @@ from openrr.render.access import Refused, TokenGate, bearer
 from openrr.render.control import (
     CONTROL_HEADER,
     EXIT_OK,
+    EXIT_ORPHANED,
     EXIT_PORT_IN_USE,
     EXIT_USAGE,
     HEALTH_PATH,
@@ -52,6 +53,7 @@ from openrr.render.identity import ServerIdentity
 from openrr.render.local_files import BrokeredFiles
 from openrr.render.logbuffer import RingBufferHandler
 from openrr.render.metrics import RenderMetrics
+from openrr.render.orphan import OrphanWatch
 from openrr.render.ports import bind_exact, bind_in_range
 from openrr.render.session import STANDARD_PRIMITIVE_LIMIT, SceneSession
 from openrr.render.stream import StreamEndpoint
@@ -87,6 +89,8 @@ class RenderServer:
         self.started = time.monotonic()
         self.process = psutil.Process()
         self.requests = 0
+        self.orphan_watch: OrphanWatch | None = None
+        """Set with --orphan-timeout-s: every request with the control secret keeps the server alive."""
         self.handshake = Starlette(
             routes=[
                 Route(HEALTH_PATH, self.health),
@@ -126,7 +130,10 @@ class RenderServer:
         )
 
     def _from_control_plane(self, request: Request) -> bool:
-        return from_control_plane(request.headers.get(CONTROL_HEADER), self.control_secret)
+        ok = from_control_plane(request.headers.get(CONTROL_HEADER), self.control_secret)
+        if ok and self.orphan_watch is not None:
+            self.orphan_watch.heard()
+        return ok
 
     async def _control_body(self, request: Request, kind: type[_Body]) -> _Body | Response:
         """The body of a control request, or the answer to give: 403 without the control secret, 400 (naming
@@ -347,11 +354,21 @@ def run(ns: argparse.Namespace) -> int:
         # The GL context comes up before the server answers /health: Ready means it can render.
         await scene.start()
         logger.info("rendering with %s", scene.gl_renderer)
+        watchdog = None
+        if args.orphan_timeout_s:
+            # Counted from now: a control plane cannot reach the server before it serves.
+            server_app.orphan_watch = OrphanWatch(args.orphan_timeout_s)
+            watchdog = asyncio.create_task(server_app.orphan_watch.watch(lambda: setattr(server, "should_exit", True)))
         try:
             await server.serve(sockets=sockets)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             await scene.close()
 
     asyncio.run(main())
+    if server_app.orphan_watch is not None and server_app.orphan_watch.orphaned:
+        logger.info("render server %s stopped itself, orphaned (exit code %d)", args.host_id, EXIT_ORPHANED)
+        return EXIT_ORPHANED
     logger.info("render server %s stopped", args.host_id)
     return EXIT_OK
