@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -168,6 +168,19 @@ class Settings(BaseSettings):
     kube_extra_volumes: list[KubeHostVolume] = Field(default_factory=list)
     """Node directories every render pod mounts (read-only unless said), e.g. drivers an image takes from the host;
     checked against the pod's own volumes at start (hosting/kube_pod.py)."""
+
+    @model_validator(mode="after")
+    def _orphan_timeout_outlasts_keep_alive(self) -> Settings:
+        # Warm servers hear from the control plane only at maintenance (every 5 passes; with a shared backend, from
+        # the replica holding the maintenance lease, which another takes over after session_lease_s): a shorter
+        # timeout would have a live control plane's servers stop themselves.
+        least = 2 * 5 * self.reconcile_interval_s + (self.session_lease_s if self.hosting == "kubernetes" else 0)
+        if 0 < self.render_orphan_timeout_s < least:
+            raise ValueError(
+                f"render_orphan_timeout_s ({self.render_orphan_timeout_s:g}) must be at least {least:g} s: two "
+                "maintenance periods (10 reconcile intervals), plus session_lease_s with hosting kubernetes; 0: never"
+            )
+        return self
 
     @property
     def sqlite_path(self) -> Path:

@@ -80,3 +80,14 @@ def test_the_setting_reaches_local_and_pod_servers_as_the_flag(tmp_path: Path) -
     assert _pod_args(never).orphan_timeout_s is None
     with pytest.raises(ValueError, match="render_orphan_timeout_s"):
         Settings(data_dir=tmp_path, render_orphan_timeout_s=-1)
+
+
+def test_the_timeout_must_outlast_the_keep_alive(tmp_path: Path) -> None:
+    """Warm servers are reached at maintenance only (every 5 reconcile passes): two of its periods at least."""
+    Settings(data_dir=tmp_path, render_orphan_timeout_s=3, reconcile_interval_s=0.2)
+    with pytest.raises(ValueError, match="must be at least 10 s"):
+        Settings(data_dir=tmp_path, render_orphan_timeout_s=9)
+    # A shared (Kubernetes) pool is kept alive by the maintenance lease's holder; another takes it over after the
+    # session lease.
+    with pytest.raises(ValueError, match="must be at least 20 s"):
+        Settings(data_dir=tmp_path, render_orphan_timeout_s=15, hosting="kubernetes")
